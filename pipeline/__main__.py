@@ -1,0 +1,5 @@
+"""``python -m pipeline`` is the ``gmm`` command."""
+
+from pipeline.cli import main
+
+main()

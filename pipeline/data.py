@@ -1,0 +1,257 @@
+"""Parquet datasets: listing, schema checks, column projection, fingerprint, reading a partition.
+
+A dataset is a file, a directory (hive partitions allowed, read recursively),
+a glob, or any fsspec URL.  Its files are taken in natural sort order.  A
+partition is one file, or a run of row groups of a file that is large.
+Only footers are read here on the client; rows are read by the workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.errors import InputError
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+# A file larger than this (in float64 rows x columns) is split by row groups.
+PARTITION_BYTES = 128 << 20
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Rows of one file (all of it, or some row groups)."""
+
+    path: str
+    row_groups: tuple[int, ...] | None
+    n_rows: int
+
+
+@dataclass(frozen=True)
+class ParquetDataset:
+    """A projected, schema-checked Parquet dataset.
+
+    Attributes
+    ----------
+    fs : fsspec.AbstractFileSystem
+    partitions : list of Partition
+    feature_names : list of str
+    weight_column : str or None
+    nan_policy : {"error", "drop"}
+    fingerprint : str
+        sha256 over the files' paths, sizes and footers, and the projection.
+    """
+
+    fs: Any
+    partitions: list[Partition]
+    feature_names: list[str]
+    weight_column: str | None
+    nan_policy: str
+    fingerprint: str
+
+    @property
+    def n_rows(self) -> int:
+        return sum(p.n_rows for p in self.partitions)
+
+
+def _natural_key(path: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
+
+
+def _is_data_file(path: str) -> bool:
+    parts = path.rstrip("/").split("/")
+    hidden = any(p.startswith(("_", ".")) for p in parts[-1:])
+    return not hidden and path.lower().endswith(PARQUET_SUFFIXES)
+
+
+def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, list[str]]:
+    """The filesystem and the sorted Parquet files of a path, glob or URL."""
+    try:
+        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise InputError(f"data.path {path!r}: {exc}") from None
+    try:
+        if any(ch in root for ch in "*?["):
+            candidates = []
+            for match in fs.glob(root):
+                candidates += fs.find(match) if fs.isdir(match) else [match]
+        elif fs.isdir(root):
+            candidates = fs.find(root)
+        elif fs.isfile(root):
+            return fs, [root]
+        else:
+            raise InputError(f"data.path {path!r} does not exist")
+    except PermissionError:
+        raise InputError(f"data.path {path!r}: permission denied") from None
+    files = sorted((f for f in candidates if _is_data_file(f)), key=_natural_key)
+    if not files:
+        raise InputError(f"data.path {path!r} holds no Parquet files (*.parquet, *.parq, *.pq)")
+    return fs, files
+
+
+@dataclass(frozen=True)
+class _Footer:
+    path: str
+    size: int
+    schema: pa.Schema
+    row_group_rows: tuple[int, ...]
+    digest: bytes
+
+
+def _read_footer(fs, path: str) -> _Footer:
+    try:
+        with fs.open(path, "rb") as f:
+            size = f.size
+            meta = pq.ParquetFile(f).metadata
+            f.seek(size - 8)
+            footer_len = int.from_bytes(f.read(4), "little")
+            f.seek(size - 8 - footer_len)
+            digest = hashlib.sha256(f.read(footer_len)).digest()
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+    rows = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    return _Footer(path, size, meta.schema.to_arrow_schema(), rows, digest)
+
+
+def _is_numeric(dtype: pa.DataType) -> bool:
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+
+
+def _select_columns(first: _Footer, columns, weight_column) -> list[str]:
+    schema = first.schema
+    names = schema.names
+    if weight_column is not None and weight_column not in names:
+        raise InputError(
+            f"{first.path}: data.weight_column {weight_column!r} not found; available columns: {', '.join(names)}"
+        )
+    if columns is None:
+        chosen = [n for n in names if n != weight_column and _is_numeric(schema.field(n).type)]
+        if not chosen:
+            raise InputError(f"{first.path}: no numeric columns; columns are: {', '.join(names)}")
+        return chosen
+    for name in columns:
+        if name not in names:
+            raise InputError(f"{first.path}: column {name!r} of data.columns not found; available columns: {', '.join(names)}")
+        if not _is_numeric(schema.field(name).type):
+            raise InputError(f"{first.path}: column {name!r} is {schema.field(name).type}, not numeric")
+    return list(columns)
+
+
+def _check_same_schema(footers: list[_Footer], needed: list[str]) -> None:
+    reference = footers[0]
+    for footer in footers[1:]:
+        for name in needed:
+            if name not in footer.schema.names:
+                raise InputError(f"{footer.path}: column {name!r} is missing (present in {reference.path})")
+            mine, theirs = footer.schema.field(name).type, reference.schema.field(name).type
+            if mine != theirs:
+                raise InputError(f"{footer.path}: column {name!r} is {mine}, but {theirs} in {reference.path}")
+
+
+def _partitions(footer: _Footer, n_columns: int) -> list[Partition]:
+    rows = footer.row_group_rows
+    if sum(rows) * n_columns * 8 <= PARTITION_BYTES or len(rows) < 2:
+        return [Partition(footer.path, None, sum(rows))]
+    parts, group, count = [], [], 0
+    for i, r in enumerate(rows):
+        if group and (count + r) * n_columns * 8 > PARTITION_BYTES:
+            parts.append(Partition(footer.path, tuple(group), count))
+            group, count = [], 0
+        group.append(i)
+        count += r
+    parts.append(Partition(footer.path, tuple(group), count))
+    return parts
+
+
+def open_dataset(
+    path: str,
+    columns: list[str] | None = None,
+    weight_column: str | None = None,
+    storage_options: dict | None = None,
+    nan_policy: str = "error",
+) -> ParquetDataset:
+    """List, check and project a Parquet dataset (reads footers only).
+
+    Raises
+    ------
+    InputError
+        Missing path, no Parquet, unreadable file, missing or non-numeric
+        column, or files that disagree on the selected columns.
+    """
+    fs, files = list_files(path, storage_options)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        footers = list(pool.map(lambda f: _read_footer(fs, f), files))
+    names = _select_columns(footers[0], columns, weight_column)
+    needed = names + ([weight_column] if weight_column else [])
+    _check_same_schema(footers, needed)
+    digest = hashlib.sha256(repr((names, weight_column, nan_policy)).encode())
+    for footer in footers:
+        digest.update(f"{footer.path}\0{footer.size}\0".encode())
+        digest.update(footer.digest)
+    partitions = [p for footer in footers for p in _partitions(footer, len(needed))]
+    return ParquetDataset(fs, partitions, names, weight_column, nan_policy, digest.hexdigest())
+
+
+def _column_as_float(table: pa.Table, name: str) -> np.ndarray:
+    column = table.column(name)
+    if column.null_count:
+        column = pc.fill_null(pc.cast(column, pa.float64()), np.nan)
+    return column.to_numpy().astype(np.float64, copy=False)
+
+
+def read_partition(
+    fs, part: Partition, feature_names: list[str], weight_column: str | None, nan_policy: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one partition as float64 rows.
+
+    Returns
+    -------
+    X : ndarray of shape (n_rows, n_features), C-contiguous float64
+    sample_weight : ndarray of shape (n_rows,) or None
+
+    Raises
+    ------
+    InputError
+        Unreadable file, or non-finite values (``nan_policy="error"``), or a
+        negative or non-finite weight.
+    """
+    needed = feature_names + ([weight_column] if weight_column else [])
+    try:
+        with fs.open(part.path, "rb") as f:
+            pf = pq.ParquetFile(f)
+            table = pf.read(columns=needed) if part.row_groups is None else pf.read_row_groups(part.row_groups, columns=needed)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{part.path}: cannot read Parquet data ({exc})") from None
+    X = np.empty((table.num_rows, len(feature_names)))
+    for j, name in enumerate(feature_names):
+        X[:, j] = _column_as_float(table, name)
+    bad = ~np.isfinite(X).all(axis=1)
+    sample_weight = None
+    if weight_column is not None:
+        sample_weight = _column_as_float(table, weight_column)
+        if not np.isfinite(sample_weight).all() or (sample_weight < 0).any():
+            n_bad = int((~np.isfinite(sample_weight) | (sample_weight < 0)).sum())
+            raise InputError(
+                f"{part.path}: weight column {weight_column!r} has {n_bad} negative, NaN or infinite values; "
+                "weights must be finite and >= 0"
+            )
+    if bad.any():
+        if nan_policy == "error":
+            raise InputError(
+                f"{part.path}: {int(bad.sum())} rows have NaN or infinite values in the selected columns; "
+                "clean the data or set data.nan_policy: drop"
+            )
+        X = np.ascontiguousarray(X[~bad])
+        sample_weight = None if sample_weight is None else sample_weight[~bad]
+    return X, sample_weight

@@ -1,0 +1,109 @@
+"""The EM driver: starts -> loop { one pass -> M-step -> converged? } -> runs.
+
+Several runs (``n_init`` restarts) advance together: one pass over the data per
+iteration computes the statistics of every run still going.  The driver only
+orchestrates; the arithmetic is in :mod:`pipeline.kernels`, the Dask work in
+:mod:`pipeline.passes`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pipeline import kernels
+from pipeline.errors import InputError
+from pipeline.passes import BlockSource, add_tuples
+
+
+@dataclass
+class EMRun:
+    """State and outcome of one EM run.
+
+    Attributes
+    ----------
+    params : Params
+        Current parameters (after the last M-step).
+    lower_bound : float
+        Mean log-likelihood per unit weight at the last E-step.
+    history : list of float
+        ``lower_bound`` after each iteration.
+    n_iter : int
+    converged : bool
+    """
+
+    params: kernels.Params
+    lower_bound: float = -math.inf
+    history: list[float] = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+
+
+@dataclass(frozen=True)
+class IterationReport:
+    """What one iteration did, for progress output and checkpoints."""
+
+    iteration: int
+    runs: list[EMRun]
+    changes: list[float]
+    seconds: float
+
+
+def _em_block(X, sample_weight, row_offset, params_list):
+    return tuple(kernels.block_statistics(X, sample_weight, p) for p in params_list)
+
+
+def _score_block(X, sample_weight, row_offset, params):
+    return kernels.block_log_likelihood(X, sample_weight, params)
+
+
+def _add_pairs(a, b):
+    return a[0] + b[0], a[1] + b[1]
+
+
+def run_em(
+    source: BlockSource,
+    runs: list[EMRun],
+    *,
+    reg_covar: float,
+    tol: float,
+    max_iter: int,
+    on_iteration: Callable[[IterationReport], None] | None = None,
+) -> list[EMRun]:
+    """Advance every run until its lower bound changes by less than ``tol`` or ``max_iter``.
+
+    Runs resumed from a checkpoint keep their ``n_iter`` and ``history``.
+    The runs are updated in place and returned.
+    """
+    while True:
+        active = [r for r in runs if not r.converged and r.n_iter < max_iter]
+        if not active:
+            return runs
+        started = time.perf_counter()
+        all_stats = source.run(_em_block, tuple(r.params for r in active), combine=add_tuples)
+        changes = []
+        for run, stats in zip(active, all_stats):
+            if stats.weight_sum <= 0:
+                raise InputError("the data has no rows with positive weight")
+            lower_bound = stats.log_likelihood / stats.weight_sum
+            run.params = kernels.m_step(stats, run.params.means, run.params.covariance_type, reg_covar)
+            changes.append(lower_bound - run.lower_bound)
+            run.lower_bound = lower_bound
+            run.history.append(lower_bound)
+            run.n_iter += 1
+            run.converged = abs(changes[-1]) < tol
+        if on_iteration is not None:
+            iteration = max(r.n_iter for r in active)
+            on_iteration(IterationReport(iteration, active, changes, time.perf_counter() - started))
+
+
+def best_run(runs: list[EMRun]) -> EMRun:
+    """The run with the highest lower bound (the first among equals), as scikit-learn picks."""
+    return max(runs, key=lambda r: r.lower_bound)
+
+
+def log_likelihood(source: BlockSource, params: kernels.Params) -> tuple[float, float]:
+    """Total weighted log-likelihood of the data under ``params``, and the weight sum (one pass)."""
+    return source.run(_score_block, params, combine=_add_pairs)

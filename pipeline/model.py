@@ -1,0 +1,216 @@
+"""The model directory: ``model.yaml`` + ``model.npz``, written atomically, loaded with checks.
+
+``model.npz`` is written with fixed zip timestamps, so the same arrays give
+the same bytes (and the same sha256).  The directory is written complete
+beside its destination and renamed into place: a reader sees the old model,
+the new one, or (for an instant, when replacing) none, never half of one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import os
+import shutil
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline import kernels
+from pipeline.errors import InputError
+
+FORMAT_VERSION = 1
+YAML_NAME = "model.yaml"
+NPZ_NAME = "model.npz"
+ARRAY_NAMES = ("weights", "means", "covariances", "precisions_cholesky")
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass
+class SavedModel:
+    """A model as stored: its parameters and everything else in model.yaml."""
+
+    params: kernels.Params
+    info: dict[str, Any]
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``.npz`` archive of ``arrays`` with fixed timestamps (reproducible bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH), member.getvalue())
+    return buffer.getvalue()
+
+
+def _plain(value):
+    """YAML-safe Python values from NumPy ones."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _write_new(directory: Path, files: dict[str, bytes]) -> None:
+    directory.mkdir(parents=True)
+    for name, content in files.items():
+        with open(directory / name, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_directory_atomically(path: str | Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` as the whole content of directory ``path``, atomically."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    staging = path.parent / f".{path.name}.tmp-{tag}"
+    try:
+        _write_new(staging, files)
+        if path.exists():
+            retired = path.parent / f".{path.name}.old-{tag}"
+            os.rename(path, retired)
+            os.rename(staging, path)
+            shutil.rmtree(retired)
+        else:
+            os.rename(staging, path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a fit's numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("gmm-pipeline", "numpy", "scipy", "dask", "distributed", "pyarrow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def fit_info(
+    *,
+    feature_names: list[str],
+    converged: bool,
+    n_iter: int,
+    lower_bound: float,
+    history: list[float],
+    n_samples: int | None,
+    weight_sum: float | None,
+    bic: float | None = None,
+    aic: float | None = None,
+    config: dict | None = None,
+    data_fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """The keys of model.yaml that describe a fit (the parameters are added by save_model)."""
+    return {
+        "feature_names": list(feature_names),
+        "converged": bool(converged),
+        "n_iter": int(n_iter),
+        "lower_bound": float(lower_bound),
+        "history": [float(h) for h in history],
+        "n_samples": n_samples,
+        "weight_sum": weight_sum,
+        "bic": bic,
+        "aic": aic,
+        "config": config,
+        "data_fingerprint": data_fingerprint,
+        "versions": package_versions(),
+    }
+
+
+def save_model(path: str | Path, params: kernels.Params, info: dict[str, Any]) -> None:
+    """Write a model directory.
+
+    Parameters
+    ----------
+    path : str or Path
+    params : Params
+    info : dict
+        The other keys of model.yaml (converged, n_iter, history, config, ...).
+    """
+    npz = npz_bytes({name: getattr(params, name) for name in ARRAY_NAMES})
+    document = {
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "n_components": params.n_components,
+        "n_features": params.n_features,
+        "covariance_type": params.covariance_type,
+        "weights": params.weights,
+        "means": params.means,
+        **info,
+        "arrays": {"file": NPZ_NAME, "sha256": hashlib.sha256(npz).hexdigest()},
+    }
+    text = yaml.safe_dump(_plain(document), sort_keys=False, default_flow_style=None, width=120)
+    write_directory_atomically(path, {NPZ_NAME: npz, YAML_NAME: text.encode()})
+
+
+def _expected_shapes(covariance_type: str, k: int, d: int) -> dict[str, tuple]:
+    cov = kernels.second_moment_shape(covariance_type, k, d)
+    return {"weights": (k,), "means": (k, d), "covariances": cov, "precisions_cholesky": cov}
+
+
+def load_saved_model(path: str | Path) -> SavedModel:
+    """Read and check a model directory.
+
+    Raises
+    ------
+    InputError
+        Not a model directory, unreadable YAML, newer format, sha256 mismatch,
+        or arrays of the wrong shape.
+    """
+    path = Path(path)
+    yaml_path = path / YAML_NAME
+    if not yaml_path.is_file():
+        raise InputError(f"{path}: not a model directory (no {YAML_NAME})")
+    try:
+        info = yaml.safe_load(yaml_path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{yaml_path}: invalid YAML ({exc})") from None
+    if not isinstance(info, dict) or "format_version" not in info or "arrays" not in info:
+        raise InputError(f"{yaml_path}: not a gmm-pipeline model file (no format_version or arrays)")
+    version = info["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(
+            f"{yaml_path}: format_version {version!r} is newer than this gmm-pipeline reads "
+            f"({FORMAT_VERSION}); upgrade gmm-pipeline"
+        )
+    npz_path = path / str(info["arrays"].get("file", NPZ_NAME))
+    try:
+        content = npz_path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{npz_path}: cannot read ({exc.strerror})") from None
+    if hashlib.sha256(content).hexdigest() != info["arrays"].get("sha256"):
+        raise InputError(f"{npz_path}: sha256 does not match {yaml_path}; the model files are corrupt or mismatched")
+    try:
+        with np.load(io.BytesIO(content), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in ARRAY_NAMES}
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{npz_path}: not a valid model archive ({exc})") from None
+    ct = info.get("covariance_type")
+    if ct not in kernels.COVARIANCE_TYPES:
+        raise InputError(f"{yaml_path}: unknown covariance_type {ct!r}")
+    k, d = arrays["means"].shape if arrays["means"].ndim == 2 else (None, None)
+    for name, shape in _expected_shapes(ct, k or 0, d or 0).items():
+        if arrays[name].shape != shape:
+            raise InputError(f"{npz_path}: {name} has shape {arrays[name].shape}, expected {shape}")
+    info = {key: value for key, value in info.items() if key not in ("weights", "means", "arrays")}
+    return SavedModel(kernels.Params(covariance_type=ct, **arrays), info)
