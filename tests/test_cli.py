@@ -1,0 +1,137 @@
+"""The job and the ``gmm`` command, through the real entry point and real Parquet files."""
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGMM
+
+from conftest import COVARIANCE_TYPES, make_blobs, sklearn_start, write_parquet
+from pipeline import job, kernels, load_model
+from pipeline.config import load_config
+from pipeline.model import save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+GMM = str(Path(sys.executable).parent / "gmm")
+
+
+def gmm(*args, cwd, env=None):
+    return subprocess.run([GMM, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def write_config(path: Path, **sections) -> Path:
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_parquet_fit_on_the_cluster_matches_sklearn(tmp_path, client, covariance_type):
+    X = make_blobs(30)
+    write_parquet(tmp_path / "data", X, n_files=5)
+    w, m, p = sklearn_start(X, 3, covariance_type)
+    prec_chol = kernels.precision_cholesky_from_precisions(p, covariance_type)
+    cov = kernels.covariances_from_precision_cholesky(prec_chol, covariance_type)
+    save_model(tmp_path / "start", kernels.Params(w, m, cov, prec_chol, covariance_type),
+               {"feature_names": ["x0", "x1", "x2"]})
+    config = write_config(
+        tmp_path / "c.yaml",
+        data={"path": str(tmp_path / "data")},
+        model={"n_components": 3, "covariance_type": covariance_type, "init": str(tmp_path / "start"),
+               "tol": 0.0, "max_iter": 15},
+        output={"path": str(tmp_path / "model")},
+    )
+    job.fit(load_config(config), scheduler=client.scheduler.address)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkConvergenceWarning)
+        sk = SkGMM(3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p, tol=0,
+                   max_iter=15).fit(X)
+    ours = load_model(tmp_path / "model")
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(ours, attr), getattr(sk, attr), rtol=1e-6, atol=1e-12, err_msg=attr)
+    assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-6)
+    info = yaml.safe_load((tmp_path / "model" / "model.yaml").read_text())
+    assert info["bic"] == pytest.approx(sk.bic(X), rel=1e-9)
+    assert info["aic"] == pytest.approx(sk.aic(X), rel=1e-9)
+
+
+def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
+    run = gmm("generate", "--output", "data", "--n-samples", 20000, "--n-features", 3, "--n-components", 3,
+              "--partitions", 4, "--seed", 3, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3}, output={"path": "out/m"})
+    run = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "iteration 1: lower_bound=" in run.stderr and "dashboard: http" in run.stderr
+    truth = load_model(tmp_path / "data" / "_truth")
+    fitted = load_model(tmp_path / "out" / "m")
+    order = [int(np.argmin(np.linalg.norm(fitted.means_ - mu, axis=1))) for mu in truth.means_]
+    assert sorted(order) == [0, 1, 2]
+    # 20,000 rows: weights to about 0.01, means to about 0.1 (a few standard errors).
+    np.testing.assert_allclose(fitted.weights_[order], truth.weights_, atol=0.015)
+    np.testing.assert_allclose(fitted.means_[order], truth.means_, atol=0.1)
+    np.testing.assert_allclose(fitted.covariances_[order], truth.covariances_, atol=0.15)
+    info = yaml.safe_load((tmp_path / "out" / "m" / "model.yaml").read_text())
+    expected = {"format_version", "created", "n_components", "n_features", "feature_names", "covariance_type",
+                "weights", "means", "converged", "n_iter", "lower_bound", "history", "n_samples", "weight_sum",
+                "bic", "aic", "config", "data_fingerprint", "versions", "arrays"}
+    assert expected <= set(info)
+    assert info["n_samples"] == 20000 and info["config"]["cluster"]["n_workers"] == 2
+
+    again = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+    shown = gmm("inspect", "out/m", cwd=tmp_path)
+    assert shown.returncode == 0 and "3 components x 3 features" in shown.stdout
+    as_json = json.loads(gmm("inspect", "out/m", "--json", cwd=tmp_path).stdout)
+    assert as_json["n_components"] == 3 and as_json["feature_names"] == ["x0", "x1", "x2"]
+
+
+def test_json_log_format_and_require_convergence(tmp_path):
+    write_parquet(tmp_path / "data", make_blobs(31), n_files=3)
+    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 1, "tol": 0.0},
+                 output={"path": "m"})
+    run = gmm("fit", "c.yaml", "--log-format", "json", "--require-convergence", cwd=tmp_path)
+    assert run.returncode == 3, run.stderr
+    records = [json.loads(line) for line in run.stderr.splitlines()]  # every line is one JSON object
+    iteration = next(r for r in records if r["event"] == "iteration")
+    assert set(iteration) >= {"event", "iteration", "lower_bound", "change", "seconds"}
+    assert records[-1]["event"] == "error" and "did not converge" in records[-1]["message"]
+    assert yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())["converged"] is False
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("data: {path: d}\nmodel: {n_component: 3}\n", [], r"unknown key 'model.n_component'; did you mean 'model.n_components'"),
+        ("data: {path: d}\nmodel: {n_components: 0}\n", [], r"model.n_components: Input should be greater than or equal to 1"),
+        ("data: {path: d\n", [], r"c.yaml:2:1: invalid YAML"),
+        ("data: {path: nowhere}\n", [], r"data.path 'nowhere' does not exist"),
+        ("data: {path: d}\n", ["--set", "model.covariance_type=round"], r"model.covariance_type: Input should be"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(tmp_path, content, args, message):
+    import re
+
+    (tmp_path / "c.yaml").write_text(content)
+    run = gmm("fit", "c.yaml", *args, cwd=tmp_path)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    run = gmm("fit", "absent.yaml", cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.strip() == "error: config file 'absent.yaml' not found"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    config = load_config(path)
+    assert config.data.path

@@ -1,0 +1,144 @@
+"""The EM driver and the estimator against scikit-learn, and EM's invariants."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGMM
+
+from conftest import COVARIANCE_TYPES, make_blobs, sklearn_start
+from pipeline import GaussianMixture, em, init, kernels
+from pipeline.passes import BlockSource, blocks_from_arrays, scan
+
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+def sklearn_fit(X, covariance_type, start, max_iter):
+    w, m, p = start
+    sk = SkGMM(3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p,
+               tol=0, max_iter=max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkConvergenceWarning)
+        return sk.fit(X)
+
+
+def assert_same_fit(ours, theirs, rtol=1e-6):
+    for attr in ATTRS:
+        np.testing.assert_allclose(getattr(ours, attr), getattr(theirs, attr), rtol=rtol, atol=1e-12, err_msg=attr)
+    assert ours.lower_bound_ == pytest.approx(theirs.lower_bound_, rel=rtol)
+    assert ours.n_iter_ == theirs.n_iter_
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_parity_with_sklearn_on_numpy(covariance_type):
+    X = make_blobs(10)
+    start = sklearn_start(X, 3, covariance_type)
+    theirs = sklearn_fit(X, covariance_type, start, max_iter=25)
+    w, m, p = start
+    ours = GaussianMixture(3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p,
+                           tol=0, max_iter=25)
+    with pytest.warns(Warning, match="did not converge"):
+        ours.fit(X)
+    assert_same_fit(ours, theirs)
+    np.testing.assert_allclose(ours.lower_bounds_, theirs.lower_bounds_, rtol=1e-9)
+    np.testing.assert_allclose(ours.precisions_, theirs.precisions_, rtol=1e-6, atol=1e-12)
+
+
+def test_parity_with_sklearn_on_a_distributed_cluster(client):
+    X = make_blobs(11)
+    start = sklearn_start(X, 3, "full")
+    theirs = sklearn_fit(X, "full", start, max_iter=15)
+    w, m, p = start
+    import dask.array as da
+
+    ours = GaussianMixture(3, weights_init=w, means_init=m, precisions_init=p, tol=0, max_iter=15)
+    with pytest.warns(Warning, match="did not converge"):
+        ours.fit(da.from_array(X, chunks=(97, 3)))  # uneven chunks on the cluster
+    assert_same_fit(ours, theirs)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_lower_bound_never_decreases(covariance_type):
+    X = make_blobs(12)
+    gm = GaussianMixture(3, covariance_type=covariance_type, init_params="random", tol=0, max_iter=40,
+                         random_state=0)
+    with pytest.warns(Warning, match="did not converge"):
+        gm.fit(X)
+    steps = np.diff(gm.lower_bounds_)
+    # EM is monotone; allow round-off of the order of 1e-12 per step.
+    assert (steps >= -1e-12).all(), steps.min()
+
+
+def split_source(X, cuts):
+    """A BlockSource over NumPy blocks cut at ``cuts`` (empty blocks allowed)."""
+    import dask
+
+    blocks = [dask.delayed((X[a:b], None)) for a, b in zip(cuts[:-1], cuts[1:])]
+    return BlockSource(blocks, [b - a for a, b in zip(cuts[:-1], cuts[1:])], X.shape[1])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_partition_equals_many_with_empty_ones(covariance_type):
+    X = make_blobs(13)
+    start = kernels.make_params(*sklearn_start(X, 3, covariance_type)[:2],
+                                kernels.covariances_from_precision_cholesky(
+                                    kernels.precision_cholesky_from_precisions(
+                                        sklearn_start(X, 3, covariance_type)[2], covariance_type), covariance_type),
+                                covariance_type)
+    n = X.shape[0]
+    one = split_source(X, [0, n])
+    many = split_source(X, [0, 0, 100, 101, 101, 450, 700, n, n])
+    a = one.run(em._em_block, (start,), combine=lambda x, y: (x[0] + y[0],), split_every=2)[0]
+    b = many.run(em._em_block, (start,), combine=lambda x, y: (x[0] + y[0],), split_every=2)[0]
+    assert (a.n_rows, a.weight_sum) == (b.n_rows, b.weight_sum)
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-11, atol=1e-9)
+    runs_one = em.run_em(one, [em.EMRun(start)], reg_covar=1e-6, tol=0, max_iter=10)
+    runs_many = em.run_em(many, [em.EMRun(start)], reg_covar=1e-6, tol=0, max_iter=10)
+    np.testing.assert_allclose(runs_one[0].params.covariances, runs_many[0].params.covariances, rtol=1e-9)
+
+
+@pytest.mark.parametrize("init_params", init.INIT_METHODS)
+def test_starts_do_not_depend_on_partitioning(init_params):
+    X = make_blobs(14)
+    n = X.shape[0]
+    starts = []
+    for cuts in ([0, n], [0, 250, 251, 600, n]):
+        source, _ = scan(split_source(X, cuts))
+        starts.append(init.initial_params(source, n_components=3, covariance_type="full", reg_covar=1e-6,
+                                          init_params=init_params, n_init=2, rng=np.random.default_rng(5)))
+    for a, b in zip(*starts):
+        np.testing.assert_allclose(a.means, b.means, rtol=1e-10)
+        np.testing.assert_allclose(a.covariances, b.covariances, rtol=1e-9)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
+def test_data_driven_tied_starts_do_not_stall_at_the_data_mean(init_params):
+    # scikit-learn's k-means++ and random_from_data give each component one point, so a tied fit
+    # starts (and stays) with every mean near the data mean; ours assign every row to a centre.
+    X = make_blobs(15)
+    gm = GaussianMixture(3, covariance_type="tied", init_params=init_params, max_iter=0, random_state=1).fit(X)
+    spread = np.linalg.norm(gm.means_[:, None] - gm.means_[None], axis=2).max()
+    assert spread > 4.0, gm.means_
+
+
+def test_kmeans_start_finds_the_blobs():
+    X = make_blobs(15)
+    gm = GaussianMixture(3, covariance_type="tied", random_state=1).fit(X)
+    np.testing.assert_allclose(np.sort(gm.means_[:, 0]), [-4, 0, 5], atol=0.5)
+
+
+def test_n_init_keeps_the_best_start():
+    X = make_blobs(16)
+    single = [GaussianMixture(3, init_params="random", n_init=1, random_state=s, max_iter=300).fit(X).lower_bound_
+              for s in range(3)]
+    best = GaussianMixture(3, init_params="random", n_init=4, random_state=0, max_iter=300).fit(X)
+    assert best.lower_bound_ >= min(single)
+    # Restarts advance together; the chosen one is the highest lower bound among them.
+    source = blocks_from_arrays(X, rows_per_block=200)
+    starts = init.initial_params(source, n_components=3, covariance_type="full", reg_covar=1e-6,
+                                 init_params="random", n_init=4, rng=np.random.default_rng(0))
+    runs = em.run_em(source, [em.EMRun(s) for s in starts], reg_covar=1e-6, tol=1e-3, max_iter=300)
+    assert em.best_run(runs).lower_bound == max(r.lower_bound for r in runs)
+    assert best.lower_bound_ == pytest.approx(em.best_run(runs).lower_bound, rel=1e-12)

@@ -1,0 +1,146 @@
+"""The NumPy kernels against naive references (scipy.stats, explicit weighted sums)."""
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from conftest import COVARIANCE_TYPES, make_blobs
+from pipeline import kernels
+from pipeline.errors import ComponentCollapseError
+
+
+def random_params(covariance_type, k=3, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.ones(k))
+    means = rng.normal(scale=3, size=(k, d))
+    if covariance_type == "full":
+        a = rng.normal(size=(k, d, d))
+        cov = a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(d)
+    elif covariance_type == "tied":
+        a = rng.normal(size=(d, d))
+        cov = a @ a.T + 0.5 * np.eye(d)
+    elif covariance_type == "diag":
+        cov = rng.uniform(0.5, 2.0, size=(k, d))
+    else:
+        cov = rng.uniform(0.5, 2.0, size=k)
+    return kernels.make_params(weights, means, cov, covariance_type)
+
+
+def dense_covariance(params, k):
+    ct, cov, d = params.covariance_type, params.covariances, params.n_features
+    return {"full": lambda: cov[k], "tied": lambda: cov, "diag": lambda: np.diag(cov[k]),
+            "spherical": lambda: cov[k] * np.eye(d)}[ct]()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_log_prob_matches_scipy(covariance_type):
+    params = random_params(covariance_type)
+    X = make_blobs(1, n_per=50)
+    got = kernels.log_gaussian_prob(X, params)
+    for k in range(params.n_components):
+        want = multivariate_normal(params.means[k], dense_covariance(params, k)).logpdf(X)
+        np.testing.assert_allclose(got[:, k], want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_responsibilities_sum_to_one_and_match_bayes(covariance_type):
+    params = random_params(covariance_type)
+    X = make_blobs(2, n_per=50)
+    log_prob_norm, log_resp = kernels.estimate_log_resp(X, params)
+    np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0, rtol=1e-12)
+    dens = np.stack([params.weights[k] * multivariate_normal(params.means[k], dense_covariance(params, k)).pdf(X)
+                     for k in range(params.n_components)], axis=1)
+    np.testing.assert_allclose(log_prob_norm, np.log(dens.sum(axis=1)), rtol=1e-10)
+
+
+def test_log_resp_survives_far_outliers():
+    params = random_params("full")
+    X = np.full((2, 3), 1e4)  # every density underflows to 0 outside log space
+    log_prob_norm, log_resp = kernels.estimate_log_resp(X, params)
+    assert np.isfinite(log_prob_norm).all()
+    np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0)
+
+
+def naive_m_step(X, resp, sw, covariance_type, reg):
+    a = resp * sw[:, None]
+    nk = a.sum(axis=0) + 10 * np.finfo(float).eps
+    means = a.T @ X / nk[:, None]
+    covs = np.stack([(a[:, k, None] * (X - means[k])).T @ (X - means[k]) / nk[k] for k in range(len(nk))])
+    d = X.shape[1]
+    if covariance_type == "full":
+        cov = covs + reg * np.eye(d)
+    elif covariance_type == "tied":
+        cov = (covs * nk[:, None, None]).sum(axis=0) / nk.sum() + reg * np.eye(d)
+    elif covariance_type == "diag":
+        cov = np.diagonal(covs, axis1=1, axis2=2) + reg
+    else:
+        cov = np.diagonal(covs, axis1=1, axis2=2).mean(axis=1) + reg
+    return nk / nk.sum(), means, cov
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_m_step_from_statistics_matches_naive_weighted_formulas(covariance_type):
+    # Far from the origin, where raw moments (E[xx^T] - mu mu^T) would lose digits.
+    base = random_params(covariance_type)
+    params = kernels.make_params(base.weights, base.means + 1000.0, base.covariances, covariance_type)
+    X = make_blobs(3, n_per=80) + 1000.0
+    sw = np.random.default_rng(3).uniform(0, 3, size=X.shape[0])
+    stats = kernels.block_statistics(X, sw, params)
+    got = kernels.m_step(stats, params.means, covariance_type, 1e-6)
+    resp = np.exp(kernels.estimate_log_resp(X, params)[1])
+    weights, means, cov = naive_m_step(X, resp, sw, covariance_type, 1e-6)
+    np.testing.assert_allclose(got.weights, weights, rtol=1e-12)
+    np.testing.assert_allclose(got.means, means, rtol=1e-12)
+    np.testing.assert_allclose(got.covariances, cov, rtol=1e-9)
+    assert stats.weight_sum == pytest.approx(sw.sum())
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_statistics_add_up_over_splits_including_empty_blocks(covariance_type):
+    params = random_params(covariance_type)
+    X = make_blobs(4, n_per=100)
+    whole = kernels.block_statistics(X, None, params)
+    cuts = [0, 0, 7, 150, 150, 299, X.shape[0]]  # includes empty blocks
+    parts = [kernels.block_statistics(X[a:b], None, params) for a, b in zip(cuts[:-1], cuts[1:])]
+    total = kernels.empty_stats(covariance_type, 3, 3)
+    for p in parts:
+        total = total + p
+    assert total.n_rows == whole.n_rows
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_allclose(getattr(total, name), getattr(whole, name), rtol=1e-11, atol=1e-9)
+    assert total.log_likelihood == pytest.approx(whole.log_likelihood, rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_weight_two_equals_two_copies(covariance_type):
+    params = random_params(covariance_type)
+    X = make_blobs(5, n_per=40)
+    w = np.where(np.arange(X.shape[0]) % 3 == 0, 2.0, 1.0)
+    doubled = np.concatenate([X, X[w == 2.0]])
+    a = kernels.m_step(kernels.block_statistics(X, w, params), params.means, covariance_type, 1e-6)
+    b = kernels.m_step(kernels.block_statistics(doubled, None, params), params.means, covariance_type, 1e-6)
+    np.testing.assert_allclose(a.covariances, b.covariances, rtol=1e-10)
+    np.testing.assert_allclose(a.means, b.means, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_precision_cholesky_round_trips(covariance_type):
+    params = random_params(covariance_type)
+    precisions = kernels.precisions_from_cholesky(params.precisions_cholesky, covariance_type)
+    again = kernels.precision_cholesky_from_precisions(precisions, covariance_type)
+    np.testing.assert_allclose(again, params.precisions_cholesky, rtol=1e-10, atol=1e-12)
+    cov = kernels.covariances_from_precision_cholesky(params.precisions_cholesky, covariance_type)
+    np.testing.assert_allclose(cov, params.covariances, rtol=1e-10, atol=1e-12)
+
+
+def test_singular_covariance_names_the_component_and_the_remedy():
+    cov = np.stack([np.eye(2), np.zeros((2, 2))])
+    with pytest.raises(ComponentCollapseError, match=r"component 1 .*increase model.reg_covar"):
+        kernels.compute_precision_cholesky(cov, "full")
+
+
+def test_row_uniforms_do_not_depend_on_block_boundaries():
+    whole = kernels.row_uniforms(10, 100, 4, seed=7)
+    split = np.concatenate([kernels.row_uniforms(10, 33, 4, seed=7), kernels.row_uniforms(43, 67, 4, seed=7)])
+    np.testing.assert_array_equal(whole, split)
+    assert 0 < whole.min() and whole.max() <= 1 and abs(whole.mean() - 0.5) < 0.05
