@@ -217,7 +217,7 @@ def read_partition(
 
     Returns
     -------
-    X : ndarray of shape (n_rows, n_features), C-contiguous float64
+    X : ndarray of shape (n_rows, n_features), float64 in Fortran order (columns contiguous)
     sample_weight : ndarray of shape (n_rows,) or None
 
     Raises
@@ -233,9 +233,10 @@ def read_partition(
             table = pf.read(columns=needed) if part.row_groups is None else pf.read_row_groups(part.row_groups, columns=needed)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{part.path}: cannot read Parquet data ({exc})") from None
-    X = np.empty((table.num_rows, len(feature_names)))
+    columns = np.empty((len(feature_names), table.num_rows))  # Arrow's layout: one contiguous column each
     for j, name in enumerate(feature_names):
-        X[:, j] = _column_as_float(table, name)
+        columns[j] = _column_as_float(table, name)
+    X = columns.T
     bad = ~np.isfinite(X).all(axis=1)
     sample_weight = None
     if weight_column is not None:
@@ -252,6 +253,6 @@ def read_partition(
                 f"{part.path}: {int(bad.sum())} rows have NaN or infinite values in the selected columns; "
                 "clean the data or set data.nan_policy: drop"
             )
-        X = np.ascontiguousarray(X[~bad])
+        X = np.asfortranarray(X[~bad])
         sample_weight = None if sample_weight is None else sample_weight[~bad]
     return X, sample_weight

@@ -25,7 +25,7 @@ they add up exactly across blocks and never suffer the cancellation of
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -34,8 +34,8 @@ from pipeline.errors import ComponentCollapseError
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _LOG_2PI = math.log(2.0 * math.pi)
-# Temporaries of a row chunk stay around this many float64 values (4 MiB).
-_CHUNK_VALUES = 1 << 19
+# Temporaries of a chunk of rows stay around this many float64 values (2 MiB).
+_CHUNK_VALUES = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -286,38 +286,61 @@ def make_params(weights, means, covariances, covariance_type: str) -> Params:
 # --------------------------------------------------------------------------- #
 # E-step
 # --------------------------------------------------------------------------- #
-def _mahalanobis_full(X, means, prec_chol):
-    n, d = X.shape
-    k = means.shape[0]
-    # One product for every component: X against the stacked factors.
-    stacked = np.transpose(prec_chol, (1, 0, 2)).reshape(d, k * d)
-    y = X @ stacked
-    y -= np.einsum("kd,kde->ke", means, prec_chol).reshape(k * d)
-    np.square(y, out=y)
-    return y.reshape(n, k, d).sum(axis=2)
+# The E-step works on a chunk of rows in the layout of columns, ``xt`` of shape
+# (n_features, n_rows): reductions then run along the long axis.  For every
+# component it forms the whitened differences ``y_k = U_k^T (x - mu_k)``,
+# shape (n_components, n_features, n_rows), whose squared norms are the
+# Mahalanobis distances.  The M-step moments are accumulated in that whitened
+# space and mapped back with ``U_k^{-1}`` once per block (see _UNWHITEN).
 
 
-def _mahalanobis_tied(X, means, prec_chol):
-    y = X @ prec_chol
-    centres = means @ prec_chol
-    out = np.empty((X.shape[0], means.shape[0]))
-    for k, c in enumerate(centres):
-        out[:, k] = np.square(y - c).sum(axis=1)
-    return out
+@dataclass(frozen=True)
+class _Prepared:
+    """Per-parameter constants of the E-step, computed once per block."""
+
+    params: Params
+    offset: np.ndarray  # (K, 1): log weight + log det - D/2 log 2 pi
+    whiten: np.ndarray  # full: (K*D, D) stacked U_k^T; tied: (D, D) U^T; diag/spherical: U
+    centres: np.ndarray  # full/tied: (K*D, 1) or (K, D, 1) of U_k^T mu_k; diag/spherical: (K, D, 1) means
 
 
-def _mahalanobis_diag(X, means, prec_chol):
-    out = np.empty((X.shape[0], means.shape[0]))
-    for k in range(means.shape[0]):
-        out[:, k] = np.square((X - means[k]) * prec_chol[k]).sum(axis=1)
-    return out
+def _prepare(params: Params) -> _Prepared:
+    ct, u, d = params.covariance_type, params.precisions_cholesky, params.n_features
+    k = params.n_components
+    with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
+        offset = np.log(params.weights) + _LOG_DET[ct](u, d) - 0.5 * d * _LOG_2PI
+    if ct == "full":
+        whiten = np.ascontiguousarray(np.transpose(u, (0, 2, 1)).reshape(k * d, d))
+        centres = np.einsum("kd,kde->ke", params.means, u).reshape(k * d, 1)
+    elif ct == "tied":
+        whiten = np.ascontiguousarray(u.T)
+        centres = (params.means @ u)[:, :, None]
+    else:
+        whiten = u
+        centres = params.means[:, :, None]
+    return _Prepared(params, offset[:, None], whiten, centres)
 
 
-def _mahalanobis_spherical(X, means, prec_chol):
-    out = np.empty((X.shape[0], means.shape[0]))
-    for k in range(means.shape[0]):
-        out[:, k] = np.square(X - means[k]).sum(axis=1) * prec_chol[k] ** 2
-    return out
+def _whiten_full(xt, prep):
+    y = prep.whiten @ xt
+    y -= prep.centres
+    return y.reshape(prep.params.n_components, xt.shape[0], xt.shape[1])
+
+
+def _whiten_tied(xt, prep):
+    return (prep.whiten @ xt)[None, :, :] - prep.centres
+
+
+def _whiten_diag(xt, prep):
+    y = xt[None, :, :] - prep.centres
+    y *= prep.whiten[:, :, None]
+    return y
+
+
+def _whiten_spherical(xt, prep):
+    y = xt[None, :, :] - prep.centres
+    y *= prep.whiten[:, None, None]
+    return y
 
 
 def _log_det_full(prec_chol, d):
@@ -336,18 +359,36 @@ def _log_det_spherical(prec_chol, d):
     return d * np.log(prec_chol)
 
 
-_MAHALANOBIS = {
-    "full": _mahalanobis_full,
-    "tied": _mahalanobis_tied,
-    "diag": _mahalanobis_diag,
-    "spherical": _mahalanobis_spherical,
-}
-_LOG_DET = {
-    "full": _log_det_full,
-    "tied": _log_det_tied,
-    "diag": _log_det_diag,
-    "spherical": _log_det_spherical,
-}
+_WHITEN = {"full": _whiten_full, "tied": _whiten_tied, "diag": _whiten_diag, "spherical": _whiten_spherical}
+_LOG_DET = {"full": _log_det_full, "tied": _log_det_tied, "diag": _log_det_diag, "spherical": _log_det_spherical}
+
+
+def _chunk_log_prob(xt: np.ndarray, prep: _Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """Whitened differences (K, D, n) and weighted log densities (K, n) of a chunk of columns."""
+    y = _WHITEN[prep.params.covariance_type](xt, prep)
+    maha = np.einsum("kdn,kdn->kn", y, y)
+    maha *= -0.5
+    maha += prep.offset
+    return y, maha
+
+
+def _normalise(weighted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log-sum-exp over components (axis 0): log p(x) (n,) and responsibilities (K, n), one exp."""
+    top = weighted.max(axis=0)
+    resp = np.exp(weighted - top)
+    total = resp.sum(axis=0)
+    resp /= total
+    return top + np.log(total), resp
+
+
+def _column_chunks(X: np.ndarray, width: int):
+    """Chunks of rows of X as C-contiguous (n_features, n) arrays (zero-copy for F-ordered X)."""
+    step = max(512, _CHUNK_VALUES // max(width, 1))
+    xt_all = X.T
+    for start in range(0, X.shape[0], step):
+        rows = slice(start, min(start + step, X.shape[0]))
+        xt = xt_all[:, rows]
+        yield rows, (xt if xt.flags.c_contiguous or xt.strides[1] == xt.itemsize else np.ascontiguousarray(xt))
 
 
 def log_gaussian_prob(X: np.ndarray, params: Params) -> np.ndarray:
@@ -362,10 +403,12 @@ def log_gaussian_prob(X: np.ndarray, params: Params) -> np.ndarray:
     -------
     log_prob : ndarray of shape (n_samples, n_components)
     """
-    ct = params.covariance_type
-    d = X.shape[1]
-    maha = _MAHALANOBIS[ct](X, params.means, params.precisions_cholesky)
-    return -0.5 * (d * _LOG_2PI + maha) + _LOG_DET[ct](params.precisions_cholesky, d)
+    unweighted = replace(params, weights=np.ones(params.n_components))
+    prep = _prepare(unweighted)
+    out = np.empty((X.shape[0], params.n_components))
+    for rows, xt in _column_chunks(X, params.n_components * params.n_features):
+        out[rows] = _chunk_log_prob(xt, prep)[1].T
+    return out
 
 
 def estimate_log_resp(X: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
@@ -383,12 +426,16 @@ def estimate_log_resp(X: np.ndarray, params: Params) -> tuple[np.ndarray, np.nda
     log_resp : ndarray of shape (n_samples, n_components)
         ``log p(z_i = k | x_i)``.
     """
-    with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
-        weighted = log_gaussian_prob(X, params) + np.log(params.weights)
-    top = weighted.max(axis=1, keepdims=True)
-    log_prob_norm = np.log(np.exp(weighted - top).sum(axis=1)) + top[:, 0]
-    weighted -= log_prob_norm[:, None]
-    return log_prob_norm, weighted
+    prep = _prepare(params)
+    log_prob_norm = np.empty(X.shape[0])
+    log_resp = np.empty((X.shape[0], params.n_components))
+    for rows, xt in _column_chunks(X, params.n_components * params.n_features):
+        weighted = _chunk_log_prob(xt, prep)[1]
+        top = weighted.max(axis=0)
+        norm = top + np.log(np.exp(weighted - top).sum(axis=0))
+        log_prob_norm[rows] = norm
+        log_resp[rows] = (weighted - norm).T
+    return log_prob_norm, log_resp
 
 
 def _row_chunks(n_rows: int, width: int):
@@ -438,27 +485,97 @@ def _statistics(X, sample_weight, shift, covariance_type, responsibilities):
     return Stats(int(X.shape[0]), weight_sum, loglik, nk, s1, s2)
 
 
+def _moments_full(y, a, u, t):
+    root = np.sqrt(a)
+    y *= root[:, None, :]
+    u += np.matmul(y, root[:, :, None])[:, :, 0]
+    for k in range(y.shape[0]):
+        t[k] += y[k] @ y[k].T
+
+
+def _moments_tied(y, a, u, t):
+    root = np.sqrt(a)
+    y *= root[:, None, :]
+    u += np.matmul(y, root[:, :, None])[:, :, 0]
+    for k in range(y.shape[0]):
+        t += y[k] @ y[k].T
+
+
+def _moments_diag(y, a, u, t):
+    u += np.matmul(y, a[:, :, None])[:, :, 0]
+    np.square(y, out=y)
+    t += np.matmul(y, a[:, :, None])[:, :, 0]
+
+
+def _moments_spherical(y, a, u, t):
+    u += np.matmul(y, a[:, :, None])[:, :, 0]
+    np.square(y, out=y)
+    t += np.einsum("kdn,kn->k", y, a)
+
+
+def _unwhiten_full(u, t, prec_chol):
+    inv = np.stack([solve_triangular(p, np.eye(p.shape[0]), lower=False) for p in prec_chol])  # U_k^{-1}
+    return np.einsum("kd,kde->ke", u, inv), np.swapaxes(inv, 1, 2) @ t @ inv
+
+
+def _unwhiten_tied(u, t, prec_chol):
+    inv = solve_triangular(prec_chol, np.eye(prec_chol.shape[0]), lower=False)
+    return u @ inv, inv.T @ t @ inv
+
+
+def _unwhiten_diag(u, t, prec_chol):
+    return u / prec_chol, t / prec_chol**2
+
+
+def _unwhiten_spherical(u, t, prec_chol):
+    return u / prec_chol[:, None], t / prec_chol**2
+
+
+_WHITENED_MOMENTS = {"full": _moments_full, "tied": _moments_tied, "diag": _moments_diag,
+                     "spherical": _moments_spherical}
+_UNWHITEN = {"full": _unwhiten_full, "tied": _unwhiten_tied, "diag": _unwhiten_diag,
+             "spherical": _unwhiten_spherical}
+
+
 def block_statistics(X: np.ndarray, sample_weight: np.ndarray | None, params: Params) -> Stats:
     """E-step over a block and its sufficient statistics for the M-step.
+
+    The moments are shifted by the current means: accumulated on the whitened
+    differences ``U_k^T (x - mu_k)`` that the E-step forms anyway, and mapped
+    back with ``U_k^{-1}`` once at the end.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features), float64
+        Fastest in Fortran order (each column contiguous, as Arrow gives them).
     sample_weight : ndarray of shape (n_samples,) or None
         Frequency weights.
     params : Params
-        Current parameters; their means are the shift of the second moments.
 
     Returns
     -------
     Stats
     """
-
-    def soft(xb, rows):
-        log_prob_norm, log_resp = estimate_log_resp(xb, params)
-        return log_prob_norm, np.exp(log_resp)
-
-    return _statistics(X, sample_weight, params.means, params.covariance_type, soft)
+    ct = params.covariance_type
+    k, d = params.n_components, params.n_features
+    prep = _prepare(params)
+    base = empty_stats(ct, k, d)
+    nk, u, t = base.nk, base.s1, base.s2
+    log_likelihood = 0.0
+    for rows, xt in _column_chunks(X, k * d):
+        y, weighted = _chunk_log_prob(xt, prep)
+        log_prob_norm, a = _normalise(weighted)
+        if sample_weight is None:
+            log_likelihood += float(log_prob_norm.sum())
+        else:
+            sw = sample_weight[rows]
+            log_likelihood += float(log_prob_norm @ sw)
+            a *= sw
+        nk += a.sum(axis=1)
+        _WHITENED_MOMENTS[ct](y, a, u, t)
+    s1, s2 = _UNWHITEN[ct](u, t, params.precisions_cholesky)
+    weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
+    return Stats(int(X.shape[0]), weight_sum, log_likelihood, nk, s1, s2)
 
 
 def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, params: Params) -> tuple[float, float]:
@@ -469,9 +586,10 @@ def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, params
     log_likelihood : float
     weight_sum : float
     """
+    prep = _prepare(params)
     total = 0.0
-    for rows in _row_chunks(X.shape[0], params.n_components * params.n_features):
-        log_prob_norm, _ = estimate_log_resp(X[rows], params)
+    for rows, xt in _column_chunks(X, params.n_components * params.n_features):
+        log_prob_norm, _ = _normalise(_chunk_log_prob(xt, prep)[1])
         total += float(log_prob_norm.sum() if sample_weight is None else log_prob_norm @ sample_weight[rows])
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     return total, weight_sum

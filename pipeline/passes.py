@@ -47,7 +47,7 @@ class BlockSource:
     ----------
     blocks : list of Delayed
         Each computes to ``(X, sample_weight)``: X of shape (n_i, n_features)
-        float64, sample_weight of shape (n_i,) or None.
+        float64 in Fortran order (the kernels' fast layout), sample_weight of shape (n_i,) or None.
     n_rows : list of int
         Rows of each block (before any row dropped at read time).
     n_features : int
@@ -120,7 +120,7 @@ def blocks_from_arrays(X, sample_weight=None, rows_per_block: int | None = None)
 
 
 def _pair(x, w):
-    return np.ascontiguousarray(x), w
+    return np.asfortranarray(x), w
 
 
 
