@@ -126,9 +126,14 @@ def apply_override(raw: dict, assignment: str) -> None:
     if not sep or not key.strip():
         raise InputError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set model.n_components=5")
     value = parse_yaml(text, f"--set {key}")
-    node = raw
+    node, schema = raw, Config
     parts = key.strip().split(".")
     for part in parts[:-1]:
+        field = schema.model_fields.get(part) if schema is not None else None
+        annotation = field.annotation if field is not None else None
+        if field is not None and not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise InputError(f"--set {key}: {part!r} is not a section")
+        schema = annotation if field is not None else None
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise InputError(f"--set {key}: {part!r} is not a section")

@@ -19,6 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 from pipeline import kernels
+from pipeline.errors import InputError
 from pipeline.passes import BlockSource, add_tuples
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -141,6 +142,13 @@ def initial_params(
         return [kernels.Params(np.asarray(weights_init, float), np.asarray(means_init, float), cov, prec_chol, covariance_type)]
 
     sample, sample_w = draw_sample(source, rng)
+    if sample.shape[0] == sum(source.n_rows):  # the sample is all the data: count its distinct rows
+        distinct = np.unique(sample, axis=0).shape[0]
+        if distinct < n_components:
+            raise InputError(
+                f"the data has only {distinct} distinct rows, fewer than n_components={n_components}; "
+                "reduce n_components"
+            )
     specs = []
     for _ in range(n_init):
         if init_params == "random":

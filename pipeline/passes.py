@@ -21,15 +21,31 @@ import numpy as np
 from dask.delayed import Delayed
 
 from pipeline import data, kernels
+from pipeline.errors import InputError
 
 SPLIT_EVERY = 8
 
 
+@dataclass(frozen=True)
+class BlockError:
+    """A partition that could not be used (unreadable, bad values): carried to the client as a value.
+
+    Raising on a worker would make Dask log a traceback for a user's mistake;
+    instead the reduction passes the first error (in partition order) along
+    and :meth:`BlockSource.run` raises it on the client.
+    """
+
+    message: str
+
+
 def _combine(combine, *parts):
-    return reduce(combine, parts)
+    errors = [p for p in parts if isinstance(p, BlockError)]
+    return errors[0] if errors else reduce(combine, parts)
 
 
 def _apply(fn, block, row_offset, args):
+    if isinstance(block, BlockError):
+        return block
     X, sample_weight = block
     return fn(X, sample_weight, row_offset, *args)
 
@@ -88,6 +104,8 @@ class BlockSource:
                 for i in range(0, len(level), split_every)
             ]
         (result,) = dask.compute(level[0])
+        if isinstance(result, BlockError):
+            raise InputError(result.message)
         return result
 
 
@@ -137,10 +155,17 @@ def scan(source: BlockSource) -> tuple[BlockSource, kernels.Summary]:
     return BlockSource(source.blocks, list(summary.n_rows), source.n_features), summary
 
 
+def _read_partition(*args) -> tuple | BlockError:
+    try:
+        return data.read_partition(*args)
+    except InputError as exc:
+        return BlockError(str(exc))
+
+
 def blocks_from_parquet(dataset: data.ParquetDataset) -> BlockSource:
     """A BlockSource that reads each partition of ``dataset`` with pyarrow on the workers."""
     blocks = [
-        dask.delayed(data.read_partition, pure=True)(
+        dask.delayed(_read_partition, pure=True)(
             dataset.fs,
             part,
             dataset.feature_names,
