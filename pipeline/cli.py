@@ -90,6 +90,10 @@ def _text(event: dict[str, Any]) -> str:
         state = "converged" if event["converged"] else "did NOT converge"
         return (f"{state} after {event['n_iter']} iterations: lower_bound={event['lower_bound']:.6f} "
                 f"bic={event['bic']:.6g}; model written to {event['model']} ({event['seconds']:.1f} s)")
+    if kind == "resume":
+        return f"resuming from iteration {event['iteration']} ({event['checkpoint']})"
+    if kind == "restart":
+        return f"starting over: {event['reason']} ({event['checkpoint']})"
     if kind == "skipped":
         return f"nothing to do: {event['reason']} at {event['model']} (use --force to refit)"
     return json.dumps(event, default=str)

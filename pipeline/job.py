@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline import cluster, data, em, init, kernels, passes
+from pipeline.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.model import YAML_NAME, fit_info, load_saved_model, save_model
@@ -88,6 +89,24 @@ def _check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, confi
             raise InputError(f"{where}: column {constant[0]!r} is constant; set model.reg_covar > 0 or drop the column")
 
 
+def _resume_or_start(config, source, warm, checkpoint, identity, emit) -> list[em.EMRun]:
+    """The runs saved in a checkpoint of this very fit, or fresh starts."""
+    if checkpoint.exists():
+        runs, reason = load_checkpoint(checkpoint, identity)
+        if runs is not None:
+            emit({"event": "resume", "iteration": max(r.n_iter for r in runs), "checkpoint": str(checkpoint)})
+            return runs
+        emit({"event": "restart", "checkpoint": str(checkpoint), "reason": f"checkpoint not used: {reason}"})
+    m = config.model
+    if warm is not None:
+        return [em.EMRun(warm)]
+    starts = init.initial_params(
+        source, n_components=m.n_components, covariance_type=m.covariance_type, reg_covar=m.reg_covar,
+        init_params=m.init, n_init=m.n_init, rng=np.random.default_rng(m.random_state),
+    )
+    return [em.EMRun(p) for p in starts]
+
+
 def fit(config: Config, *, scheduler: str | None = None, force: bool = False, emit: Emit = _ignore) -> FitOutcome:
     """Fit a mixture to the configured Parquet data and write the model directory.
 
@@ -115,6 +134,9 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         emit({"event": "skipped", "model": str(output), "reason": "the model for this config and data exists"})
         return FitOutcome(str(output), info["converged"], info["n_iter"], info["lower_bound"], skipped=True)
     warm = _warm_start(config, dataset)
+    checkpoint = checkpoint_path(output)
+    if force:
+        remove_checkpoint(checkpoint)
 
     address = cluster.resolve_address(scheduler, c.address)
     with cluster.connect(address, c.n_workers, c.threads_per_worker, c.memory_limit) as client:
@@ -131,16 +153,10 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         emit({"event": "data", "path": d.path, "n_rows": n_rows, "n_features": len(dataset.feature_names),
               "n_partitions": len(dataset.partitions), "dropped_rows": dataset.n_rows - n_rows, "persisted": persisted})
 
-        if warm is not None:
-            starts = [warm]
-        else:
-            starts = init.initial_params(
-                source, n_components=m.n_components, covariance_type=m.covariance_type, reg_covar=m.reg_covar,
-                init_params=m.init, n_init=m.n_init, rng=np.random.default_rng(m.random_state),
-            )
-        runs = [em.EMRun(p) for p in starts]
+        runs = _resume_or_start(config, source, warm, checkpoint, identity, emit)
 
         def report(rep: em.IterationReport) -> None:
+            save_checkpoint(checkpoint, identity, runs)
             best = max(range(len(rep.runs)), key=lambda i: rep.runs[i].lower_bound)
             emit({"event": "iteration", "iteration": rep.iteration, "lower_bound": rep.runs[best].lower_bound,
                   "change": rep.changes[best], "seconds": rep.seconds, "active_starts": len(rep.runs)})
@@ -164,6 +180,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         data_fingerprint=dataset.fingerprint,
     )
     save_model(output, best.params, info)
+    remove_checkpoint(checkpoint)
     emit({"event": "done", "model": str(output), "converged": best.converged, "n_iter": best.n_iter,
           "lower_bound": best.lower_bound, "bic": info["bic"], "seconds": time.perf_counter() - started})
     return FitOutcome(str(output), best.converged, best.n_iter, best.lower_bound)
