@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline import em, kernels
+from pipeline import em, kernels, storage
+from pipeline.errors import InputError
 from pipeline.model import ARRAY_NAMES, npz_bytes
 
 
-def checkpoint_path(output: str | Path) -> Path:
-    output = Path(output)
-    return output.parent / f"{output.name}.checkpoint.npz"
+def checkpoint_path(output: str | Path) -> str:
+    return f"{str(output).rstrip('/')}.checkpoint.npz"
 
 
-def save_checkpoint(path: Path, identity: dict[str, Any], runs: list[em.EMRun]) -> None:
+def save_checkpoint(path: str, identity: dict[str, Any], runs: list[em.EMRun], storage_options=None) -> None:
     """Write the state of every run, replacing any previous checkpoint atomically."""
     arrays = {f"run{i}_{name}": getattr(run.params, name) for i, run in enumerate(runs) for name in ARRAY_NAMES}
     meta = {
@@ -37,13 +36,7 @@ def save_checkpoint(path: Path, identity: dict[str, Any], runs: list[em.EMRun]) 
                  for r in runs],
     }
     arrays["meta"] = np.array(json.dumps(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
-    with open(staging, "wb") as f:
-        f.write(npz_bytes(arrays))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(staging, path)
+    storage.write_bytes(path, npz_bytes(arrays), storage_options)
 
 
 def _difference(saved: dict[str, Any], identity: dict[str, Any]) -> str | None:
@@ -54,7 +47,7 @@ def _difference(saved: dict[str, Any], identity: dict[str, Any]) -> str | None:
     return None
 
 
-def load_checkpoint(path: Path, identity: dict[str, Any]) -> tuple[list[em.EMRun] | None, str]:
+def load_checkpoint(path: str, identity: dict[str, Any], storage_options=None) -> tuple[list[em.EMRun] | None, str]:
     """The runs stored at ``path`` if they belong to ``identity``.
 
     Returns
@@ -64,10 +57,10 @@ def load_checkpoint(path: Path, identity: dict[str, Any]) -> tuple[list[em.EMRun
         Why the checkpoint is not used ("" when it is).
     """
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(io.BytesIO(storage.read_bytes(path, storage_options)), allow_pickle=False) as npz:
             meta = json.loads(npz["meta"].item())
             arrays = {name: npz[name] for name in npz.files if name != "meta"}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, io.UnsupportedOperation):
+    except (InputError, OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None, "it is unreadable"
     reason = _difference(meta["identity"], identity)
     if reason:
@@ -81,5 +74,5 @@ def load_checkpoint(path: Path, identity: dict[str, Any]) -> tuple[list[em.EMRun
     return runs, ""
 
 
-def remove_checkpoint(path: Path) -> None:
-    path.unlink(missing_ok=True)
+def remove_checkpoint(path: str, storage_options=None) -> None:
+    storage.remove(path, storage_options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import math
 import sys
 import traceback
@@ -15,7 +16,7 @@ from typing import Any
 
 import click
 
-from pipeline import job, synthetic
+from pipeline import job, jsonlog, synthetic
 from pipeline.config import load_config
 from pipeline.errors import InputError
 
@@ -23,24 +24,19 @@ EXIT_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"event": "log", "level": record.levelname, "logger": record.name,
-                           "message": record.getMessage()})
-
-
 class Output:
     """Writes events and log records to stderr, as text lines or JSON objects."""
 
     def __init__(self, log_format: str = "text"):
         self.json = log_format == "json"
-        handler = logging.StreamHandler(sys.stderr)
-        if self.json:
-            handler.setFormatter(_JsonFormatter())
-        else:
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logging.captureWarnings(True)
-        for name in ("distributed", "dask", "py.warnings", "pipeline"):
+        if self.json:
+            jsonlog.export_to_workers()
+            logging.config.dictConfig(jsonlog.dask_logging_config())
+            return
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        for name in jsonlog.LOGGERS:
             logger = logging.getLogger(name)
             logger.handlers = [handler]
             logger.propagate = False

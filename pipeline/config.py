@@ -51,7 +51,8 @@ class ClusterConfig(_Section):
 
 
 class OutputConfig(_Section):
-    path: str = "out/model"
+    path: str = Field("out/model", description="model directory: local path or fsspec URL")
+    storage_options: dict[str, Any] | None = Field(None, description="for fsspec; null: data.storage_options")
 
 
 class Config(_Section):

@@ -226,21 +226,32 @@ def read_partition(
         Unreadable file, or non-finite values (``nan_policy="error"``), or a
         negative or non-finite weight.
     """
-    needed = feature_names + ([weight_column] if weight_column else [])
+    columns = np.empty((len(feature_names), part.n_rows))  # Arrow's layout: one contiguous column each
+    sample_weight = None
     try:
         with fs.open(part.path, "rb") as f:
             pf = pq.ParquetFile(f)
-            table = pf.read(columns=needed) if part.row_groups is None else pf.read_row_groups(part.row_groups, columns=needed)
+            # One column at a time: besides X, only one column's Arrow buffers are alive.
+            for j, name in enumerate(feature_names + ([weight_column] if weight_column else [])):
+                if part.row_groups is None:
+                    table = pf.read(columns=[name])
+                else:
+                    table = pf.read_row_groups(part.row_groups, columns=[name])
+                if table.num_rows != part.n_rows:
+                    raise InputError(f"{part.path}: has {table.num_rows} rows, its footer said {part.n_rows}")
+                if j < len(feature_names):
+                    columns[j] = _column_as_float(table, name)
+                else:
+                    sample_weight = _column_as_float(table, name).copy()
+                del table
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{part.path}: cannot read Parquet data ({exc})") from None
-    columns = np.empty((len(feature_names), table.num_rows))  # Arrow's layout: one contiguous column each
-    for j, name in enumerate(feature_names):
-        columns[j] = _column_as_float(table, name)
+    finally:
+        # Arrow's allocator caches freed buffers; give them back so memory tracks the current partition.
+        pa.default_memory_pool().release_unused()
     X = columns.T
     bad = ~np.isfinite(X).all(axis=1)
-    sample_weight = None
-    if weight_column is not None:
-        sample_weight = _column_as_float(table, weight_column)
+    if sample_weight is not None:
         if not np.isfinite(sample_weight).all() or (sample_weight < 0).any():
             n_bad = int((~np.isfinite(sample_weight) | (sample_weight < 0)).sum())
             raise InputError(

@@ -308,8 +308,8 @@ class GaussianMixture:
         return np.vstack(parts), np.repeat(np.arange(self.n_components), counts)
 
     # ------------------------------------------------------------------ #
-    def save(self, path: str | Path) -> None:
-        """Write the fitted model as a model directory (model.yaml + model.npz)."""
+    def save(self, path: str | Path, storage_options: dict | None = None) -> None:
+        """Write the fitted model as a model directory (model.yaml + model.npz), local or fsspec URL."""
         params = self._params()
         names = getattr(self, "feature_names_in_", None)
         info = fit_info(
@@ -321,7 +321,7 @@ class GaussianMixture:
             n_samples=getattr(self, "n_samples_", None),
             weight_sum=getattr(self, "weight_sum_", None),
         )
-        save_model(path, params, info)
+        save_model(path, params, info, storage_options)
 
 
 def _same(a, b) -> bool:
@@ -368,6 +368,6 @@ def from_saved(saved: SavedModel) -> GaussianMixture:
     return gm
 
 
-def load_model(path: str | Path) -> GaussianMixture:
-    """Load a model directory written by ``gmm fit`` or ``GaussianMixture.save``."""
-    return from_saved(load_saved_model(path))
+def load_model(path: str | Path, storage_options: dict | None = None) -> GaussianMixture:
+    """Load a model directory written by ``gmm fit`` or ``GaussianMixture.save`` (local path or fsspec URL)."""
+    return from_saved(load_saved_model(path, storage_options))

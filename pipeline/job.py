@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline import cluster, data, em, init, kernels, passes
+from pipeline import cluster, data, em, init, kernels, passes, storage
 from pipeline.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.model import YAML_NAME, fit_info, load_saved_model, save_model
+from pipeline.model import fit_info, load_saved_model, save_model
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -45,9 +45,9 @@ def _fit_identity(config: Config, fingerprint: str) -> dict[str, Any]:
     return {"data": resolved["data"], "model": resolved["model"], "data_fingerprint": fingerprint}
 
 
-def _previous_identity(path: Path) -> dict[str, Any] | None:
+def _previous_identity(path: str, storage_options: dict) -> dict[str, Any] | None:
     try:
-        info = load_saved_model(path).info
+        info = load_saved_model(path, storage_options).info
     except InputError:
         return None
     config = info.get("config") or {}
@@ -59,9 +59,9 @@ def _warm_start(config: Config, dataset: data.ParquetDataset) -> kernels.Params 
     m = config.model
     if m.init in init.INIT_METHODS:
         return None
-    if not Path(m.init).is_dir():
+    if not storage.exists(m.init, config.data.storage_options):
         raise InputError(f"model.init {m.init!r} is neither one of {', '.join(init.INIT_METHODS)} nor a model directory")
-    saved = load_saved_model(m.init)
+    saved = load_saved_model(m.init, config.data.storage_options)
     params = saved.params
     names = saved.info.get("feature_names")
     if names != dataset.feature_names:
@@ -90,13 +90,14 @@ def _check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, confi
 
 
 def _resume_or_start(config, source, warm, checkpoint, identity, emit) -> list[em.EMRun]:
-    """The runs saved in a checkpoint of this very fit, or fresh starts."""
-    if checkpoint.exists():
-        runs, reason = load_checkpoint(checkpoint, identity)
+    """The runs saved in a checkpoint ``(path, storage_options)`` of this very fit, or fresh starts."""
+    path, options = checkpoint
+    if storage.exists(path, options):
+        runs, reason = load_checkpoint(path, identity, options)
         if runs is not None:
-            emit({"event": "resume", "iteration": max(r.n_iter for r in runs), "checkpoint": str(checkpoint)})
+            emit({"event": "resume", "iteration": max(r.n_iter for r in runs), "checkpoint": path})
             return runs
-        emit({"event": "restart", "checkpoint": str(checkpoint), "reason": f"checkpoint not used: {reason}"})
+        emit({"event": "restart", "checkpoint": path, "reason": f"checkpoint not used: {reason}"})
     m = config.model
     if warm is not None:
         return [em.EMRun(warm)]
@@ -127,16 +128,17 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     started = time.perf_counter()
     d, m, c = config.data, config.model, config.cluster
     dataset = data.open_dataset(d.path, d.columns, d.weight_column, d.storage_options, d.nan_policy)
-    output = Path(config.output.path)
+    output = config.output.path
+    out_options = d.storage_options if config.output.storage_options is None else config.output.storage_options
     identity = _fit_identity(config, dataset.fingerprint)
-    if not force and (output / YAML_NAME).is_file() and _previous_identity(output) == identity:
-        info = load_saved_model(output).info
-        emit({"event": "skipped", "model": str(output), "reason": "the model for this config and data exists"})
-        return FitOutcome(str(output), info["converged"], info["n_iter"], info["lower_bound"], skipped=True)
+    if not force and _previous_identity(output, out_options) == identity:
+        info = load_saved_model(output, out_options).info
+        emit({"event": "skipped", "model": output, "reason": "the model for this config and data exists"})
+        return FitOutcome(output, info["converged"], info["n_iter"], info["lower_bound"], skipped=True)
     warm = _warm_start(config, dataset)
     checkpoint = checkpoint_path(output)
     if force:
-        remove_checkpoint(checkpoint)
+        remove_checkpoint(checkpoint, out_options)
 
     address = cluster.resolve_address(scheduler, c.address)
     with cluster.connect(address, c.n_workers, c.threads_per_worker, c.memory_limit) as client:
@@ -153,10 +155,10 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         emit({"event": "data", "path": d.path, "n_rows": n_rows, "n_features": len(dataset.feature_names),
               "n_partitions": len(dataset.partitions), "dropped_rows": dataset.n_rows - n_rows, "persisted": persisted})
 
-        runs = _resume_or_start(config, source, warm, checkpoint, identity, emit)
+        runs = _resume_or_start(config, source, warm, (checkpoint, out_options), identity, emit)
 
         def report(rep: em.IterationReport) -> None:
-            save_checkpoint(checkpoint, identity, runs)
+            save_checkpoint(checkpoint, identity, runs, out_options)
             best = max(range(len(rep.runs)), key=lambda i: rep.runs[i].lower_bound)
             emit({"event": "iteration", "iteration": rep.iteration, "lower_bound": rep.runs[best].lower_bound,
                   "change": rep.changes[best], "seconds": rep.seconds, "active_starts": len(rep.runs)})
@@ -179,11 +181,11 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         config=config.model_dump(mode="json"),
         data_fingerprint=dataset.fingerprint,
     )
-    save_model(output, best.params, info)
-    remove_checkpoint(checkpoint)
-    emit({"event": "done", "model": str(output), "converged": best.converged, "n_iter": best.n_iter,
+    save_model(output, best.params, info, out_options)
+    remove_checkpoint(checkpoint, out_options)
+    emit({"event": "done", "model": output, "converged": best.converged, "n_iter": best.n_iter,
           "lower_bound": best.lower_bound, "bic": info["bic"], "seconds": time.perf_counter() - started})
-    return FitOutcome(str(output), best.converged, best.n_iter, best.lower_bound)
+    return FitOutcome(output, best.converged, best.n_iter, best.lower_bound)
 
 
 def inspect(path: str | Path) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The model directory: ``model.yaml`` + ``model.npz``, written atomically, loaded with checks.
 
 ``model.npz`` is written with fixed zip timestamps, so the same arrays give
-the same bytes (and the same sha256).  The directory is written complete
-beside its destination and renamed into place: a reader sees the old model,
-the new one, or (for an instant, when replacing) none, never half of one.
+the same bytes (and the same sha256).  Locally the directory is written
+complete beside its destination and renamed into place: a reader sees the old
+model, the new one, or (for an instant, when replacing) none, never half of
+one (see :mod:`pipeline.storage` for object stores).
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
-import os
-import shutil
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline import kernels
+from pipeline import kernels, storage
 from pipeline.errors import InputError
 
 FORMAT_VERSION = 1
@@ -62,35 +60,6 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def _write_new(directory: Path, files: dict[str, bytes]) -> None:
-    directory.mkdir(parents=True)
-    for name, content in files.items():
-        with open(directory / name, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def write_directory_atomically(path: str | Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` as the whole content of directory ``path``, atomically."""
-    path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:12]
-    staging = path.parent / f".{path.name}.tmp-{tag}"
-    try:
-        _write_new(staging, files)
-        if path.exists():
-            retired = path.parent / f".{path.name}.old-{tag}"
-            os.rename(path, retired)
-            os.rename(staging, path)
-            shutil.rmtree(retired)
-        else:
-            os.rename(staging, path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def package_versions() -> dict[str, str]:
@@ -137,8 +106,10 @@ def fit_info(
     }
 
 
-def save_model(path: str | Path, params: kernels.Params, info: dict[str, Any]) -> None:
-    """Write a model directory.
+def save_model(
+    path: str | Path, params: kernels.Params, info: dict[str, Any], storage_options: dict | None = None
+) -> None:
+    """Write a model directory (local path or fsspec URL).
 
     Parameters
     ----------
@@ -146,6 +117,8 @@ def save_model(path: str | Path, params: kernels.Params, info: dict[str, Any]) -
     params : Params
     info : dict
         The other keys of model.yaml (converged, n_iter, history, config, ...).
+    storage_options : dict, optional
+        For fsspec, when ``path`` is a URL.
     """
     npz = npz_bytes({name: getattr(params, name) for name in ARRAY_NAMES})
     document = {
@@ -160,7 +133,7 @@ def save_model(path: str | Path, params: kernels.Params, info: dict[str, Any]) -
         "arrays": {"file": NPZ_NAME, "sha256": hashlib.sha256(npz).hexdigest()},
     }
     text = yaml.safe_dump(_plain(document), sort_keys=False, default_flow_style=None, width=120)
-    write_directory_atomically(path, {NPZ_NAME: npz, YAML_NAME: text.encode()})
+    storage.write_directory(path, {NPZ_NAME: npz, YAML_NAME: text.encode()}, storage_options)
 
 
 def _expected_shapes(covariance_type: str, k: int, d: int) -> dict[str, tuple]:
@@ -168,8 +141,8 @@ def _expected_shapes(covariance_type: str, k: int, d: int) -> dict[str, tuple]:
     return {"weights": (k,), "means": (k, d), "covariances": cov, "precisions_cholesky": cov}
 
 
-def load_saved_model(path: str | Path) -> SavedModel:
-    """Read and check a model directory.
+def load_saved_model(path: str | Path, storage_options: dict | None = None) -> SavedModel:
+    """Read and check a model directory (local path or fsspec URL).
 
     Raises
     ------
@@ -177,15 +150,14 @@ def load_saved_model(path: str | Path) -> SavedModel:
         Not a model directory, unreadable YAML, newer format, sha256 mismatch,
         or arrays of the wrong shape.
     """
-    path = Path(path)
-    yaml_path = path / YAML_NAME
-    if not yaml_path.is_file():
+    yaml_path = storage.join(path, YAML_NAME)
+    if not storage.exists(yaml_path, storage_options):
         raise InputError(f"{path}: not a model directory (no {YAML_NAME})")
     try:
-        info = yaml.safe_load(yaml_path.read_text())
+        info = yaml.safe_load(storage.read_bytes(yaml_path, storage_options))
     except yaml.YAMLError as exc:
         raise InputError(f"{yaml_path}: invalid YAML ({exc})") from None
-    if not isinstance(info, dict) or "format_version" not in info or "arrays" not in info:
+    if not isinstance(info, dict) or "format_version" not in info or not isinstance(info.get("arrays"), dict):
         raise InputError(f"{yaml_path}: not a gmm-pipeline model file (no format_version or arrays)")
     version = info["format_version"]
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -193,11 +165,8 @@ def load_saved_model(path: str | Path) -> SavedModel:
             f"{yaml_path}: format_version {version!r} is newer than this gmm-pipeline reads "
             f"({FORMAT_VERSION}); upgrade gmm-pipeline"
         )
-    npz_path = path / str(info["arrays"].get("file", NPZ_NAME))
-    try:
-        content = npz_path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{npz_path}: cannot read ({exc.strerror})") from None
+    npz_path = storage.join(path, str(info["arrays"].get("file", NPZ_NAME)))
+    content = storage.read_bytes(npz_path, storage_options)
     if hashlib.sha256(content).hexdigest() != info["arrays"].get("sha256"):
         raise InputError(f"{npz_path}: sha256 does not match {yaml_path}; the model files are corrupt or mismatched")
     try:

@@ -1,6 +1,7 @@
 """The job and the ``gmm`` command, through the real entry point and real Parquet files."""
 
 import json
+import socket
 import subprocess
 import sys
 import warnings
@@ -95,9 +96,14 @@ def test_json_log_format_and_require_convergence(tmp_path):
     write_parquet(tmp_path / "data", make_blobs(31), n_files=3)
     write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 1, "tol": 0.0},
                  output={"path": "m"})
-    run = gmm("fit", "c.yaml", "--log-format", "json", "--require-convergence", cwd=tmp_path)
+    with socket.socket() as busy:  # Dask warns when the dashboard's port is taken: that must be JSON too
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("", 8787))
+        busy.listen()
+        run = gmm("fit", "c.yaml", "--log-format", "json", "--require-convergence", cwd=tmp_path)
     assert run.returncode == 3, run.stderr
     records = [json.loads(line) for line in run.stderr.splitlines()]  # every line is one JSON object
+    assert any(r["event"] == "log" and "8787" in r["message"] for r in records), records
     iteration = next(r for r in records if r["event"] == "iteration")
     assert set(iteration) >= {"event", "iteration", "lower_bound", "change", "seconds"}
     assert records[-1]["event"] == "error" and "did not converge" in records[-1]["message"]
