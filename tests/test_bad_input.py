@@ -27,6 +27,17 @@ def run_gmm(cwd, *args):
     return subprocess.run([GMM, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+def invoke(cwd, monkeypatch, *args):
+    """The ``gmm`` click command in this process (cheap for mistakes caught before any work)."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(main, list(args))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 def assert_user_error(run, pattern, cwd, output="out"):
     """Exit 2; one stderr line starting 'error:' (the last) matching ``pattern``; no traceback; nothing written.
 
@@ -66,9 +77,9 @@ def fit(tmp_path, client, data=None, model=None, extra_args=()):
         ("model: {n_components: 2}\n", r"missing required key 'data'"),
     ],
 )
-def test_config_mistakes(tmp_path, text, pattern):
+def test_config_mistakes(tmp_path, monkeypatch, text, pattern):
     (tmp_path / "c.yaml").write_text(text)
-    assert_user_error(run_gmm(tmp_path, "fit", "c.yaml"), pattern, tmp_path)
+    assert_user_error(invoke(tmp_path, monkeypatch, "fit", "c.yaml"), pattern, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -80,9 +91,14 @@ def test_config_mistakes(tmp_path, text, pattern):
         ("novalue", r"--set 'novalue': expected KEY=VALUE"),
     ],
 )
-def test_bad_set_overrides(tmp_path, assignment, pattern):
+def test_bad_set_overrides(tmp_path, monkeypatch, assignment, pattern):
     (tmp_path / "c.yaml").write_text("data: {path: data}\n")
-    assert_user_error(run_gmm(tmp_path, "fit", "c.yaml", "--set", assignment), pattern, tmp_path)
+    assert_user_error(invoke(tmp_path, monkeypatch, "fit", "c.yaml", "--set", assignment), pattern, tmp_path)
+
+
+def test_a_config_mistake_through_the_installed_command(tmp_path):
+    (tmp_path / "c.yaml").write_text("data: {path: data}\nmodel: {n_components: 0}\n")
+    assert_user_error(run_gmm(tmp_path, "fit", "c.yaml"), r"model\.n_components: Input should be greater", tmp_path)
 
 
 def test_unknown_init_names_the_key(tmp_path, client):
