@@ -90,6 +90,8 @@ def _text(event: dict[str, Any]) -> str:
         return f"resuming from iteration {event['iteration']} ({event['checkpoint']})"
     if kind == "restart":
         return f"starting over: {event['reason']} ({event['checkpoint']})"
+    if kind == "scored":
+        return f"scored {event['rows']} rows of {event['files']} files into {event['output']}"
     if kind == "skipped":
         return f"nothing to do: {event['reason']} at {event['model']} (use --force to refit)"
     return json.dumps(event, default=str)
@@ -129,6 +131,73 @@ def fit(config_path, overrides, scheduler, force, require_convergence, log_forma
         sys.exit(EXIT_NOT_CONVERGED)
 
 
+def _parse_ks(text: str) -> list[int]:
+    """``2..12`` (a range), ``2,4,8`` (a list) or ``5``."""
+    try:
+        if ".." in text:
+            low, high = (int(v) for v in text.split(".."))
+            ks = list(range(low, high + 1))
+        else:
+            ks = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"--k {text!r}: expected a range like 2..12 or a list like 2,4,8") from None
+    if not ks or min(ks) < 1:
+        raise InputError(f"--k {text!r}: needs at least one K, each >= 1")
+    return sorted(set(ks))
+
+
+def _parse_types(text: str) -> list[str]:
+    from pipeline.kernels import COVARIANCE_TYPES
+
+    types = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in types if t not in COVARIANCE_TYPES]
+    if unknown or not types:
+        raise InputError(f"--covariance-types: {unknown[0] if unknown else text!r} is not one of "
+                         f"{', '.join(COVARIANCE_TYPES)}")
+    return types
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--k", "k_text", required=True, metavar="2..12", help="Candidate numbers of components.")
+@click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic", show_default=True)
+@click.option("--covariance-types", default=None, metavar="full,diag,...",
+              help="Candidate covariance types (default: model.covariance_type of the config).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (dotted path).")
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="Address of a running Dask scheduler.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def select(config_path, k_text, criterion, covariance_types, overrides, scheduler, log_format):
+    """Fit every candidate in shared passes, print the BIC/AIC table, write the best model."""
+    output = Output(log_format)
+    config = _run(output, load_config, config_path, overrides)
+    ks = _run(output, _parse_ks, k_text)
+    types = _run(output, _parse_types, covariance_types or config.model.covariance_type)
+    outcome = _run(output, job.select, config, ks, types, criterion, scheduler=scheduler, emit=output)
+    click.echo(f"{'K':>3}  {'covariance':<10} {'log_likelihood':>16} {'BIC':>14} {'AIC':>14} {'iter':>5}  converged")
+    for i, row in enumerate(outcome.table):
+        mark = "  <- best" if i == outcome.best else ""
+        click.echo(f"{row['n_components']:>3}  {row['covariance_type']:<10} {row['log_likelihood']:>16.6g} "
+                   f"{row['bic']:>14.6g} {row['aic']:>14.6g} {row['n_iter']:>5}  {str(row['converged']):<9}{mark}")
+    click.echo(f"best by {criterion.upper()}: K={outcome.table[outcome.best]['n_components']} "
+               f"{outcome.table[outcome.best]['covariance_type']}; model and {job.SELECTION_FILE} in {outcome.path}")
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, metavar="DIR", help="A fitted model directory.")
+@click.option("--input", "input_path", required=True, metavar="DATA", help="Parquet file, directory or glob.")
+@click.option("--output", "output_dir", required=True, metavar="DIR", help="Directory to write.")
+@click.option("--keep", default="", metavar="COL,...", help="Input columns to pass through.")
+@click.option("--probabilities", is_flag=True, help="Also write prob_0 .. prob_{K-1}.")
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="Address of a running Dask scheduler.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def score(model_dir, input_path, output_dir, keep, probabilities, scheduler, log_format):
+    """Write label, log_likelihood (and probabilities) for every row, one Parquet file per input file."""
+    output = Output(log_format)
+    columns = [c.strip() for c in keep.split(",") if c.strip()]
+    _run(output, job.score, model_dir, input_path, output_dir, columns, probabilities, scheduler=scheduler,
+         emit=output)
+
+
 @main.command()
 @click.argument("model_dir", metavar="DIR")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
@@ -143,6 +212,10 @@ def inspect(model_dir, as_json):
     if summary.get("n_iter") is not None and "converged" in summary:
         state = "converged" if summary["converged"] else "not converged"
         click.echo(f"  {state} after {summary['n_iter']} iterations, lower bound {summary['lower_bound']:.6f}")
+    history = summary.get("history") or []
+    if history:
+        shown = ", ".join(f"{h:.6f}" for h in history[-5:])
+        click.echo(f"  history ({len(history)} iterations): {'..., ' if len(history) > 5 else ''}{shown}")
     if summary.get("bic") is not None:
         click.echo(f"  BIC {summary['bic']:.6g}  AIC {summary['aic']:.6g}  on {summary['n_samples']} rows")
     names = summary.get("feature_names") or [f"x{j}" for j in range(summary["n_features"])]
@@ -153,6 +226,18 @@ def inspect(model_dir, as_json):
         click.echo(f"  {k:>9}  {w:.4f}    [{values}{', ...' if len(mean) > 6 else ''}]")
     if summary.get("data_fingerprint"):
         click.echo(f"  data fingerprint {summary['data_fingerprint'][:16]}")
+
+
+@main.command()
+@click.argument("model_dir", metavar="DIR")
+@click.option("--data", "data_path", default=None, metavar="DATA", help="Parquet data to draw a sample of.")
+@click.option("--output", required=True, metavar="FILE.html|FILE.png")
+def report(model_dir, data_path, output):
+    """Draw the convergence curve, the BIC/AIC curve of a selection, and the components over the data."""
+    from pipeline.report import write_report
+
+    _run(Output(), write_report, model_dir, output, data_path)
+    click.echo(f"report written to {output}")
 
 
 @main.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from distributed import Client, LocalCluster
 
@@ -21,7 +21,11 @@ def resolve_address(cli_address: str | None, config_address: str | None) -> str 
 
 @contextmanager
 def connect(
-    address: str | None, n_workers: int = 2, threads_per_worker: int = 1, memory_limit: str | int = "auto"
+    address: str | None,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+    memory_limit: str | int = "auto",
+    on_connect: Callable[[Client], None] | None = None,
 ) -> Iterator[Client]:
     """A Client on ``address``, or on a LocalCluster started (and stopped) here."""
     if address:
@@ -30,11 +34,15 @@ def connect(
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
         with client:
+            if on_connect:
+                on_connect(client)
             yield client
         return
     with LocalCluster(
         n_workers=n_workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit, processes=True
     ) as cluster, Client(cluster) as client:
+        if on_connect:
+            on_connect(client)
         yield client
 
 

@@ -49,6 +49,8 @@ class ParquetDataset:
     nan_policy : {"error", "drop"}
     fingerprint : str
         sha256 over the files' paths, sizes and footers, and the projection.
+    files : list of str
+        The Parquet files, in order.
     """
 
     fs: Any
@@ -57,6 +59,7 @@ class ParquetDataset:
     weight_column: str | None
     nan_policy: str
     fingerprint: str
+    files: list[str]
 
     @property
     def n_rows(self) -> int:
@@ -180,8 +183,11 @@ def open_dataset(
     weight_column: str | None = None,
     storage_options: dict | None = None,
     nan_policy: str = "error",
+    passthrough: list[str] = (),
 ) -> ParquetDataset:
     """List, check and project a Parquet dataset (reads footers only).
+
+    ``passthrough`` columns (of any type) must exist in every file too.
 
     Raises
     ------
@@ -193,14 +199,18 @@ def open_dataset(
     with ThreadPoolExecutor(max_workers=8) as pool:
         footers = list(pool.map(lambda f: _read_footer(fs, f), files))
     names = _select_columns(footers[0], columns, weight_column)
+    for name in passthrough:
+        if name not in footers[0].schema.names:
+            raise InputError(f"{footers[0].path}: column {name!r} to keep not found; "
+                             f"available columns: {', '.join(footers[0].schema.names)}")
     needed = names + ([weight_column] if weight_column else [])
-    _check_same_schema(footers, needed)
+    _check_same_schema(footers, needed + [c for c in passthrough if c not in needed])
     digest = hashlib.sha256(repr((names, weight_column, nan_policy)).encode())
     for footer in footers:
         digest.update(f"{footer.path}\0{footer.size}\0".encode())
         digest.update(footer.digest)
     partitions = [p for footer in footers for p in _partitions(footer, len(needed))]
-    return ParquetDataset(fs, partitions, names, weight_column, nan_policy, digest.hexdigest())
+    return ParquetDataset(fs, partitions, names, weight_column, nan_policy, digest.hexdigest(), files)
 
 
 def _column_as_float(table: pa.Table, name: str) -> np.ndarray:

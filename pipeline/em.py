@@ -55,12 +55,12 @@ def _em_block(X, sample_weight, row_offset, params_list):
     return tuple(kernels.block_statistics(X, sample_weight, p) for p in params_list)
 
 
-def _score_block(X, sample_weight, row_offset, params):
-    return kernels.block_log_likelihood(X, sample_weight, params)
+def _score_block(X, sample_weight, row_offset, params_list):
+    return tuple(kernels.block_log_likelihood(X, sample_weight, p) for p in params_list)
 
 
-def _add_pairs(a, b):
-    return a[0] + b[0], a[1] + b[1]
+def _add_pair_tuples(a, b):
+    return tuple((x[0] + y[0], x[1] + y[1]) for x, y in zip(a, b))
 
 
 def run_em(
@@ -104,6 +104,6 @@ def best_run(runs: list[EMRun]) -> EMRun:
     return max(runs, key=lambda r: r.lower_bound)
 
 
-def log_likelihood(source: BlockSource, params: kernels.Params) -> tuple[float, float]:
-    """Total weighted log-likelihood of the data under ``params``, and the weight sum (one pass)."""
-    return source.run(_score_block, params, combine=_add_pairs)
+def log_likelihoods(source: BlockSource, params_list: list[kernels.Params]) -> list[tuple[float, float]]:
+    """Total weighted log-likelihood of the data under each model, with the weight sum (one pass)."""
+    return list(source.run(_score_block, tuple(params_list), combine=_add_pair_tuples))

@@ -307,6 +307,21 @@ class GaussianMixture:
             parts.append(rng.multivariate_normal(params.means[k], cov, size=count))
         return np.vstack(parts), np.repeat(np.arange(self.n_components), counts)
 
+    def to_sklearn(self):
+        """A fitted :class:`sklearn.mixture.GaussianMixture` with these parameters (needs scikit-learn)."""
+        try:
+            from sklearn.mixture import GaussianMixture as SkGaussianMixture
+        except ImportError:
+            raise ImportError("to_sklearn needs scikit-learn: pip install gmm-pipeline[sklearn]") from None
+        self._params()
+        seed = self.random_state if isinstance(self.random_state, (int, type(None))) else None
+        sk = SkGaussianMixture(**{**self.get_params(), "random_state": seed})
+        for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "converged_",
+                     "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_", "feature_names_in_"):
+            if hasattr(self, attr):
+                setattr(sk, attr, getattr(self, attr))
+        return sk
+
     # ------------------------------------------------------------------ #
     def save(self, path: str | Path, storage_options: dict | None = None) -> None:
         """Write the fitted model as a model directory (model.yaml + model.npz), local or fsspec URL."""

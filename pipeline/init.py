@@ -14,7 +14,7 @@ those labels, as ``kmeans`` does.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,14 +42,24 @@ def _concat_rows(a, b):
     return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
 
 
-def _start_block(X, sample_weight, row_offset, specs, covariance_type):
+def _start_block(X, sample_weight, row_offset, specs):
     out = []
-    for kind, value, shift in specs:
-        if kind == "centres":
-            out.append(kernels.hard_assignment_statistics(X, sample_weight, value, covariance_type))
+    for spec in specs:
+        if spec.seed is None:
+            out.append(kernels.hard_assignment_statistics(X, sample_weight, spec.shift, spec.covariance_type))
         else:
-            out.append(kernels.random_resp_statistics(X, sample_weight, row_offset, value, shift, covariance_type))
+            out.append(kernels.random_resp_statistics(X, sample_weight, row_offset, spec.seed, spec.shift,
+                                                      spec.covariance_type))
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class _StartSpec:
+    """One start to compute in the shared pass: hard labels from centres, or random responsibilities."""
+
+    covariance_type: str
+    shift: np.ndarray  # (K, D): the centres, or the data mean repeated (random)
+    seed: int | None = None  # set for random responsibilities
 
 
 # --------------------------------------------------------------------------- #
@@ -114,6 +124,52 @@ def lloyd(X, sample_weight, centres):
 # --------------------------------------------------------------------------- #
 # Starts
 # --------------------------------------------------------------------------- #
+def _spec(sample, sample_w, n_components, covariance_type, init_params, rng) -> _StartSpec:
+    if init_params == "random":
+        centre = np.average(sample, axis=0, weights=sample_w)
+        shift = np.repeat(centre[None, :], n_components, axis=0)
+        return _StartSpec(covariance_type, shift, int(rng.integers(2**63)))
+    if init_params == "random_from_data":
+        return _StartSpec(covariance_type, sample[rng.choice(sample.shape[0], size=n_components, replace=False)])
+    centres = kmeans_plusplus(sample, sample_w, n_components, rng)
+    if init_params == "kmeans":
+        centres = lloyd(sample, sample_w, centres)
+    return _StartSpec(covariance_type, centres)
+
+
+def candidate_starts(
+    source: BlockSource,
+    candidates: list[tuple[int, str]],
+    *,
+    reg_covar: float,
+    init_params: str,
+    n_init: int,
+    rng: np.random.Generator,
+) -> list[list[kernels.Params]]:
+    """``n_init`` starts for each candidate ``(n_components, covariance_type)``.
+
+    One pass draws the sample; one more pass computes the first M-step of
+    every start of every candidate.
+
+    Returns
+    -------
+    list (per candidate) of list (per start) of Params
+    """
+    sample, sample_w = draw_sample(source, rng)
+    largest = max(k for k, _ in candidates)
+    if sample.shape[0] == sum(source.n_rows):  # the sample is all the data: count its distinct rows
+        distinct = np.unique(sample, axis=0).shape[0]
+        if distinct < largest:
+            raise InputError(
+                f"the data has only {distinct} distinct rows, fewer than n_components={largest}; "
+                "reduce n_components"
+            )
+    specs = [_spec(sample, sample_w, k, ct, init_params, rng) for k, ct in candidates for _ in range(n_init)]
+    all_stats = source.run(_start_block, specs, combine=add_tuples)
+    starts = [kernels.m_step(stats, spec.shift, spec.covariance_type, reg_covar) for spec, stats in zip(specs, all_stats)]
+    return [starts[i * n_init : (i + 1) * n_init] for i in range(len(candidates))]
+
+
 def initial_params(
     source: BlockSource,
     *,
@@ -127,7 +183,7 @@ def initial_params(
     means_init=None,
     precisions_init=None,
 ) -> list[kernels.Params]:
-    """Starting parameters for each of ``n_init`` EM runs (one pass over the data).
+    """Starting parameters for each of ``n_init`` EM runs.
 
     Explicit ``weights_init``, ``means_init`` and ``precisions_init`` replace
     the matching part of the computed start; when all three are given no pass
@@ -139,35 +195,10 @@ def initial_params(
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         cov, prec_chol = _from_precisions(precisions_init, covariance_type)
-        return [kernels.Params(np.asarray(weights_init, float), np.asarray(means_init, float), cov, prec_chol, covariance_type)]
-
-    sample, sample_w = draw_sample(source, rng)
-    if sample.shape[0] == sum(source.n_rows):  # the sample is all the data: count its distinct rows
-        distinct = np.unique(sample, axis=0).shape[0]
-        if distinct < n_components:
-            raise InputError(
-                f"the data has only {distinct} distinct rows, fewer than n_components={n_components}; "
-                "reduce n_components"
-            )
-    specs = []
-    for _ in range(n_init):
-        if init_params == "random":
-            centre = np.average(sample, axis=0, weights=sample_w)
-            shift = np.repeat(centre[None, :], n_components, axis=0)
-            specs.append(("random", int(rng.integers(2**63)), shift))
-            continue
-        if init_params == "random_from_data":
-            centres = sample[rng.choice(sample.shape[0], size=n_components, replace=False)]
-        else:
-            centres = kmeans_plusplus(sample, sample_w, n_components, rng)
-            if init_params == "kmeans":
-                centres = lloyd(sample, sample_w, centres)
-        specs.append(("centres", centres, None))
-    all_stats = source.run(_start_block, specs, covariance_type, combine=add_tuples)
-    starts = []
-    for (kind, value, shift), stats in zip(specs, all_stats):
-        shift = value if kind == "centres" else shift
-        starts.append(kernels.m_step(stats, shift, covariance_type, reg_covar))
+        return [kernels.Params(np.asarray(weights_init, float), np.asarray(means_init, float), cov, prec_chol,
+                               covariance_type)]
+    (starts,) = candidate_starts(source, [(n_components, covariance_type)], reg_covar=reg_covar,
+                                 init_params=init_params, n_init=n_init, rng=rng)
     return [_override(p, weights_init, means_init, precisions_init) for p in starts]
 
 

@@ -74,19 +74,51 @@ def _warm_start(config: Config, dataset: data.ParquetDataset) -> kernels.Params 
     return params
 
 
-def _check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, config: Config) -> None:
+def _check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, config: Config, n_components: int) -> None:
     n_rows = sum(summary.n_rows)
     where = config.data.path
     if n_rows == 0:
         raise InputError(f"{where}: the dataset has no rows")
     if summary.weight_sum <= 0:
         raise InputError(f"{where}: weight column {dataset.weight_column!r} sums to 0; no row would count")
-    if n_rows < config.model.n_components:
-        raise InputError(f"{where}: {n_rows} rows is fewer than model.n_components={config.model.n_components}")
+    if n_rows < n_components:
+        raise InputError(f"{where}: {n_rows} rows is fewer than model.n_components={n_components}")
     if config.model.reg_covar == 0:
         constant = [n for n, lo, hi in zip(dataset.feature_names, summary.minimum, summary.maximum) if lo == hi]
         if constant:
             raise InputError(f"{where}: column {constant[0]!r} is constant; set model.reg_covar > 0 or drop the column")
+
+
+def _load(dataset, config: Config, client, n_components: int, emit: Emit) -> tuple[passes.BlockSource, int]:
+    """The dataset as a BlockSource (persisted if the policy says so), scanned and checked."""
+    source = passes.blocks_from_parquet(dataset)
+    n_columns = len(dataset.feature_names) + (dataset.weight_column is not None)
+    persisted = cluster.should_persist(config.cluster.persist, dataset.n_rows * n_columns * 8, client)
+    if persisted:
+        source = source.persist()
+    source, summary = passes.scan(source)
+    _check_summary(summary, dataset, config, n_components)
+    n_rows = sum(summary.n_rows)
+    emit({"event": "data", "path": config.data.path, "n_rows": n_rows, "n_features": len(dataset.feature_names),
+          "n_partitions": len(dataset.partitions), "dropped_rows": dataset.n_rows - n_rows, "persisted": persisted})
+    return source, n_rows
+
+
+def _criteria(log_likelihood: float, weight_sum: float, covariance_type: str, k: int, d: int) -> tuple[float, float]:
+    """BIC and AIC of a model from its total log-likelihood (frequency weights count as rows)."""
+    n_params = kernels.n_parameters(covariance_type, k, d)
+    return -2.0 * log_likelihood + n_params * math.log(weight_sum), -2.0 * log_likelihood + 2.0 * n_params
+
+
+def _connect(config: Config, scheduler: str | None, emit: Emit):
+    c = config.cluster
+    return cluster.connect(cluster.resolve_address(scheduler, c.address), c.n_workers, c.threads_per_worker,
+                           c.memory_limit, on_connect=lambda client: emit(_start_event(client)))
+
+
+def _start_event(client) -> dict[str, Any]:
+    return {"event": "start", "scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
+            "n_workers": len(client.scheduler_info(n_workers=-1)["workers"])}
 
 
 def _resume_or_start(config, source, warm, checkpoint, identity, emit) -> list[em.EMRun]:
@@ -126,7 +158,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     FitOutcome
     """
     started = time.perf_counter()
-    d, m, c = config.data, config.model, config.cluster
+    d, m = config.data, config.model
     dataset = data.open_dataset(d.path, d.columns, d.weight_column, d.storage_options, d.nan_policy)
     output = config.output.path
     out_options = d.storage_options if config.output.storage_options is None else config.output.storage_options
@@ -140,20 +172,8 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     if force:
         remove_checkpoint(checkpoint, out_options)
 
-    address = cluster.resolve_address(scheduler, c.address)
-    with cluster.connect(address, c.n_workers, c.threads_per_worker, c.memory_limit) as client:
-        emit({"event": "start", "scheduler": client.scheduler.address, "dashboard": client.dashboard_link,
-              "n_workers": len(client.scheduler_info(n_workers=-1)["workers"])})
-        source = passes.blocks_from_parquet(dataset)
-        n_columns = len(dataset.feature_names) + (dataset.weight_column is not None)
-        persisted = cluster.should_persist(c.persist, dataset.n_rows * n_columns * 8, client)
-        if persisted:
-            source = source.persist()
-        source, summary = passes.scan(source)
-        _check_summary(summary, dataset, config)
-        n_rows = sum(summary.n_rows)
-        emit({"event": "data", "path": d.path, "n_rows": n_rows, "n_features": len(dataset.feature_names),
-              "n_partitions": len(dataset.partitions), "dropped_rows": dataset.n_rows - n_rows, "persisted": persisted})
+    with _connect(config, scheduler, emit) as client:
+        source, n_rows = _load(dataset, config, client, m.n_components, emit)
 
         runs = _resume_or_start(config, source, warm, (checkpoint, out_options), identity, emit)
 
@@ -165,9 +185,9 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
 
         em.run_em(source, runs, reg_covar=m.reg_covar, tol=m.tol, max_iter=m.max_iter, on_iteration=report)
         best = em.best_run(runs)
-        log_likelihood, weight_sum = em.log_likelihood(source, best.params)
+        ((log_likelihood, weight_sum),) = em.log_likelihoods(source, [best.params])
 
-    n_params = kernels.n_parameters(m.covariance_type, m.n_components, len(dataset.feature_names))
+    bic, aic = _criteria(log_likelihood, weight_sum, m.covariance_type, m.n_components, len(dataset.feature_names))
     info = fit_info(
         feature_names=dataset.feature_names,
         converged=best.converged,
@@ -176,8 +196,8 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         history=best.history,
         n_samples=n_rows,
         weight_sum=weight_sum,
-        bic=-2.0 * log_likelihood + n_params * math.log(weight_sum),
-        aic=-2.0 * log_likelihood + 2.0 * n_params,
+        bic=bic,
+        aic=aic,
         config=config.model_dump(mode="json"),
         data_fingerprint=dataset.fingerprint,
     )
@@ -201,3 +221,153 @@ def inspect(path: str | Path) -> dict[str, Any]:
         "means": p.means.tolist(),
         **{k: v for k, v in saved.info.items() if k != "config"},
     }
+
+
+# --------------------------------------------------------------------------- #
+# select
+# --------------------------------------------------------------------------- #
+SELECTION_FILE = "selection.csv"
+SELECTION_COLUMNS = ("n_components", "covariance_type", "log_likelihood", "bic", "aic", "n_iter", "converged")
+
+
+@dataclass(frozen=True)
+class SelectOutcome:
+    """The candidates' table (one dict per candidate) and the chosen one."""
+
+    path: str
+    table: list[dict[str, Any]]
+    best: int
+
+
+def _selection_csv(table: list[dict[str, Any]]) -> bytes:
+    lines = [",".join(SELECTION_COLUMNS)]
+    lines += [",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in SELECTION_COLUMNS)
+              for row in table]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def select(
+    config: Config,
+    ks: list[int],
+    covariance_types: list[str],
+    criterion: str = "bic",
+    *,
+    scheduler: str | None = None,
+    emit: Emit = _ignore,
+) -> SelectOutcome:
+    """Fit every candidate (K, covariance type) in shared passes and write the best model.
+
+    Every EM iteration is one pass over the data that serves every candidate
+    (and every restart) still running.  The best model's directory holds
+    ``selection.csv`` (the table) beside model.yaml and model.npz.
+
+    Returns
+    -------
+    SelectOutcome
+    """
+    started = time.perf_counter()
+    d, m = config.data, config.model
+    dataset = data.open_dataset(d.path, d.columns, d.weight_column, d.storage_options, d.nan_policy)
+    candidates = [(k, ct) for ct in covariance_types for k in ks]
+    n_features = len(dataset.feature_names)
+    with _connect(config, scheduler, emit) as client:
+        source, n_rows = _load(dataset, config, client, max(ks), emit)
+        starts = init.candidate_starts(source, candidates, reg_covar=m.reg_covar, init_params=m.init
+                                       if m.init in init.INIT_METHODS else "kmeans", n_init=m.n_init,
+                                       rng=np.random.default_rng(m.random_state))
+        groups = [[em.EMRun(p) for p in group] for group in starts]
+
+        def report(rep: em.IterationReport) -> None:
+            emit({"event": "iteration", "iteration": rep.iteration, "lower_bound": max(r.lower_bound for r in rep.runs),
+                  "change": max(abs(c) for c in rep.changes), "seconds": rep.seconds, "active_starts": len(rep.runs)})
+
+        em.run_em(source, [r for g in groups for r in g], reg_covar=m.reg_covar, tol=m.tol, max_iter=m.max_iter,
+                  on_iteration=report)
+        bests = [em.best_run(g) for g in groups]
+        totals = em.log_likelihoods(source, [b.params for b in bests])
+    table = []
+    for (k, ct), run, (log_likelihood, weight_sum) in zip(candidates, bests, totals):
+        bic, aic = _criteria(log_likelihood, weight_sum, ct, k, n_features)
+        table.append({"n_components": k, "covariance_type": ct, "log_likelihood": log_likelihood, "bic": bic,
+                      "aic": aic, "n_iter": run.n_iter, "converged": run.converged})
+    chosen = min(range(len(table)), key=lambda i: table[i][criterion])
+    row, run, (_, weight_sum) = table[chosen], bests[chosen], totals[chosen]
+    info = fit_info(
+        feature_names=dataset.feature_names, converged=run.converged, n_iter=run.n_iter,
+        lower_bound=run.lower_bound, history=run.history, n_samples=n_rows, weight_sum=weight_sum,
+        bic=row["bic"], aic=row["aic"], data_fingerprint=dataset.fingerprint,
+        config=config.model_copy(update={"model": m.model_copy(update={
+            "n_components": row["n_components"], "covariance_type": row["covariance_type"]})}).model_dump(mode="json"),
+    )
+    info["selection"] = {"criterion": criterion, "file": SELECTION_FILE}
+    out_options = d.storage_options if config.output.storage_options is None else config.output.storage_options
+    save_model(config.output.path, run.params, info, out_options, extra_files={SELECTION_FILE: _selection_csv(table)})
+    emit({"event": "done", "model": config.output.path, "converged": run.converged, "n_iter": run.n_iter,
+          "lower_bound": run.lower_bound, "bic": row["bic"], "seconds": time.perf_counter() - started,
+          "n_components": row["n_components"], "covariance_type": row["covariance_type"]})
+    return SelectOutcome(config.output.path, table, chosen)
+
+
+# --------------------------------------------------------------------------- #
+# score
+# --------------------------------------------------------------------------- #
+def _input_root(path: str, fs) -> str:
+    """The directory that output paths are made relative to: the dataset's root."""
+    root = fs._strip_protocol(path).rstrip("/")
+    magic = min((root.find(ch) for ch in "*?[" if ch in root), default=-1)
+    if magic >= 0:
+        return root[:magic].rsplit("/", 1)[0]
+    return root if fs.isdir(root) else root.rsplit("/", 1)[0]
+
+
+def score(
+    model_path: str,
+    input_path: str,
+    output_path: str,
+    keep: list[str] = (),
+    probabilities: bool = False,
+    *,
+    scheduler: str | None = None,
+    cluster_config=None,
+    emit: Emit = _ignore,
+) -> int:
+    """Score every row of a Parquet dataset; one output file per input file, rows in input order.
+
+    Feature columns are matched by the names stored in the model.  The output
+    directory appears complete, or not at all.
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    from pipeline import scoring
+    from pipeline.config import ClusterConfig
+
+    saved = load_saved_model(model_path)
+    names = saved.info.get("feature_names")
+    clash = [c for c in keep if c in scoring.OUTPUT_COLUMNS or c.startswith("prob_")]
+    if clash:
+        raise InputError(f"--keep {clash[0]!r} would collide with an output column of the same name")
+    dataset = data.open_dataset(input_path, columns=names, passthrough=list(keep))
+    root = _input_root(input_path, dataset.fs)
+    c = cluster_config or ClusterConfig()
+    import dask
+
+    with storage.staged_directory(output_path) as staging, \
+            cluster.connect(cluster.resolve_address(scheduler, c.address), c.n_workers, c.threads_per_worker,
+                            c.memory_limit, on_connect=lambda client: emit(_start_event(client))):
+        params = dask.delayed(saved.params, pure=True)
+        tasks = []
+        for path in dataset.files:
+            target = staging / path[len(root):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tasks.append(dask.delayed(scoring.score_file, pure=False)(
+                dataset.fs, path, str(target), names, list(keep), params, probabilities))
+        results = dask.compute(*tasks)
+        errors = [r for r in results if isinstance(r, passes.BlockError)]
+        if errors:
+            raise InputError(errors[0].message)
+    rows = int(sum(results))
+    emit({"event": "scored", "output": output_path, "files": len(dataset.files), "rows": rows})
+    return rows

@@ -107,7 +107,11 @@ def fit_info(
 
 
 def save_model(
-    path: str | Path, params: kernels.Params, info: dict[str, Any], storage_options: dict | None = None
+    path: str | Path,
+    params: kernels.Params,
+    info: dict[str, Any],
+    storage_options: dict | None = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> None:
     """Write a model directory (local path or fsspec URL).
 
@@ -119,6 +123,8 @@ def save_model(
         The other keys of model.yaml (converged, n_iter, history, config, ...).
     storage_options : dict, optional
         For fsspec, when ``path`` is a URL.
+    extra_files : dict, optional
+        More files for the directory (e.g. ``selection.csv``), written with it.
     """
     npz = npz_bytes({name: getattr(params, name) for name in ARRAY_NAMES})
     document = {
@@ -133,7 +139,8 @@ def save_model(
         "arrays": {"file": NPZ_NAME, "sha256": hashlib.sha256(npz).hexdigest()},
     }
     text = yaml.safe_dump(_plain(document), sort_keys=False, default_flow_style=None, width=120)
-    storage.write_directory(path, {NPZ_NAME: npz, YAML_NAME: text.encode()}, storage_options)
+    files = {NPZ_NAME: npz, **(extra_files or {}), YAML_NAME: text.encode()}  # model.yaml last
+    storage.write_directory(path, files, storage_options)
 
 
 def _expected_shapes(covariance_type: str, k: int, d: int) -> dict[str, tuple]:

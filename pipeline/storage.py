@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import fsspec
 
@@ -83,24 +85,19 @@ def write_bytes(path: str | Path, content: bytes, storage_options: dict | None =
         staging.unlink(missing_ok=True)
 
 
-def write_directory(path: str | Path, files: dict[str, bytes], storage_options: dict | None = None) -> None:
-    """Write ``files`` (in order) as the whole content of directory ``path``.
+@contextmanager
+def staged_directory(path: str | Path) -> Iterator[Path]:
+    """A fresh local directory beside ``path`` that becomes ``path`` when the block succeeds.
 
-    Locally the directory is written complete beside its destination and
-    renamed into place.  On an object store the objects are put in order.
+    The old content of ``path`` (if any) is replaced whole; on failure nothing changes.
     """
-    if is_url(path):
-        for name, content in files.items():
-            write_bytes(join(path, name), content, storage_options)
-        return
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
     staging = path.parent / f".{path.name}.tmp-{tag}"
+    staging.mkdir()
     try:
-        staging.mkdir()
-        for name, content in files.items():
-            _write_local_file(staging / name, content)
+        yield staging
         if path.exists():
             retired = path.parent / f".{path.name}.old-{tag}"
             os.rename(path, retired)
@@ -111,3 +108,18 @@ def write_directory(path: str | Path, files: dict[str, bytes], storage_options: 
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def write_directory(path: str | Path, files: dict[str, bytes], storage_options: dict | None = None) -> None:
+    """Write ``files`` (in order) as the whole content of directory ``path``.
+
+    Locally the directory is written complete beside its destination and
+    renamed into place.  On an object store the objects are put in order.
+    """
+    if is_url(path):
+        for name, content in files.items():
+            write_bytes(join(path, name), content, storage_options)
+        return
+    with staged_directory(path) as staging:
+        for name, content in files.items():
+            _write_local_file(staging / name, content)

@@ -1,0 +1,149 @@
+"""Using a model: distributed scoring, model selection, sklearn export, reports."""
+
+import csv
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import make_blobs
+from pipeline import GaussianMixture, load_model
+
+GMM = str(Path(sys.executable).parent / "gmm")
+
+
+def gmm(cwd, *args):
+    return subprocess.run([GMM, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def scored_setup(tmp_path_factory):
+    """A fitted model and a hive-partitioned input whose files order their columns differently."""
+    root = tmp_path_factory.mktemp("score")
+    X = make_blobs(70)
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    gm.save(root / "m")
+    parts = {"region=a/part-0.parquet": slice(0, 400), "region=a/part-1.parquet": slice(400, 401),
+             "region=b/part-0.parquet": slice(401, 900)}
+    for name, rows in parts.items():
+        path = root / "data" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ids = np.arange(X.shape[0])[rows]
+        table = pa.table({"id": ids, "x2": X[rows, 2], "note": [f"row{i}" for i in ids], "x0": X[rows, 0],
+                          "x1": X[rows, 1]})
+        pq.write_table(table, path, row_group_size=128)  # several row groups per file
+    return root, X, gm, parts
+
+
+def test_score_writes_one_file_per_input_file_matching_sklearn(scored_setup, client):
+    root, X, gm, parts = scored_setup
+    run = gmm(root, "score", "--model", "m", "--input", "data", "--output", "scored", "--keep", "id,note",
+              "--probabilities", "--scheduler", client.scheduler.address)
+    assert run.returncode == 0, run.stderr
+    assert sorted(str(p.relative_to(root / "scored")) for p in (root / "scored").rglob("*.parquet")) == sorted(parts)
+    sk = gm.to_sklearn()
+    for name, rows in parts.items():
+        table = pq.read_table(root / "scored" / name)
+        assert table.schema.field("label").type == pa.int32()
+        assert table.column_names == ["label", "log_likelihood", "prob_0", "prob_1", "prob_2", "id", "note"]
+        np.testing.assert_array_equal(table.column("id").to_numpy(), np.arange(X.shape[0])[rows])  # input order
+        np.testing.assert_array_equal(table.column("label").to_numpy(), sk.predict(X[rows]))
+        np.testing.assert_allclose(table.column("log_likelihood").to_numpy(), sk.score_samples(X[rows]), rtol=1e-10)
+        proba = np.column_stack([table.column(f"prob_{k}").to_numpy() for k in range(3)])
+        np.testing.assert_allclose(proba, sk.predict_proba(X[rows]), rtol=1e-9, atol=1e-300)
+        assert table.column("note").to_pylist()[0] == f"row{rows.start}"
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["--keep", "height"], r"column 'height' to keep not found"),
+        (["--keep", "label"], r"--keep 'label' would collide with an output column"),
+    ],
+)
+def test_score_mistakes_exit_2_and_write_nothing(scored_setup, args, pattern):
+    import re
+
+    root = scored_setup[0]
+    run = gmm(root, "score", "--model", "m", "--input", "data", "--output", "bad", *args)
+    assert run.returncode == 2 and re.search(pattern, run.stderr.strip().splitlines()[-1]), run.stderr
+    assert not (root / "bad").exists()
+
+
+def test_score_needs_the_models_features_by_name(scored_setup, tmp_path):
+    root = scored_setup[0]
+    pq.write_table(pa.table({"x0": [1.0], "x1": [2.0], "y": [3.0]}), tmp_path / "other.parquet")
+    run = gmm(root, "score", "--model", "m", "--input", tmp_path / "other.parquet", "--output", tmp_path / "out")
+    assert run.returncode == 2 and "column 'x2' of data.columns not found" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_select_fits_all_candidates_in_shared_passes(tmp_path):
+    assert gmm(tmp_path, "generate", "--output", "data", "--n-samples", 6000, "--n-features", 3, "--n-components",
+               3, "--partitions", 3, "--seed", 5).returncode == 0
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": {"path": "data"}, "output": {"path": "best"},
+                                                     "model": {"max_iter": 60}}))
+    run = gmm(tmp_path, "select", "c.yaml", "--k", "1..5", "--covariance-types", "full,diag", "--log-format", "json")
+    assert run.returncode == 0, run.stderr
+    assert "best by BIC: K=3 full" in run.stdout
+    with open(tmp_path / "best" / "selection.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [(int(r["n_components"]), r["covariance_type"]) for r in table] == \
+        [(k, ct) for ct in ("full", "diag") for k in range(1, 6)]
+    best = min(table, key=lambda r: float(r["bic"]))
+    assert (best["n_components"], best["covariance_type"]) == ("3", "full")
+    # One pass per iteration for all ten candidates: as many passes as the longest candidate took.
+    iterations = [json.loads(line) for line in run.stderr.splitlines() if '"iteration"' in line]
+    iterations = [r for r in iterations if r["event"] == "iteration"]
+    assert len(iterations) == max(int(r["n_iter"]) for r in table)
+    assert iterations[0]["active_starts"] == 10
+    model = load_model(tmp_path / "best")
+    assert model.n_components == 3 and model.covariance_type == "full"
+    info = yaml.safe_load((tmp_path / "best" / "model.yaml").read_text())
+    assert info["bic"] == pytest.approx(float(best["bic"]), rel=1e-12)
+
+
+def test_to_sklearn_predicts_like_ours():
+    X = make_blobs(71)
+    for ct in ("full", "tied", "diag", "spherical"):
+        gm = GaussianMixture(3, covariance_type=ct, random_state=0).fit(X)
+        sk = gm.to_sklearn()
+        np.testing.assert_array_equal(sk.predict(X), gm.predict(X))
+        np.testing.assert_allclose(sk.score_samples(X), gm.score_samples(X), rtol=1e-12)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with open(path, "rb") as f:
+        header = f.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_report_draws_png_and_html(scored_setup):
+    root = scored_setup[0]
+    run = gmm(root, "report", "m", "--data", "data", "--output", "report.png")
+    assert run.returncode == 0, run.stderr
+    width, height = png_size(root / "report.png")
+    assert (width, height) == (1200, 500)  # two panels: convergence, components over the data
+    assert (root / "report.png").stat().st_size > 30_000  # points and ellipses, not an empty canvas
+    run = gmm(root, "report", "m", "--output", "report.html")
+    assert run.returncode == 0, run.stderr
+    page = (root / "report.html").read_text()
+    assert "<img alt='report' src='data:image/png;base64," in page and "n_iter" in page
+    bad = gmm(root, "report", "m", "--output", "report.pdf")
+    assert bad.returncode == 2 and "expected a .png or .html file" in bad.stderr
+
+
+def test_inspect_shows_history_and_criteria(tmp_path):
+    X = make_blobs(72)
+    GaussianMixture(3, random_state=0).fit(X).save(tmp_path / "m")
+    shown = gmm(tmp_path, "inspect", "m")
+    assert shown.returncode == 0 and "converged after" in shown.stdout and "lower bound" in shown.stdout
+    assert "history (" in shown.stdout
