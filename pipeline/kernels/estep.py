@@ -32,8 +32,8 @@ class Prepared:
 
     params: Params
     offset: np.ndarray  # (K, 1): log weight + log det U - D/2 log 2 pi
-    whiten: np.ndarray  # full: (K*D, D) stacked U_k^T; tied: (D, D) U^T; diag/spherical: U
-    centres: np.ndarray  # full: (K*D, 1) stacked U_k^T mu_k; tied: (K, D, 1) U^T mu_k; else (K, D, 1) means
+    whiten: np.ndarray  # full: (K*D, D+1) stacked [U_k^T | -U_k^T mu_k]; tied: (D, D) U^T; diag/spherical: U
+    centres: np.ndarray | None  # tied: (K, D, 1) U^T mu_k; diag/spherical: (K, D, 1) means; full: None
 
 
 def _log_det(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
@@ -53,8 +53,11 @@ def prepare(params: Params) -> Prepared:
     with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
         offset = np.log(params.weights) + _log_det(u, ct, d) - 0.5 * d * _LOG_2PI
     if ct == "full":
-        whiten = np.ascontiguousarray(np.transpose(u, (0, 2, 1)).reshape(k * d, d))
-        centres = np.einsum("kd,kde->ke", params.means, u).reshape(k * d, 1)
+        # The ones row of the chunk turns the subtraction of U_k^T mu_k into part of the product.
+        stacked = np.transpose(u, (0, 2, 1)).reshape(k * d, d)
+        shifts = np.einsum("kd,kde->ke", params.means, u).reshape(k * d, 1)
+        whiten = np.ascontiguousarray(np.hstack([stacked, -shifts]))
+        centres = None
     elif ct == "tied":
         whiten = np.ascontiguousarray(u.T)
         centres = (params.means @ u)[:, :, None]
@@ -68,21 +71,21 @@ class Workspace:
     """Buffers for chunks of up to ``rows`` rows, reused chunk after chunk.
 
     ``views(n)`` gives contiguous arrays for a chunk of ``n`` rows:
-    ``xt`` (D, n), ``y`` (K, D, n), ``weighted`` (K, n), ``resp`` (K, n),
-    ``top`` (n,), ``norm`` (n,), ``tmp`` (D, n).
+    ``xt1`` (D + 1, n) (the chunk's columns and a row of ones), ``y`` (K, D, n),
+    ``weighted`` (K, n), ``resp`` (K, n), ``top`` (n,), ``norm`` (n,), ``tmp`` (D, n).
     """
 
     def __init__(self, n_components: int, n_features: int, rows: int):
         k, d = n_components, n_features
         self.k, self.d = k, d
         self._flat = {
-            "xt": np.empty(d * rows), "y": np.empty(k * d * rows), "weighted": np.empty(k * rows),
+            "xt1": np.empty((d + 1) * rows), "y": np.empty(k * d * rows), "weighted": np.empty(k * rows),
             "resp": np.empty(k * rows), "top": np.empty(rows), "norm": np.empty(rows), "tmp": np.empty(d * rows),
         }
 
     def views(self, n: int) -> dict[str, np.ndarray]:
         k, d = self.k, self.d
-        shapes = {"xt": (d, n), "y": (k, d, n), "weighted": (k, n), "resp": (k, n), "top": (n,), "norm": (n,),
+        shapes = {"xt1": (d + 1, n), "y": (k, d, n), "weighted": (k, n), "resp": (k, n), "top": (n,), "norm": (n,),
                   "tmp": (d, n)}
         return {name: self._flat[name][: math.prod(shape)].reshape(shape) for name, shape in shapes.items()}
 
@@ -93,8 +96,8 @@ def chunks(X: np.ndarray, n_components: int):
     Yields
     ------
     rows : slice
-    xt : ndarray of shape (n_features, n)
-        The chunk's columns, a view when X is in Fortran order, else a copy in the workspace.
+    xt1 : ndarray of shape (n_features + 1, n)
+        The chunk's columns (copied into the workspace, where they stay in cache) and a row of ones.
     buffers : dict of ndarray
         The workspace's views for this chunk (see :class:`Workspace`).
     """
@@ -105,41 +108,38 @@ def chunks(X: np.ndarray, n_components: int):
     for start in range(0, n_rows, step):
         rows = slice(start, min(start + step, n_rows))
         buffers = workspace.views(rows.stop - start)
-        xt = columns[:, rows]
-        if xt.strides[1] != xt.itemsize:
-            np.copyto(buffers["xt"], xt)
-            xt = buffers["xt"]
-        yield rows, xt, buffers
+        xt1 = buffers["xt1"]
+        np.copyto(xt1[:d], columns[:, rows])
+        xt1[d] = 1.0
+        yield rows, xt1, buffers
 
 
-def _whiten_full(xt, prep, y, tmp):
-    flat = y.reshape(-1, xt.shape[1])
-    np.matmul(prep.whiten, xt, out=flat)
-    flat -= prep.centres
+def _whiten_full(xt1, prep, y, tmp):
+    np.matmul(prep.whiten, xt1, out=y.reshape(-1, xt1.shape[1]))
 
 
-def _whiten_tied(xt, prep, y, tmp):
-    np.matmul(prep.whiten, xt, out=tmp)
+def _whiten_tied(xt1, prep, y, tmp):
+    np.matmul(prep.whiten, xt1[:-1], out=tmp)
     np.subtract(tmp[None, :, :], prep.centres, out=y)
 
 
-def _whiten_diag(xt, prep, y, tmp):
-    np.subtract(xt[None, :, :], prep.centres, out=y)
+def _whiten_diag(xt1, prep, y, tmp):
+    np.subtract(xt1[None, :-1, :], prep.centres, out=y)
     y *= prep.whiten[:, :, None]
 
 
-def _whiten_spherical(xt, prep, y, tmp):
-    np.subtract(xt[None, :, :], prep.centres, out=y)
+def _whiten_spherical(xt1, prep, y, tmp):
+    np.subtract(xt1[None, :-1, :], prep.centres, out=y)
     y *= prep.whiten[:, None, None]
 
 
 _WHITEN = {"full": _whiten_full, "tied": _whiten_tied, "diag": _whiten_diag, "spherical": _whiten_spherical}
 
 
-def chunk_log_prob(xt: np.ndarray, prep: Prepared, buffers: dict) -> tuple[np.ndarray, np.ndarray]:
+def chunk_log_prob(xt1: np.ndarray, prep: Prepared, buffers: dict) -> tuple[np.ndarray, np.ndarray]:
     """Whitened differences (K, D, n) and weighted log densities (K, n) of a chunk, in ``buffers``."""
     y, weighted = buffers["y"], buffers["weighted"]
-    _WHITEN[prep.params.covariance_type](xt, prep, y, buffers["tmp"])
+    _WHITEN[prep.params.covariance_type](xt1, prep, y, buffers["tmp"])
     np.einsum("kdn,kdn->kn", y, y, out=weighted)
     weighted *= -0.5
     weighted += prep.offset
@@ -173,8 +173,8 @@ def log_gaussian_prob(X: np.ndarray, params: Params) -> np.ndarray:
     """
     prep = prepare(replace(params, weights=np.ones(params.n_components)))
     out = np.empty((X.shape[0], params.n_components))
-    for rows, xt, buffers in chunks(X, params.n_components):
-        out[rows] = chunk_log_prob(xt, prep, buffers)[1].T
+    for rows, xt1, buffers in chunks(X, params.n_components):
+        out[rows] = chunk_log_prob(xt1, prep, buffers)[1].T
     return out
 
 
@@ -196,8 +196,8 @@ def estimate_log_resp(X: np.ndarray, params: Params) -> tuple[np.ndarray, np.nda
     prep = prepare(params)
     log_prob_norm = np.empty(X.shape[0])
     log_resp = np.empty((X.shape[0], params.n_components))
-    for rows, xt, buffers in chunks(X, params.n_components):
-        weighted = chunk_log_prob(xt, prep, buffers)[1]
+    for rows, xt1, buffers in chunks(X, params.n_components):
+        weighted = chunk_log_prob(xt1, prep, buffers)[1]
         norm = normalise(weighted, buffers)[0]
         log_prob_norm[rows] = norm
         log_resp[rows] = (weighted - norm).T

@@ -179,8 +179,8 @@ def _statistics(X, sample_weight, params: Params, responsibilities: Responsibili
     base = empty_stats(ct, params.n_components, params.n_features)
     nk, u, t = base.nk, base.s1, base.s2
     log_likelihood = 0.0
-    for rows, xt, buffers in chunks(X, params.n_components):
-        y, weighted = chunk_log_prob(xt, prep, buffers)
+    for rows, xt1, buffers in chunks(X, params.n_components):
+        y, weighted = chunk_log_prob(xt1, prep, buffers)
         log_prob_norm, a = responsibilities(weighted, rows, buffers)
         if sample_weight is not None:
             sw = sample_weight[rows]
@@ -229,8 +229,8 @@ def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, params
     """
     prep = prepare(params)
     total = 0.0
-    for rows, xt, buffers in chunks(X, params.n_components):
-        log_prob_norm = normalise(chunk_log_prob(xt, prep, buffers)[1], buffers)[0]
+    for rows, xt1, buffers in chunks(X, params.n_components):
+        log_prob_norm = normalise(chunk_log_prob(xt1, prep, buffers)[1], buffers)[0]
         total += float(log_prob_norm.sum() if sample_weight is None else log_prob_norm @ sample_weight[rows])
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     return total, weight_sum
