@@ -89,6 +89,13 @@ def _check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, confi
             raise InputError(f"{where}: column {constant[0]!r} is constant; set model.reg_covar > 0 or drop the column")
 
 
+def _open(config: Config) -> tuple[data.ParquetDataset, str, dict]:
+    """The configured dataset (footers read and checked), the output path and its storage options."""
+    d, out = config.data, config.output
+    dataset = data.open_dataset(d.path, d.columns, d.weight_column, d.storage_options, d.nan_policy)
+    return dataset, out.path, d.storage_options if out.storage_options is None else out.storage_options
+
+
 def _load(dataset, config: Config, client, n_components: int, emit: Emit) -> tuple[passes.BlockSource, int]:
     """The dataset as a BlockSource (persisted if the policy says so), scanned and checked."""
     source = passes.blocks_from_parquet(dataset)
@@ -158,10 +165,8 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     FitOutcome
     """
     started = time.perf_counter()
-    d, m = config.data, config.model
-    dataset = data.open_dataset(d.path, d.columns, d.weight_column, d.storage_options, d.nan_policy)
-    output = config.output.path
-    out_options = d.storage_options if config.output.storage_options is None else config.output.storage_options
+    m = config.model
+    dataset, output, out_options = _open(config)
     identity = _fit_identity(config, dataset.fingerprint)
     if not force and _previous_identity(output, out_options) == identity:
         info = load_saved_model(output, out_options).info
@@ -266,8 +271,8 @@ def select(
     SelectOutcome
     """
     started = time.perf_counter()
-    d, m = config.data, config.model
-    dataset = data.open_dataset(d.path, d.columns, d.weight_column, d.storage_options, d.nan_policy)
+    m = config.model
+    dataset, output, out_options = _open(config)
     candidates = [(k, ct) for ct in covariance_types for k in ks]
     n_features = len(dataset.feature_names)
     with _connect(config, scheduler, emit) as client:
@@ -300,12 +305,11 @@ def select(
             "n_components": row["n_components"], "covariance_type": row["covariance_type"]})}).model_dump(mode="json"),
     )
     info["selection"] = {"criterion": criterion, "file": SELECTION_FILE}
-    out_options = d.storage_options if config.output.storage_options is None else config.output.storage_options
-    save_model(config.output.path, run.params, info, out_options, extra_files={SELECTION_FILE: _selection_csv(table)})
-    emit({"event": "done", "model": config.output.path, "converged": run.converged, "n_iter": run.n_iter,
+    save_model(output, run.params, info, out_options, extra_files={SELECTION_FILE: _selection_csv(table)})
+    emit({"event": "done", "model": output, "converged": run.converged, "n_iter": run.n_iter,
           "lower_bound": run.lower_bound, "bic": row["bic"], "seconds": time.perf_counter() - started,
           "n_components": row["n_components"], "covariance_type": row["covariance_type"]})
-    return SelectOutcome(config.output.path, table, chosen)
+    return SelectOutcome(output, table, chosen)
 
 
 # --------------------------------------------------------------------------- #
@@ -344,6 +348,8 @@ def score(
     from pipeline import scoring
     from pipeline.config import ClusterConfig
 
+    if storage.is_url(output_path):
+        raise InputError(f"--output {output_path!r}: gmm score writes to a local or shared directory, not a URL")
     saved = load_saved_model(model_path)
     names = saved.info.get("feature_names")
     clash = [c for c in keep if c in scoring.OUTPUT_COLUMNS or c.startswith("prob_")]

@@ -11,7 +11,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -122,7 +121,9 @@ def pyarrow_read(client, dataset, repeats):
 
 
 def _peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """High-water resident memory of this worker process (VmHWM; ru_maxrss would survive exec)."""
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
 def sklearn_per_iteration(X, start, repeats, low=1, high=3):
@@ -161,9 +162,11 @@ def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True
     }
     result["peak_worker_rss_mb_persisted"] = max(client.run(_peak_rss_mb).values())
     del source
-    client.run(lambda: __import__("gc").collect())
+    client.restart()  # fresh worker processes: the next peak is the out-of-core run's own
+    result["worker_baseline_rss_mb"] = max(client.run(_peak_rss_mb).values())
     unpersisted = passes.blocks_from_parquet(dataset)
     result["persist_none_s"] = stats_of(per_iteration(unpersisted, start, max(1, repeats // 2), low=1, high=3))
+    result["peak_worker_rss_mb_none"] = max(client.run(_peak_rss_mb).values())
     result["pyarrow_read_s"] = stats_of(pyarrow_read(client, dataset, repeats))
     if with_sklearn:
         X = np.concatenate([pq.read_table(f).to_pandas().to_numpy(np.float64) for f in sorted(
@@ -173,18 +176,93 @@ def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True
     return result
 
 
+def bench_scoring(root, address, repeats):
+    """Rows per second of ``gmm score`` (label, log-likelihood, probabilities) on shape A's data."""
+    from pipeline import job
+
+    path = dataset_for(root, "A", SHAPES["A"])
+    out = root / "scored"
+    times = []
+    for _ in range(repeats):
+        times.append(_timed(lambda: job.score(str(path / "_truth"), str(path), str(out), [], True, scheduler=address)))
+    n = SHAPES["A"]["n"]
+    return {"seconds": stats_of(times), "rows_per_s": n / statistics.median(times), "n_rows": n}
+
+
+def bench_select(root, address):
+    """Wall time of select --k 2..9 against eight separate fits of the same data, same settings."""
+    from pipeline import job
+    from pipeline.config import validate
+
+    shape = dict(n=200_000, d=16, k=5, cov="full", parts=8)
+    path = dataset_for(root, "select", shape)
+    config = lambda k, out: validate({"data": {"path": str(path)}, "model": {"n_components": k, "max_iter": 100},
+                                      "output": {"path": str(root / out)}}, "bench")
+    fits = _timed(lambda: [job.fit(config(k, f"fit-{k}"), scheduler=address, force=True) for k in range(2, 10)])
+    select = _timed(lambda: job.select(config(2, "selected"), list(range(2, 10)), ["full"], "bic", scheduler=address))
+    return {"shape": shape, "eight_fits_s": fits, "select_s": select, "ratio": fits / select}
+
+
+SCALING = {"N": [1_000_000, 2_000_000, 4_000_000], "K": [8, 16, 32], "D": [16, 32, 64], "partitions": [16, 32, 64]}
+
+
+def bench_scaling(root, client, repeats):
+    """Time per iteration as N, K, D and the number of partitions each double (rest at shape A)."""
+    base = SHAPES["A"]
+    out = {}
+    for axis, values in SCALING.items():
+        out[axis] = []
+        for value in values:
+            shape = dict(base)
+            key = {"N": "n", "K": "k", "D": "d", "partitions": "parts"}[axis]
+            shape[key] = value
+            path = dataset_for(root, f"scale-{axis}", shape)
+            dataset = data.open_dataset(str(path))
+            source = passes.blocks_from_parquet(dataset).persist()
+            wait(list(source.blocks))
+            start = start_params(path, "full", shape["k"])
+            seconds = statistics.median(per_iteration(source, start, repeats, low=1, high=4))
+            out[axis].append({"value": value, "seconds": seconds})
+            print(f"  {axis}={value}: {seconds:.3f} s/iteration", file=sys.stderr, flush=True)
+            del source
+    return out
+
+
+def plot_scaling(scaling, png):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    for ax, (axis, points) in zip(axes, scaling.items()):
+        x = [p["value"] for p in points]
+        y = [p["seconds"] for p in points]
+        ax.loglog(x, y, marker="o", label="measured")
+        slope = {"N": 1, "K": 1, "D": 2, "partitions": 0}[axis]
+        ax.loglog(x, [y[0] * (v / x[0]) ** slope for v in x], linestyle="--", color="grey",
+                  label=f"∝ {axis}^{slope}" if slope else "flat")
+        ax.set(title=f"doubling {axis}", xlabel=axis, ylabel="seconds per iteration")
+        ax.legend()
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle("EM iteration time on a 2-worker LocalCluster (rest fixed at N=1M, D=16, K=8, 16 partitions)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+
+
 def print_table(results, gemm_rate):
     print(f"\nmachine float64 GEMM: {gemm_rate:.1f} GFLOP/s (2 threads)")
     head = (f"{'shape':6}{'ours s/it':>11}{'sklearn s/it':>14}{'speedup':>9}{'GFLOP/s':>9}{'%GEMM':>7}"
-            f"{'dask ovh':>10}{'none s/it':>11}{'read s':>8}{'none/read':>10}{'peak MB':>9}{'part MB':>9}")
+            f"{'dask ovh':>10}{'none s/it':>11}{'read s':>8}{'none/read':>10}{'base MB':>9}{'peak MB':>9}"
+            f"{'part MB':>9}")
     print(head)
     for name, r in results.items():
         sk = r.get("sklearn_s", {}).get("median", float("nan"))
         none, read = r["persist_none_s"]["median"], r["pyarrow_read_s"]["median"]
         print(f"{name:6}{r['ours_s']['median']:>11.4f}{sk:>14.3f}{r.get('speedup_vs_sklearn', float('nan')):>9.1f}"
               f"{r['gflops']:>9.1f}{100 * r['gflops'] / gemm_rate:>6.0f}%{r['dask_overhead_s']['median']:>10.4f}"
-              f"{none:>11.3f}{read:>8.3f}{none / read:>10.2f}{r['peak_worker_rss_mb_persisted']:>9.0f}"
-              f"{r['largest_partition_mb']:>9.1f}")
+              f"{none:>11.3f}{read:>8.3f}{none / read:>10.2f}{r['worker_baseline_rss_mb']:>9.0f}"
+              f"{r['peak_worker_rss_mb_none']:>9.0f}{r['largest_partition_mb']:>9.1f}")
 
 
 def main(argv=None):
@@ -194,22 +272,40 @@ def main(argv=None):
     parser.add_argument("--data", default="bench-data", help="where generated datasets are cached")
     parser.add_argument("--output", default="bench-results/bench.json")
     parser.add_argument("--no-sklearn", action="store_true")
+    parser.add_argument("--extras", action="store_true", help="also scoring throughput and select vs fits")
+    parser.add_argument("--scaling", action="store_true", help="only the scaling curves (and docs/scaling.png)")
     args = parser.parse_args(argv)
     root = Path(args.data)
     root.mkdir(parents=True, exist_ok=True)
     gemm_rate = matmul_rate(2)
-    results = {}
+    report = {"date": dt.date.today().isoformat(), "cpu_count": os.cpu_count(), "gemm_gflops": gemm_rate}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        for name in args.shapes.split(","):
-            print(f"shape {name}: {SHAPES[name]}", file=sys.stderr, flush=True)
-            results[name] = bench_shape(name, SHAPES[name], root, client, args.repeats, gemm_rate,
-                                        with_sklearn=not args.no_sklearn)
-    print_table(results, gemm_rate)
-    out = Path(args.output)
+        if args.scaling:
+            report["scaling"] = bench_scaling(root, client, max(1, args.repeats))
+            png = Path("docs/scaling.png")
+            png.parent.mkdir(exist_ok=True)
+            plot_scaling(report["scaling"], png)
+            print(json.dumps(report["scaling"], indent=1))
+        else:
+            results = {}
+            for name in args.shapes.split(","):
+                print(f"shape {name}: {SHAPES[name]}", file=sys.stderr, flush=True)
+                results[name] = bench_shape(name, SHAPES[name], root, client, args.repeats, gemm_rate,
+                                            with_sklearn=not args.no_sklearn)
+            report["results"] = results
+            print_table(results, gemm_rate)
+            if args.extras:
+                report["scoring"] = bench_scoring(root, cluster.scheduler_address, args.repeats)
+                report["select"] = bench_select(root, cluster.scheduler_address)
+                sc, se = report["scoring"], report["select"]
+                print(f"\nscoring: {sc['rows_per_s']:,.0f} rows/s (median {sc['seconds']['median']:.2f} s for "
+                      f"{sc['n_rows']:,} rows, min {sc['seconds']['min']:.2f}, max {sc['seconds']['max']:.2f})")
+                print(f"select --k 2..9: {se['select_s']:.1f} s; eight separate fits: {se['eight_fits_s']:.1f} s "
+                      f"(ratio {se['ratio']:.2f})")
+    out = Path(args.output if not args.scaling else Path(args.output).with_name("scaling.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": dt.date.today().isoformat(), "cpu_count": os.cpu_count(),
-                               "gemm_gflops": gemm_rate, "results": results}, indent=2))
+    out.write_text(json.dumps(report, indent=2))
     print(f"\nwritten to {out}")
 
 

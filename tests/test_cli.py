@@ -121,3 +121,14 @@ def test_missing_config_file_exits_2(tmp_path):
 def test_every_shipped_config_validates(path):
     config = load_config(path)
     assert config.data.path
+
+
+def test_scheduler_address_precedence(monkeypatch):
+    from pipeline.cluster import resolve_address
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://env:8786")
+    assert resolve_address("tcp://cli:8786", "tcp://config:8786") == "tcp://cli:8786"
+    assert resolve_address(None, "tcp://config:8786") == "tcp://env:8786"
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
+    assert resolve_address(None, "tcp://config:8786") == "tcp://config:8786"
+    assert resolve_address(None, None) is None

@@ -145,3 +145,14 @@ def test_save_and_load_round_trip_exactly(tmp_path, covariance_type):
     np.testing.assert_array_equal(back.predict(X), gm.predict(X))
     with np.load(tmp_path / "m" / "model.npz", allow_pickle=False) as npz:
         assert set(npz.files) == {"weights", "means", "covariances", "precisions_cholesky"}
+
+
+def test_fit_predict_and_params_follow_sklearn():
+    X = make_blobs(27)
+    gm = GaussianMixture(3, random_state=0)
+    labels = gm.fit_predict(X)
+    np.testing.assert_array_equal(labels, gm.predict(X))
+    assert gm.set_params(n_components=2, tol=1e-4) is gm and gm.get_params()["n_components"] == 2
+    assert repr(gm) == "GaussianMixture(n_components=2, tol=0.0001, random_state=0)"
+    with pytest.raises(ValueError, match="Invalid parameter 'n_clusters'"):
+        gm.set_params(n_clusters=3)
