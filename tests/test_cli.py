@@ -132,3 +132,31 @@ def test_scheduler_address_precedence(monkeypatch):
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
     assert resolve_address(None, "tcp://config:8786") == "tcp://config:8786"
     assert resolve_address(None, None) is None
+
+
+def test_weight_column_counts_like_repeated_rows(tmp_path, client):
+    X = make_blobs(32)
+    w = (np.arange(X.shape[0]) % 3).astype(float)  # 0, 1 or 2 copies of each row
+    write_parquet(tmp_path / "weighted", X, 3, extra={"w": w})
+    write_parquet(tmp_path / "repeated", np.repeat(X, w.astype(int), axis=0), 2)
+    start = {"n_components": 3, "init": "random_from_data", "random_state": 4, "tol": 0.0, "max_iter": 6}
+    for name, data in (("a", {"path": str(tmp_path / "weighted"), "weight_column": "w"}),
+                       ("b", {"path": str(tmp_path / "repeated")})):
+        config = write_config(tmp_path / f"{name}.yaml", data=data, model={**start, "max_iter": 1},
+                              output={"path": str(tmp_path / f"{name}0")})
+        job.fit(load_config(config), scheduler=client.scheduler.address)
+    # Same start for both (from the weighted fit's first M-step), then EM on each.
+    for name, data in (("a", {"path": str(tmp_path / "weighted"), "weight_column": "w"}),
+                       ("b", {"path": str(tmp_path / "repeated")})):
+        config = write_config(tmp_path / f"{name}.yaml", data=data,
+                              model={**start, "init": str(tmp_path / "a0")}, output={"path": str(tmp_path / name)})
+        job.fit(load_config(config), scheduler=client.scheduler.address)
+    a, b = load_model(tmp_path / "a"), load_model(tmp_path / "b")
+    for attr in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=1e-9, err_msg=attr)
+    info_a = yaml.safe_load((tmp_path / "a" / "model.yaml").read_text())
+    info_b = yaml.safe_load((tmp_path / "b" / "model.yaml").read_text())
+    assert info_a["lower_bound"] == pytest.approx(info_b["lower_bound"], rel=1e-12)
+    assert info_a["weight_sum"] == info_b["weight_sum"] == w.sum()
+    assert info_a["bic"] == pytest.approx(info_b["bic"], rel=1e-12)  # n of BIC is the weight sum
+    assert info_a["n_samples"] == X.shape[0] and info_b["n_samples"] == w.sum()
