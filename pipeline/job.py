@@ -45,13 +45,15 @@ def _fit_identity(config: Config, fingerprint: str) -> dict[str, Any]:
     return {"data": resolved["data"], "model": resolved["model"], "data_fingerprint": fingerprint}
 
 
-def _previous_identity(path: str, storage_options: dict) -> dict[str, Any] | None:
+def _previous_fit(path: str, storage_options: dict) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The identity and model.yaml of the model already at ``path``, if there is a readable one."""
     try:
         info = load_saved_model(path, storage_options).info
     except InputError:
         return None
     config = info.get("config") or {}
-    return {"data": config.get("data"), "model": config.get("model"), "data_fingerprint": info.get("data_fingerprint")}
+    identity = {"data": config.get("data"), "model": config.get("model"), "data_fingerprint": info.get("data_fingerprint")}
+    return identity, info
 
 
 def _warm_start(config: Config, dataset: data.ParquetDataset) -> kernels.Params | None:
@@ -168,8 +170,9 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     m = config.model
     dataset, output, out_options = _open(config)
     identity = _fit_identity(config, dataset.fingerprint)
-    if not force and _previous_identity(output, out_options) == identity:
-        info = load_saved_model(output, out_options).info
+    previous = None if force else _previous_fit(output, out_options)
+    if previous is not None and previous[0] == identity:
+        info = previous[1]
         emit({"event": "skipped", "model": output, "reason": "the model for this config and data exists"})
         return FitOutcome(output, info["converged"], info["n_iter"], info["lower_bound"], skipped=True)
     warm = _warm_start(config, dataset)
@@ -272,14 +275,16 @@ def select(
     """
     started = time.perf_counter()
     m = config.model
+    if m.init not in init.INIT_METHODS:
+        raise InputError(f"model.init {m.init!r}: gmm select starts every candidate afresh; "
+                         f"use one of {', '.join(init.INIT_METHODS)}")
     dataset, output, out_options = _open(config)
     candidates = [(k, ct) for ct in covariance_types for k in ks]
     n_features = len(dataset.feature_names)
     with _connect(config, scheduler, emit) as client:
         source, n_rows = _load(dataset, config, client, max(ks), emit)
-        starts = init.candidate_starts(source, candidates, reg_covar=m.reg_covar, init_params=m.init
-                                       if m.init in init.INIT_METHODS else "kmeans", n_init=m.n_init,
-                                       rng=np.random.default_rng(m.random_state))
+        starts = init.candidate_starts(source, candidates, reg_covar=m.reg_covar, init_params=m.init,
+                                       n_init=m.n_init, rng=np.random.default_rng(m.random_state))
         groups = [[em.EMRun(p) for p in group] for group in starts]
 
         def report(rep: em.IterationReport) -> None:

@@ -4,7 +4,9 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -92,16 +94,29 @@ def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
     assert as_json["n_components"] == 3 and as_json["feature_names"] == ["x0", "x1", "x2"]
 
 
+@contextmanager
+def hold_port(port: int, timeout: float = 120):
+    """Listen on ``port`` (waiting while a parallel test's cluster has it), so nobody else can."""
+    deadline = time.time() + timeout
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        while True:
+            try:
+                sock.bind(("", port))
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        sock.listen()
+        yield
+
+
 def test_json_log_format_and_require_convergence(tmp_path):
     write_parquet(tmp_path / "data", make_blobs(31), n_files=3)
     write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 1, "tol": 0.0},
                  output={"path": "m"})
-    with socket.socket() as busy:  # Dask warns when the dashboard's port is taken: that must be JSON too
-        try:
-            busy.bind(("", 8787))
-            busy.listen()
-        except OSError:
-            pass  # another cluster holds it already: just as busy
+    with hold_port(8787):  # Dask warns when the dashboard's port is taken: that must be JSON too
         run = gmm("fit", "c.yaml", "--log-format", "json", "--require-convergence", cwd=tmp_path)
     assert run.returncode == 3, run.stderr
     records = [json.loads(line) for line in run.stderr.splitlines()]  # every line is one JSON object

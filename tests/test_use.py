@@ -147,3 +147,9 @@ def test_inspect_shows_history_and_criteria(tmp_path):
     shown = gmm(tmp_path, "inspect", "m")
     assert shown.returncode == 0 and "converged after" in shown.stdout and "lower bound" in shown.stdout
     assert "history (" in shown.stdout
+
+
+def test_select_refuses_a_model_directory_as_init(tmp_path):
+    (tmp_path / "c.yaml").write_text("data: {path: data}\nmodel: {init: some/model}\n")
+    run = gmm(tmp_path, "select", "c.yaml", "--k", "2..3")
+    assert run.returncode == 2 and "gmm select starts every candidate afresh" in run.stderr
