@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import dask
 import numpy as np
 
-from pipeline import cluster, data, em, init, kernels, passes, storage
+from pipeline import cluster, data, em, init, kernels, passes, scoring, storage
 from pipeline.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
-from pipeline.config import Config
+from pipeline.config import ClusterConfig, Config
 from pipeline.errors import InputError
 from pipeline.model import fit_info, load_saved_model, save_model
 
@@ -119,8 +120,8 @@ def _criteria(log_likelihood: float, weight_sum: float, covariance_type: str, k:
     return -2.0 * log_likelihood + n_params * math.log(weight_sum), -2.0 * log_likelihood + 2.0 * n_params
 
 
-def _connect(config: Config, scheduler: str | None, emit: Emit):
-    c = config.cluster
+def _connect(c: ClusterConfig, scheduler: str | None, emit: Emit):
+    """A Client per the cluster settings (``scheduler`` wins), announcing itself through ``emit``."""
     return cluster.connect(cluster.resolve_address(scheduler, c.address), c.n_workers, c.threads_per_worker,
                            c.memory_limit, on_connect=lambda client: emit(_start_event(client)))
 
@@ -180,7 +181,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     if force:
         remove_checkpoint(checkpoint, out_options)
 
-    with _connect(config, scheduler, emit) as client:
+    with _connect(config.cluster, scheduler, emit) as client:
         source, n_rows = _load(dataset, config, client, m.n_components, emit)
 
         runs = _resume_or_start(config, source, warm, (checkpoint, out_options), identity, emit)
@@ -281,7 +282,7 @@ def select(
     dataset, output, out_options = _open(config)
     candidates = [(k, ct) for ct in covariance_types for k in ks]
     n_features = len(dataset.feature_names)
-    with _connect(config, scheduler, emit) as client:
+    with _connect(config.cluster, scheduler, emit) as client:
         source, n_rows = _load(dataset, config, client, max(ks), emit)
         starts = init.candidate_starts(source, candidates, reg_covar=m.reg_covar, init_params=m.init,
                                        n_init=m.n_init, rng=np.random.default_rng(m.random_state))
@@ -337,7 +338,6 @@ def score(
     probabilities: bool = False,
     *,
     scheduler: str | None = None,
-    cluster_config=None,
     emit: Emit = _ignore,
 ) -> int:
     """Score every row of a Parquet dataset; one output file per input file, rows in input order.
@@ -350,9 +350,6 @@ def score(
     int
         Rows written.
     """
-    from pipeline import scoring
-    from pipeline.config import ClusterConfig
-
     if storage.is_url(output_path):
         raise InputError(f"--output {output_path!r}: gmm score writes to a local or shared directory, not a URL")
     saved = load_saved_model(model_path)
@@ -362,12 +359,7 @@ def score(
         raise InputError(f"--keep {clash[0]!r} would collide with an output column of the same name")
     dataset = data.open_dataset(input_path, columns=names, passthrough=list(keep))
     root = _input_root(input_path, dataset.fs)
-    c = cluster_config or ClusterConfig()
-    import dask
-
-    with storage.staged_directory(output_path) as staging, \
-            cluster.connect(cluster.resolve_address(scheduler, c.address), c.n_workers, c.threads_per_worker,
-                            c.memory_limit, on_connect=lambda client: emit(_start_event(client))):
+    with storage.staged_directory(output_path) as staging, _connect(ClusterConfig(), scheduler, emit):
         params = dask.delayed(saved.params, pure=True)
         tasks = []
         for path in dataset.files:
