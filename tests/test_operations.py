@@ -106,9 +106,18 @@ def test_scheduler_from_the_environment_and_one_worker(tmp_path, dataset, refere
     assert (tmp_path / "one" / "model.npz").read_bytes() == reference
 
 
-def start_fit(cwd, config, *extra):
-    return subprocess.Popen([GMM, "fit", str(config), *extra], cwd=cwd, stderr=subprocess.PIPE, text=True,
+@contextmanager
+def started_fit(cwd, config, *extra):
+    """``gmm fit`` running in its own process group, which is killed on the way out whatever happens."""
+    proc = subprocess.Popen([GMM, "fit", str(config), *extra], cwd=cwd, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
 
 
 def wait_for_line(proc, prefix, timeout=300):
@@ -126,10 +135,9 @@ def wait_for_line(proc, prefix, timeout=300):
 
 def test_sigkill_mid_fit_then_rerun_resumes_to_the_same_bytes(tmp_path, dataset, reference):
     config = write_config(tmp_path, dataset, "killed")
-    proc = start_fit(tmp_path, config)
-    wait_for_line(proc, "iteration 5:")
-    os.killpg(proc.pid, signal.SIGKILL)  # the command and its LocalCluster, mid-iteration
-    proc.wait()
+    with started_fit(tmp_path, config) as proc:
+        wait_for_line(proc, "iteration 5:")
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and its LocalCluster, mid-iteration
     assert (tmp_path / "killed.checkpoint.npz").exists() and not (tmp_path / "killed").exists()
 
     started = time.perf_counter()
@@ -152,10 +160,9 @@ def test_sigkill_mid_fit_then_rerun_resumes_to_the_same_bytes(tmp_path, dataset,
 
 def test_checkpoint_of_another_config_is_not_used(tmp_path, dataset):
     config = write_config(tmp_path, dataset, "m")
-    proc = start_fit(tmp_path, config)
-    wait_for_line(proc, "iteration 3:")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with started_fit(tmp_path, config) as proc:
+        wait_for_line(proc, "iteration 3:")
+        os.killpg(proc.pid, signal.SIGKILL)
     run = gmm(tmp_path, "fit", config, "--set", "model.max_iter=5")
     assert run.returncode == 0, run.stderr
     assert "starting over: checkpoint not used: it was written by a different config" in run.stderr
@@ -165,9 +172,9 @@ def test_checkpoint_of_another_config_is_not_used(tmp_path, dataset):
 
 def test_worker_killed_mid_fit_costs_time_not_the_result(tmp_path, dataset, reference):
     with remote_cluster(tmp_path, n_workers=2, nanny=False) as (address, workers):
-        proc = start_fit(tmp_path, write_config(tmp_path, dataset, "lossy"), "--scheduler", address)
-        wait_for_line(proc, "iteration 4:")
-        workers[0].send_signal(signal.SIGKILL)  # its persisted partitions are lost with it
-        rest = proc.communicate(timeout=600)[1]
-        assert proc.returncode == 0, rest
+        with started_fit(tmp_path, write_config(tmp_path, dataset, "lossy"), "--scheduler", address) as proc:
+            wait_for_line(proc, "iteration 4:")
+            workers[0].send_signal(signal.SIGKILL)  # its persisted partitions are lost with it
+            rest = proc.communicate(timeout=300)[1]
+            assert proc.returncode == 0, rest
     assert (tmp_path / "lossy" / "model.npz").read_bytes() == reference

@@ -2,6 +2,7 @@
 
 import shutil
 
+import dask
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,8 +13,9 @@ from pipeline import job
 from pipeline.config import validate
 
 pytestmark = pytest.mark.slow
-WORKER_LIMIT = 300 * 2**20
-N_FILES, ROWS_PER_FILE, N_FEATURES = 90, 312_500, 8  # 90 x 20 MB = 1.8 GB of float64: 3x the cluster
+# A worker holds ~175 MiB before any data (Python, Dask, NumPy, SciPy, pyarrow) and ~50 MiB per 20 MB partition.
+WORKER_LIMIT = 400 * 2**20
+N_FILES, ROWS_PER_FILE, N_FEATURES = 120, 312_500, 8  # 120 x 20 MB = 2.4 GB of float64: 3x the cluster
 DISTINCT_FILES = 6
 
 
@@ -49,13 +51,16 @@ def config(data, output, persist):
 
 def test_dataset_three_times_the_cluster_memory_fits_without_persisting(tmp_path, big_dataset):
     events = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=WORKER_LIMIT, dashboard_address=":0") as small:
-        with Client(small) as client:
-            before = set(client.scheduler_info()["workers"])
-            job.fit(config(big_dataset, tmp_path / "ooc", "auto"), scheduler=small.scheduler_address,
-                    emit=events.append)
-            after = set(client.scheduler_info()["workers"])
-            peaks = client.run(peak_rss)
+    # A paused worker (at 80% of its limit) would wait forever; without pausing, an overrun restarts the
+    # worker, which the test reports.
+    with dask.config.set({"distributed.worker.memory.pause": False}):
+        small = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=WORKER_LIMIT, dashboard_address=":0")
+    with small, Client(small) as client:
+        before = set(client.scheduler_info()["workers"])
+        job.fit(config(big_dataset, tmp_path / "ooc", "auto"), scheduler=small.scheduler_address,
+                emit=events.append)
+        after = set(client.scheduler_info()["workers"])
+        peaks = client.run(peak_rss)
     assert before == after, "a worker was restarted"
     assert next(e for e in events if e["event"] == "data")["persisted"] is False  # auto chose not to
     assert max(peaks.values()) < WORKER_LIMIT, peaks
