@@ -51,12 +51,12 @@ class IterationReport:
     seconds: float
 
 
-def _em_block(X, sample_weight, row_offset, params_list):
-    return tuple(kernels.block_statistics(X, sample_weight, p) for p in params_list)
+def _em_block(X, sample_weight, row_offset, preps):
+    return tuple(kernels.block_statistics(X, sample_weight, p) for p in preps)
 
 
-def _score_block(X, sample_weight, row_offset, params_list):
-    return tuple(kernels.block_log_likelihood(X, sample_weight, p) for p in params_list)
+def _score_block(X, sample_weight, row_offset, preps):
+    return tuple(kernels.block_log_likelihood(X, sample_weight, p) for p in preps)
 
 
 def _add_pair_tuples(a, b):
@@ -82,13 +82,14 @@ def run_em(
         if not active:
             return runs
         started = time.perf_counter()
-        all_stats = source.run(_em_block, tuple(r.params for r in active), combine=add_tuples)
+        preps = tuple(kernels.prepare(r.params) for r in active)  # once, here, rather than on every block
+        all_stats = source.run(_em_block, preps, combine=add_tuples)
         changes = []
-        for run, stats in zip(active, all_stats):
+        for run, prep, stats in zip(active, preps, all_stats):
             if stats.weight_sum <= 0:
                 raise InputError("the data has no rows with positive weight")
             lower_bound = stats.log_likelihood / stats.weight_sum
-            run.params = kernels.m_step(stats, run.params.means, run.params.covariance_type, reg_covar)
+            run.params = kernels.m_step(stats, prep.shift, run.params.covariance_type, reg_covar)
             changes.append(lower_bound - run.lower_bound)
             run.lower_bound = lower_bound
             run.history.append(lower_bound)
@@ -106,4 +107,5 @@ def best_run(runs: list[EMRun]) -> EMRun:
 
 def log_likelihoods(source: BlockSource, params_list: list[kernels.Params]) -> list[tuple[float, float]]:
     """Total weighted log-likelihood of the data under each model, with the weight sum (one pass)."""
-    return list(source.run(_score_block, tuple(params_list), combine=_add_pair_tuples))
+    preps = tuple(kernels.prepare(p) for p in params_list)
+    return list(source.run(_score_block, preps, combine=_add_pair_tuples))

@@ -7,6 +7,9 @@ from scipy.stats import multivariate_normal
 from conftest import COVARIANCE_TYPES, make_blobs
 from pipeline import kernels
 from pipeline.errors import ComponentCollapseError
+from pipeline.kernels import estep
+
+ROUTES = [pytest.param(True, id="expanded"), pytest.param(False, id="centred")]
 
 
 def random_params(covariance_type, k=3, d=3, seed=0):
@@ -32,14 +35,35 @@ def dense_covariance(params, k):
             "spherical": lambda: cov[k] * np.eye(d)}[ct]()
 
 
+def prepared(params, expanded):
+    prep = kernels.prepare(params, allow_expanded=expanded)
+    assert prep.expanded == expanded  # these parameters are well within the expanded route's reach
+    return prep
+
+
+def weighted_log_prob(X, prep):
+    out = np.empty((X.shape[0], prep.params.n_components))
+    for rows, buffers in estep.chunks(X, prep):
+        out[rows] = estep.chunk_log_prob(prep, buffers).T
+    return out
+
+
+@pytest.mark.parametrize("expanded", ROUTES)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_log_prob_matches_scipy(covariance_type):
+def test_log_prob_matches_scipy(covariance_type, expanded):
     params = random_params(covariance_type)
     X = make_blobs(1, n_per=50)
-    got = kernels.log_gaussian_prob(X, params)
+    got = weighted_log_prob(X, prepared(params, expanded))
     for k in range(params.n_components):
-        want = multivariate_normal(params.means[k], dense_covariance(params, k)).logpdf(X)
+        want = np.log(params.weights[k]) + multivariate_normal(params.means[k], dense_covariance(params, k)).logpdf(X)
         np.testing.assert_allclose(got[:, k], want, rtol=1e-10)
+
+
+def test_log_gaussian_prob_is_unweighted():
+    params = random_params("full")
+    X = make_blobs(1, n_per=20)
+    want = multivariate_normal(params.means[1], params.covariances[1]).logpdf(X)
+    np.testing.assert_allclose(kernels.log_gaussian_prob(X, params)[:, 1], want, rtol=1e-10)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -78,15 +102,17 @@ def naive_m_step(X, resp, sw, covariance_type, reg):
     return nk / nk.sum(), means, cov
 
 
+@pytest.mark.parametrize("expanded", ROUTES)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_m_step_from_statistics_matches_naive_weighted_formulas(covariance_type):
+def test_m_step_from_statistics_matches_naive_weighted_formulas(covariance_type, expanded):
     # Far from the origin, where raw moments (E[xx^T] - mu mu^T) would lose digits.
     base = random_params(covariance_type)
     params = kernels.make_params(base.weights, base.means + 1000.0, base.covariances, covariance_type)
     X = make_blobs(3, n_per=80) + 1000.0
     sw = np.random.default_rng(3).uniform(0, 3, size=X.shape[0])
-    stats = kernels.block_statistics(X, sw, params)
-    got = kernels.m_step(stats, params.means, covariance_type, 1e-6)
+    prep = prepared(params, expanded)
+    stats = kernels.block_statistics(X, sw, prep)
+    got = kernels.m_step(stats, prep.shift, covariance_type, 1e-6)
     resp = np.exp(kernels.estimate_log_resp(X, params)[1])
     weights, means, cov = naive_m_step(X, resp, sw, covariance_type, 1e-6)
     np.testing.assert_allclose(got.weights, weights, rtol=1e-12)
@@ -95,13 +121,27 @@ def test_m_step_from_statistics_matches_naive_weighted_formulas(covariance_type)
     assert stats.weight_sum == pytest.approx(sw.sum())
 
 
+def test_a_tight_component_far_from_the_rest_takes_the_centred_route():
+    # One component 1e4 away from the other with a spread of 1e-3: 1e13 squared units of its own from the mixture's
+    # mean, where the expanded form would keep about 3 digits of its covariance.
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(size=(200, 2)), 1e4 + 1e-3 * rng.normal(size=(200, 2))])
+    params = kernels.make_params([0.5, 0.5], [[0.0, 0.0], [1e4, 1e4]], [[1.0, 1.0], [1e-6, 1e-6]], "diag")
+    prep = kernels.prepare(params)
+    assert not prep.expanded
+    got = kernels.m_step(kernels.block_statistics(X, None, prep), prep.shift, "diag", 0.0)
+    resp = np.exp(kernels.estimate_log_resp(X, params)[1])
+    np.testing.assert_allclose(got.covariances, naive_m_step(X, resp, np.ones(400), "diag", 0.0)[2], rtol=1e-9)
+
+
+@pytest.mark.parametrize("expanded", ROUTES)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_statistics_add_up_over_splits_including_empty_blocks(covariance_type):
-    params = random_params(covariance_type)
+def test_statistics_add_up_over_splits_including_empty_blocks(covariance_type, expanded):
+    prep = prepared(random_params(covariance_type), expanded)
     X = make_blobs(4, n_per=100)
-    whole = kernels.block_statistics(X, None, params)
+    whole = kernels.block_statistics(X, None, prep)
     cuts = [0, 0, 7, 150, 150, 299, X.shape[0]]  # includes empty blocks
-    parts = [kernels.block_statistics(X[a:b], None, params) for a, b in zip(cuts[:-1], cuts[1:])]
+    parts = [kernels.block_statistics(X[a:b], None, prep) for a, b in zip(cuts[:-1], cuts[1:])]
     total = kernels.empty_stats(covariance_type, 3, 3)
     for p in parts:
         total = total + p
@@ -111,14 +151,15 @@ def test_statistics_add_up_over_splits_including_empty_blocks(covariance_type):
     assert total.log_likelihood == pytest.approx(whole.log_likelihood, rel=1e-12)
 
 
+@pytest.mark.parametrize("expanded", ROUTES)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_weight_two_equals_two_copies(covariance_type):
-    params = random_params(covariance_type)
+def test_weight_two_equals_two_copies(covariance_type, expanded):
+    prep = prepared(random_params(covariance_type), expanded)
     X = make_blobs(5, n_per=40)
     w = np.where(np.arange(X.shape[0]) % 3 == 0, 2.0, 1.0)
     doubled = np.concatenate([X, X[w == 2.0]])
-    a = kernels.m_step(kernels.block_statistics(X, w, params), params.means, covariance_type, 1e-6)
-    b = kernels.m_step(kernels.block_statistics(doubled, None, params), params.means, covariance_type, 1e-6)
+    a = kernels.m_step(kernels.block_statistics(X, w, prep), prep.shift, covariance_type, 1e-6)
+    b = kernels.m_step(kernels.block_statistics(doubled, None, prep), prep.shift, covariance_type, 1e-6)
     np.testing.assert_allclose(a.covariances, b.covariances, rtol=1e-10)
     np.testing.assert_allclose(a.means, b.means, rtol=1e-12)
 

@@ -1,19 +1,33 @@
 """The E-step over chunks of rows: log densities and responsibilities in log space.
 
-Work happens on a chunk of rows in the layout of columns, ``xt`` of shape
-(n_features, n), so that reductions run along the long axis.  For every
-component the E-step forms the whitened differences ``y_k = U_k^T (x - mu_k)``
-(shape (n_components, n_features, n)), whose squared norms are the
-Mahalanobis distances; the M-step moments reuse them (see ``stats``).
+Two routes to the same numbers; :func:`prepare` picks one per set of parameters.
 
-All temporaries live in a :class:`Workspace` allocated once per block and
-reused for every chunk: a fresh large allocation costs page faults, and Dask
-workers return freed memory to the system eagerly.
+expanded (fast)
+    Every row ``x`` gives quadratic features ``z = [1, x', q(x')]`` about a
+    shift ``c`` shared by all components (the mixture's mean), ``x' = x - c``,
+    where ``q`` holds the products the covariance type needs: ``x'_i x'_j``
+    for ``i <= j`` (full, tied), ``x'_i^2`` (diag) or ``|x'|^2`` (spherical).
+    Every component's log density is linear in ``z``, so one matrix product
+    gives all of them for a chunk, and the M-step moments of all components
+    are one more product (see ``stats``).
+centred (careful)
+    For every component the whitened differences ``y_k = U_k^T (x - mu_k)``;
+    their squared norms are the Mahalanobis distances, and the M-step moments
+    are taken about each component's own mean.  Used when a component lies so
+    far from ``c``, in its own units, that the expanded form would lose more
+    than about 6 of float64's 16 digits to cancellation (:data:`MAX_SHIFT_DISTANCE2`).
+
+Work happens on chunks of rows in the layout of columns (features by rows), so
+that reductions run along the long axis.  All temporaries live in a
+:class:`Workspace` allocated once per block and reused chunk after chunk: a
+fresh large allocation costs page faults, and Dask workers return freed memory
+to the system eagerly.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,19 +35,46 @@ import numpy as np
 from pipeline.kernels.params import Params
 
 _LOG_2PI = math.log(2.0 * math.pi)
-# Temporaries of a chunk stay around this many float64 values (2 MiB): cache-sized.
-_CHUNK_VALUES = 1 << 18
-_MIN_CHUNK_ROWS = 512
+# Temporaries of a chunk stay around this many float64 values (4 MiB): they stay in the last-level cache.
+_CHUNK_VALUES = 1 << 19
+_MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 256, 4096
+# Largest squared Mahalanobis distance of a component's mean from the shared shift for the expanded route:
+# its cancellation then costs at most ~6 of 16 digits.
+MAX_SHIFT_DISTANCE2 = 1e6
+# Responsibilities are kept above exp(-690) ~ 1e-300 relative to the largest: values this small change no sum,
+# while subnormal numbers (below ~2e-308) would slow every product that touches them many times over.
+_LOG_TINY = -690.0
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """Per-parameter constants of the E-step, computed once per block."""
+    """Per-parameter constants of the E-step: computed once per iteration, on the client.
+
+    Attributes
+    ----------
+    params : Params
+    expanded : bool
+        Which route (see the module docstring).
+    shift : ndarray of shape (n_components, n_features)
+        The points the moments of each component are taken about: ``c`` for
+        every component (expanded) or each component's mean (centred).
+    offset : ndarray of shape (n_components, 1)
+        Log weight + log det U - D/2 log 2 pi, and for the expanded route also
+        the mean's term ``-|U^T (mu - c)|^2 / 2``.
+    matrix : ndarray
+        Expanded: (n_components, n_features + n_quadratic) coefficients of ``[x', q(x')]``.
+        Centred: full (K*D, D+1) stacked ``[U_k^T | -U_k^T mu_k]``; tied (D, D) ``U^T``;
+        diag (K, D) and spherical (K,) ``U``.
+    centres : ndarray or None
+        Centred tied: (K, D, 1) ``U^T mu_k``; centred diag and spherical: (K, D, 1) means.
+    """
 
     params: Params
-    offset: np.ndarray  # (K, 1): log weight + log det U - D/2 log 2 pi
-    whiten: np.ndarray  # full: (K*D, D+1) stacked [U_k^T | -U_k^T mu_k]; tied: (D, D) U^T; diag/spherical: U
-    centres: np.ndarray | None  # tied: (K, D, 1) U^T mu_k; diag/spherical: (K, D, 1) means; full: None
+    expanded: bool
+    shift: np.ndarray
+    offset: np.ndarray
+    matrix: np.ndarray
+    centres: np.ndarray | None
 
 
 def _log_det(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
@@ -46,104 +87,190 @@ def _log_det(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
     return d * np.log(prec_chol)
 
 
-def prepare(params: Params) -> Prepared:
-    """Constants of the E-step for ``params``."""
+def _whitened(vectors: np.ndarray, prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    """``U_k^T v_k`` for every row ``v_k`` of ``vectors`` (n_components, n_features)."""
+    if covariance_type == "full":
+        return np.einsum("kd,kde->ke", vectors, prec_chol)
+    if covariance_type == "tied":
+        return vectors @ prec_chol
+    if covariance_type == "diag":
+        return vectors * prec_chol
+    return vectors * prec_chol[:, None]
+
+
+def n_quadratic(covariance_type: str, n_features: int) -> int:
+    """Number of quadratic features ``q(x')`` of the expanded route."""
+    return {"full": n_features * (n_features + 1) // 2, "tied": n_features * (n_features + 1) // 2,
+            "diag": n_features, "spherical": 1}[covariance_type]
+
+
+def _quadratic_coefficients(prec_chol: np.ndarray, covariance_type: str, k: int) -> np.ndarray:
+    """(K, n_quadratic): the log density's coefficients of ``q(x')``, ``-P_ij / 2`` (off-diagonal twice)."""
+    if covariance_type in ("full", "tied"):
+        d = prec_chol.shape[-1]
+        rows, cols = np.triu_indices(d)
+        precision = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+        coef = -0.5 * np.where(rows == cols, 1.0, 2.0) * precision[..., rows, cols]
+        return np.broadcast_to(coef, (k, rows.size))
+    precision = prec_chol**2
+    return -0.5 * (precision if covariance_type == "diag" else precision[:, None])
+
+
+def _linear_coefficients(whitened: np.ndarray, prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    """(K, D): ``P_k (mu_k - c) = U_k (U_k^T (mu_k - c))``."""
+    if covariance_type == "full":
+        return np.einsum("kde,ke->kd", prec_chol, whitened)
+    if covariance_type == "tied":
+        return whitened @ prec_chol.T
+    if covariance_type == "diag":
+        return whitened * prec_chol
+    return whitened * prec_chol[:, None]
+
+
+def prepare(params: Params, allow_expanded: bool = True) -> Prepared:
+    """Constants of the E-step for ``params``, on the expanded route when it is accurate enough."""
     ct, u = params.covariance_type, params.precisions_cholesky
     k, d = params.n_components, params.n_features
     with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
         offset = np.log(params.weights) + _log_det(u, ct, d) - 0.5 * d * _LOG_2PI
+    centre = params.weights @ params.means / params.weights.sum()
+    whitened = _whitened(params.means - centre, u, ct)
+    distance2 = np.square(whitened).sum(axis=1)
+    if allow_expanded and distance2.max() <= MAX_SHIFT_DISTANCE2:
+        matrix = np.hstack([_linear_coefficients(whitened, u, ct), _quadratic_coefficients(u, ct, k)])
+        shift = np.broadcast_to(centre, (k, d))
+        return Prepared(params, True, shift, (offset - 0.5 * distance2)[:, None], matrix, None)
     if ct == "full":
         # The ones row of the chunk turns the subtraction of U_k^T mu_k into part of the product.
         stacked = np.transpose(u, (0, 2, 1)).reshape(k * d, d)
-        shifts = np.einsum("kd,kde->ke", params.means, u).reshape(k * d, 1)
-        whiten = np.ascontiguousarray(np.hstack([stacked, -shifts]))
-        centres = None
+        shifts = _whitened(params.means, u, ct).reshape(k * d, 1)
+        matrix, centres = np.ascontiguousarray(np.hstack([stacked, -shifts])), None
     elif ct == "tied":
-        whiten = np.ascontiguousarray(u.T)
-        centres = (params.means @ u)[:, :, None]
+        matrix, centres = np.ascontiguousarray(u.T), _whitened(params.means, u, ct)[:, :, None]
     else:
-        whiten = u
-        centres = params.means[:, :, None]
-    return Prepared(params, offset[:, None], whiten, centres)
+        matrix, centres = u, params.means[:, :, None]
+    return Prepared(params, False, params.means, offset[:, None], matrix, centres)
+
+
+_THREAD = threading.local()
 
 
 class Workspace:
-    """Buffers for chunks of up to ``rows`` rows, reused chunk after chunk.
+    """Named buffers for chunks of up to ``rows`` rows, reused chunk after chunk and block after block.
 
-    ``views(n)`` gives contiguous arrays for a chunk of ``n`` rows:
-    ``xt1`` (D + 1, n) (the chunk's columns and a row of ones), ``y`` (K, D, n),
-    ``weighted`` (K, n), ``resp`` (K, n), ``top`` (n,), ``norm`` (n,), ``tmp`` (D, n).
+    ``views(n)`` gives contiguous arrays of shape ``(*leading, n)`` for every
+    name in ``leading``.  The memory is kept per thread (a few MiB) for the
+    next block: Dask workers hand freed large arrays back to the system at
+    once, so a fresh allocation per block would pay its page faults every time.
     """
 
-    def __init__(self, n_components: int, n_features: int, rows: int):
-        k, d = n_components, n_features
-        self.k, self.d = k, d
-        self._flat = {
-            "xt1": np.empty((d + 1) * rows), "y": np.empty(k * d * rows), "weighted": np.empty(k * rows),
-            "resp": np.empty(k * rows), "top": np.empty(rows), "norm": np.empty(rows), "tmp": np.empty(d * rows),
-        }
+    def __init__(self, leading: dict[str, tuple[int, ...]], rows: int):
+        pool = _THREAD.__dict__.setdefault("buffers", {})
+        self._leading = leading
+        self._flat = {}
+        for name, lead in leading.items():
+            size = math.prod(lead) * rows
+            if pool.get(name, np.empty(0)).size < size:
+                pool[name] = np.empty(size)
+            self._flat[name] = pool[name]
 
     def views(self, n: int) -> dict[str, np.ndarray]:
-        k, d = self.k, self.d
-        shapes = {"xt1": (d + 1, n), "y": (k, d, n), "weighted": (k, n), "resp": (k, n), "top": (n,), "norm": (n,),
-                  "tmp": (d, n)}
-        return {name: self._flat[name][: math.prod(shape)].reshape(shape) for name, shape in shapes.items()}
+        return {name: self._flat[name][: math.prod(lead) * n].reshape(*lead, n)
+                for name, lead in self._leading.items()}
 
 
-def chunks(X: np.ndarray, n_components: int):
-    """Split rows of X into cache-sized chunks.
+def _buffers(prep: Prepared) -> dict[str, tuple[int, ...]]:
+    k, d = prep.params.n_components, prep.params.n_features
+    common = {"weighted": (k,), "resp": (k,), "top": (), "norm": ()}
+    if prep.expanded:
+        return {"z": (1 + d + n_quadratic(prep.params.covariance_type, d),), **common}
+    return {"z": (d + 1,), "y": (k, d), "tmp": (d,), **common}
+
+
+def _fill_expanded(z, columns, prep):
+    d = prep.params.n_features
+    x = z[1 : d + 1]
+    np.subtract(columns, prep.shift[0][:, None], out=x)
+    q = z[d + 1 :]
+    ct = prep.params.covariance_type
+    if ct in ("full", "tied"):
+        start = 0
+        for i in range(d):
+            np.multiply(x[i], x[i:], out=q[start : start + d - i])
+            start += d - i
+    elif ct == "diag":
+        np.square(x, out=q)
+    else:
+        np.einsum("dn,dn->n", x, x, out=q[0])
+
+
+def chunks(X: np.ndarray, prep: Prepared):
+    """Split rows of X into cache-sized chunks, each loaded into its workspace.
 
     Yields
     ------
     rows : slice
-    xt1 : ndarray of shape (n_features + 1, n)
-        The chunk's columns (copied into the workspace, where they stay in cache) and a row of ones.
     buffers : dict of ndarray
-        The workspace's views for this chunk (see :class:`Workspace`).
+        The workspace's views for this chunk; ``z`` holds the chunk: the
+        features ``[1; x'; q(x')]`` (expanded) or ``[x; 1]`` (centred), each of
+        shape (n_values, n).
     """
-    n_rows, d = X.shape
-    step = max(_MIN_CHUNK_ROWS, _CHUNK_VALUES // max(n_components * d, 1))
-    workspace = Workspace(n_components, d, max(1, min(step, n_rows)))
+    n_rows = X.shape[0]
+    leading = _buffers(prep)
+    per_row = sum(math.prod(lead) for lead in leading.values())
+    step = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CHUNK_VALUES // per_row))
+    workspace = Workspace(leading, max(1, min(step, n_rows)))
     columns = X.T
     for start in range(0, n_rows, step):
         rows = slice(start, min(start + step, n_rows))
         buffers = workspace.views(rows.stop - start)
-        xt1 = buffers["xt1"]
-        np.copyto(xt1[:d], columns[:, rows])
-        xt1[d] = 1.0
-        yield rows, xt1, buffers
+        z = buffers["z"]
+        if prep.expanded:
+            z[0] = 1.0
+            _fill_expanded(z, columns[:, rows], prep)
+        else:
+            np.copyto(z[:-1], columns[:, rows])
+            z[-1] = 1.0
+        yield rows, buffers
 
 
-def _whiten_full(xt1, prep, y, tmp):
-    np.matmul(prep.whiten, xt1, out=y.reshape(-1, xt1.shape[1]))
+def _whiten_full(z, prep, y, tmp):
+    np.matmul(prep.matrix, z, out=y.reshape(-1, z.shape[1]))
 
 
-def _whiten_tied(xt1, prep, y, tmp):
-    np.matmul(prep.whiten, xt1[:-1], out=tmp)
+def _whiten_tied(z, prep, y, tmp):
+    np.matmul(prep.matrix, z[:-1], out=tmp)
     np.subtract(tmp[None, :, :], prep.centres, out=y)
 
 
-def _whiten_diag(xt1, prep, y, tmp):
-    np.subtract(xt1[None, :-1, :], prep.centres, out=y)
-    y *= prep.whiten[:, :, None]
+def _whiten_diag(z, prep, y, tmp):
+    np.subtract(z[None, :-1, :], prep.centres, out=y)
+    y *= prep.matrix[:, :, None]
 
 
-def _whiten_spherical(xt1, prep, y, tmp):
-    np.subtract(xt1[None, :-1, :], prep.centres, out=y)
-    y *= prep.whiten[:, None, None]
+def _whiten_spherical(z, prep, y, tmp):
+    np.subtract(z[None, :-1, :], prep.centres, out=y)
+    y *= prep.matrix[:, None, None]
 
 
 _WHITEN = {"full": _whiten_full, "tied": _whiten_tied, "diag": _whiten_diag, "spherical": _whiten_spherical}
 
 
-def chunk_log_prob(xt1: np.ndarray, prep: Prepared, buffers: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Whitened differences (K, D, n) and weighted log densities (K, n) of a chunk, in ``buffers``."""
-    y, weighted = buffers["y"], buffers["weighted"]
-    _WHITEN[prep.params.covariance_type](xt1, prep, y, buffers["tmp"])
-    np.einsum("kdn,kdn->kn", y, y, out=weighted)
-    weighted *= -0.5
+def chunk_log_prob(prep: Prepared, buffers: dict) -> np.ndarray:
+    """Weighted log densities ``log w_k + log N(x | mu_k, Sigma_k)`` (K, n) of a chunk, in ``buffers``.
+
+    On the centred route the whitened differences (K, D, n) are left in ``buffers["y"]``.
+    """
+    weighted, z = buffers["weighted"], buffers["z"]
+    if prep.expanded:
+        np.matmul(prep.matrix, z[1:], out=weighted)
+    else:
+        y = buffers["y"]
+        _WHITEN[prep.params.covariance_type](z, prep, y, buffers["tmp"])
+        np.einsum("kdn,kdn->kn", y, y, out=weighted)
+        weighted *= -0.5
     weighted += prep.offset
-    return y, weighted
+    return weighted
 
 
 def normalise(weighted: np.ndarray, buffers: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +278,7 @@ def normalise(weighted: np.ndarray, buffers: dict) -> tuple[np.ndarray, np.ndarr
     top, norm, resp = buffers["top"], buffers["norm"], buffers["resp"]
     np.max(weighted, axis=0, out=top)
     np.subtract(weighted, top, out=resp)
+    np.maximum(resp, _LOG_TINY, out=resp)
     np.exp(resp, out=resp)
     np.sum(resp, axis=0, out=norm)
     resp /= norm
@@ -173,8 +301,8 @@ def log_gaussian_prob(X: np.ndarray, params: Params) -> np.ndarray:
     """
     prep = prepare(replace(params, weights=np.ones(params.n_components)))
     out = np.empty((X.shape[0], params.n_components))
-    for rows, xt1, buffers in chunks(X, params.n_components):
-        out[rows] = chunk_log_prob(xt1, prep, buffers)[1].T
+    for rows, buffers in chunks(X, prep):
+        out[rows] = chunk_log_prob(prep, buffers).T
     return out
 
 
@@ -196,8 +324,8 @@ def estimate_log_resp(X: np.ndarray, params: Params) -> tuple[np.ndarray, np.nda
     prep = prepare(params)
     log_prob_norm = np.empty(X.shape[0])
     log_resp = np.empty((X.shape[0], params.n_components))
-    for rows, xt1, buffers in chunks(X, params.n_components):
-        weighted = chunk_log_prob(xt1, prep, buffers)[1]
+    for rows, buffers in chunks(X, prep):
+        weighted = chunk_log_prob(prep, buffers)
         norm = normalise(weighted, buffers)[0]
         log_prob_norm[rows] = norm
         log_resp[rows] = (weighted - norm).T

@@ -1,11 +1,14 @@
 """Block sufficient statistics, their merge (``+``), and the M-step.
 
 Second moments are *shifted*: a block's statistics for component ``k`` are
-taken about a shift ``c_k`` shared by every block (the current means), so they
+taken about a point ``c_k`` shared by every block (``Prepared.shift``), so they
 add up exactly across blocks and never suffer the cancellation of
-``E[xx^T] - mu mu^T`` on raw moments.  They are accumulated on the whitened
-differences ``y_k = U_k^T (x - c_k)`` that the E-step forms anyway, and mapped
-back with ``U_k^{-1}`` once per block.
+``E[xx^T] - mu mu^T`` on raw moments.  On the expanded route ``c_k`` is the
+mixture's mean, close (in every component's own units) to every component,
+and all moments of a chunk are one product of the responsibilities with the
+quadratic features the E-step built.  On the centred route ``c_k`` is the
+component's current mean; moments are accumulated on the whitened differences
+``y_k = U_k^T (x - c_k)`` and mapped back with ``U_k^{-1}`` once per block.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Callable
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from pipeline.kernels.estep import chunk_log_prob, chunks, normalise, prepare
+from pipeline.kernels.estep import Prepared, chunk_log_prob, chunks, n_quadratic, normalise, prepare
 from pipeline.kernels.params import Params, compute_precision_cholesky, second_moment_shape
 
 
@@ -115,8 +118,19 @@ def block_summary(X: np.ndarray, sample_weight: np.ndarray | None) -> Summary:
 
 
 # --------------------------------------------------------------------------- #
-# Moments in whitened space, and back
+# Moments: expanded route (one product), centred route (whitened space, and back)
 # --------------------------------------------------------------------------- #
+def _unpack_quadratic(q: np.ndarray, covariance_type: str, n_features: int) -> np.ndarray:
+    """``s2`` in its covariance type's shape from the moments (K, n_quadratic) of ``q(x')``."""
+    if covariance_type in ("full", "tied"):
+        rows, cols = np.triu_indices(n_features)
+        s2 = np.empty((q.shape[0], n_features, n_features))
+        s2[:, rows, cols] = q
+        s2[:, cols, rows] = q
+        return s2 if covariance_type == "full" else s2.sum(axis=0)
+    return q if covariance_type == "diag" else q[:, 0]
+
+
 def _moments_full(y, a, u, t, scratch):
     root = np.sqrt(a, out=scratch)
     y *= root[:, None, :]
@@ -172,15 +186,18 @@ _UNWHITEN = {"full": _unwhiten_full, "tied": _unwhiten_tied, "diag": _unwhiten_d
 Responsibilities = Callable[[np.ndarray, slice, dict], tuple]
 
 
-def _statistics(X, sample_weight, params: Params, responsibilities: Responsibilities) -> Stats:
-    """The one accumulation loop: chunk rows, E-step, responsibilities, whitened moments."""
-    ct = params.covariance_type
-    prep = prepare(params)
-    base = empty_stats(ct, params.n_components, params.n_features)
-    nk, u, t = base.nk, base.s1, base.s2
+def _statistics(X, sample_weight, prep: Prepared, responsibilities: Responsibilities) -> Stats:
+    """The one accumulation loop: chunk rows, E-step, responsibilities, moments."""
+    params = prep.params
+    ct, k, d = params.covariance_type, params.n_components, params.n_features
+    if prep.expanded:  # nk, s1 and q's moments in one (K, 1 + D + n_quadratic) product per chunk
+        moments, product = np.zeros((k, 1 + d + n_quadratic(ct, d))), np.empty((k, 1 + d + n_quadratic(ct, d)))
+    else:
+        base = empty_stats(ct, k, d)
+        nk, u, t = base.nk, base.s1, base.s2
     log_likelihood = 0.0
-    for rows, xt1, buffers in chunks(X, params.n_components):
-        y, weighted = chunk_log_prob(xt1, prep, buffers)
+    for rows, buffers in chunks(X, prep):
+        weighted = chunk_log_prob(prep, buffers)
         log_prob_norm, a = responsibilities(weighted, rows, buffers)
         if sample_weight is not None:
             sw = sample_weight[rows]
@@ -189,9 +206,15 @@ def _statistics(X, sample_weight, params: Params, responsibilities: Responsibili
                 log_likelihood += float(log_prob_norm @ sw)
         elif log_prob_norm is not None:
             log_likelihood += float(log_prob_norm.sum())
-        nk += a.sum(axis=1)
-        _WHITENED_MOMENTS[ct](y, a, u, t, weighted)  # weighted is free now: scratch
-    s1, s2 = _UNWHITEN[ct](u, t, params.precisions_cholesky)
+        if prep.expanded:
+            moments += np.matmul(a, buffers["z"].T, out=product)
+        else:
+            nk += a.sum(axis=1)
+            _WHITENED_MOMENTS[ct](buffers["y"], a, u, t, weighted)  # weighted is free now: scratch
+    if prep.expanded:
+        nk, s1, s2 = moments[:, 0], moments[:, 1 : d + 1], _unpack_quadratic(moments[:, d + 1 :], ct, d)
+    else:
+        s1, s2 = _UNWHITEN[ct](u, t, params.precisions_cholesky)
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     return Stats(int(X.shape[0]), weight_sum, log_likelihood, nk, s1, s2)
 
@@ -200,7 +223,7 @@ def _soft(weighted, rows, buffers):
     return normalise(weighted, buffers)
 
 
-def block_statistics(X: np.ndarray, sample_weight: np.ndarray | None, params: Params) -> Stats:
+def block_statistics(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prepared) -> Stats:
     """E-step over a block and its sufficient statistics for the M-step.
 
     Parameters
@@ -209,17 +232,17 @@ def block_statistics(X: np.ndarray, sample_weight: np.ndarray | None, params: Pa
         Fastest in Fortran order (each column contiguous, as Arrow gives them).
     sample_weight : ndarray of shape (n_samples,) or None
         Frequency weights.
-    params : Params
-        Current parameters; their means are the shift of the moments.
+    prep : Prepared
+        ``prepare(params)`` of the current parameters; the moments are about ``prep.shift``.
 
     Returns
     -------
     Stats
     """
-    return _statistics(X, sample_weight, params, _soft)
+    return _statistics(X, sample_weight, prep, _soft)
 
 
-def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, params: Params) -> tuple[float, float]:
+def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prepared) -> tuple[float, float]:
     """Weighted sum of ``log p(x_i)`` over a block, and the sum of weights.
 
     Returns
@@ -227,10 +250,9 @@ def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, params
     log_likelihood : float
     weight_sum : float
     """
-    prep = prepare(params)
     total = 0.0
-    for rows, xt1, buffers in chunks(X, params.n_components):
-        log_prob_norm = normalise(chunk_log_prob(xt1, prep, buffers)[1], buffers)[0]
+    for rows, buffers in chunks(X, prep):
+        log_prob_norm = normalise(chunk_log_prob(prep, buffers), buffers)[0]
         total += float(log_prob_norm.sum() if sample_weight is None else log_prob_norm @ sample_weight[rows])
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     return total, weight_sum
@@ -262,7 +284,7 @@ def hard_assignment_statistics(
 
     Used to turn k-means centres into a first M-step.  ``log_likelihood`` is 0.
     """
-    return _statistics(X, sample_weight, unit_params(centres, covariance_type), _hard)
+    return _statistics(X, sample_weight, prepare(unit_params(centres, covariance_type), allow_expanded=False), _hard)
 
 
 def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -321,7 +343,7 @@ def random_resp_statistics(
         resp /= resp.sum(axis=0)
         return None, resp
 
-    return _statistics(X, sample_weight, unit_params(shift, covariance_type), rand)
+    return _statistics(X, sample_weight, prepare(unit_params(shift, covariance_type), allow_expanded=False), rand)
 
 
 # --------------------------------------------------------------------------- #
