@@ -1,19 +1,27 @@
-"""The Dask layer: map a block function over partitions, tree-reduce, one compute.
+"""The Dask layer: map a block function over partitions, reduce in a fixed tree, one compute.
 
 A :class:`BlockSource` is a list of Dask tasks, each producing one block
 ``(X, sample_weight)`` of float64 rows, with the global row offset of each.
 A pass sends its arguments to the cluster once (one key each), applies a pure
-NumPy block function to every block, and adds the results up in a tree whose
-shape depends only on the number of partitions (``split_every``), never on
-scheduling: the same data and partitioning give bit-identical sums on any
-cluster.
+NumPy block function to every block and adds the results up.
+
+The sum is a binary tree fixed by the number of blocks alone: node
+``(level, index)`` is the sum of blocks ``[index * 2**level, (index + 1) *
+2**level)``, always the ``combine`` of its two children (or its only child),
+wherever and in whichever task it is computed.  So the same data and
+partitioning give bit-identical results on any cluster, and blocks can be
+grouped into tasks freely: a *fold* task applies the function to a contiguous
+range of blocks and returns the tree nodes that cover its range, and *merge*
+tasks join neighbouring ranges, ``split_every`` at a time.  Blocks held in
+cluster memory are placed as one contiguous range per worker thread and folded
+by one task each (one task per thread per pass, however many partitions);
+blocks read from storage on each pass are one range each.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
-from functools import reduce
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import dask
@@ -38,21 +46,46 @@ class BlockError:
     message: str
 
 
-def _combine(combine, *parts):
-    errors = [p for p in parts if isinstance(p, BlockError)]
-    return errors[0] if errors else reduce(combine, parts)
-
-
-def _apply(fn, block, row_offset, args):
-    if isinstance(block, BlockError):
-        return block
-    X, sample_weight = block
-    return fn(X, sample_weight, row_offset, *args)
-
-
 def add_tuples(a: tuple, b: tuple) -> tuple:
     """Element-wise ``+`` of two tuples (statistics of several models at once)."""
     return tuple(map(operator.add, a, b))
+
+
+def _join(combine, left, right):
+    if isinstance(left, BlockError):
+        return left
+    return right if isinstance(right, BlockError) else combine(left, right)
+
+
+def _merge(combine, n_blocks: int, *node_lists: list) -> list:
+    """Join the nodes ``(level, index, value)`` of neighbouring ranges, in order, into their tree's nodes."""
+    stack: list = []
+    for node in (node for nodes in node_lists for node in nodes):
+        stack.append(node)
+        while True:
+            level, index, value = stack[-1]
+            if index == 0 and 1 << level >= n_blocks:  # the root
+                break
+            if index % 2 == 0 and (index + 1) << level >= n_blocks:  # no right sibling: the parent is this node
+                stack[-1] = (level + 1, index // 2, value)
+            elif index % 2 == 1 and len(stack) > 1 and stack[-2][:2] == (level, index - 1):
+                stack[-2:] = [(level + 1, index // 2, _join(combine, stack[-2][2], value))]
+            else:
+                break
+    return stack
+
+
+def _fold(fn, combine, n_blocks: int, first: int, row_offsets: list[int], args: tuple, *blocks) -> list:
+    """Tree nodes covering blocks ``[first, first + len(blocks))``: ``fn`` on each block, joined in order."""
+    leaves = []
+    for i, (block, row_offset) in enumerate(zip(blocks, row_offsets)):
+        if isinstance(block, BlockError):
+            value = block
+        else:
+            X, sample_weight = block
+            value = fn(X, sample_weight, row_offset, *args)
+        leaves.append((0, first + i, value))
+    return _merge(combine, n_blocks, leaves)
 
 
 @dataclass
@@ -67,19 +100,36 @@ class BlockSource:
     n_rows : list of int
         Rows of each block (before any row dropped at read time).
     n_features : int
+    ranges : list of (int, int), optional
+        Contiguous ranges of blocks folded by one task each; one range per block if not given.
     """
 
     blocks: list[Delayed]
     n_rows: list[int]
     n_features: int
+    ranges: list[tuple[int, int]] | None = None
 
     @property
     def row_offsets(self) -> list[int]:
         return list(np.cumsum([0] + self.n_rows[:-1]).tolist())
 
     def persist(self) -> BlockSource:
-        """Hold the blocks in cluster memory (recomputed from their source if lost)."""
-        return BlockSource(list(dask.persist(*self.blocks)), self.n_rows, self.n_features)
+        """Hold the blocks in cluster memory (recomputed from their source if lost).
+
+        On a distributed cluster each worker thread gets a contiguous range
+        of blocks with about equal rows, folded by one task per pass.
+        """
+        client = _current_client()
+        if client is None:
+            return replace(self, blocks=list(dask.persist(*self.blocks)))
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        slots = [address for address in sorted(workers) for _ in range(workers[address]["nthreads"])]
+        ranges = balanced_ranges(self.n_rows, len(slots))
+        blocks = []
+        for (start, stop), worker in zip(ranges, slots):
+            # A preference, not a rule: if the worker is lost, its blocks are recomputed elsewhere.
+            blocks += client.persist(self.blocks[start:stop], workers=[worker], allow_other_workers=True)
+        return replace(self, blocks=blocks, ranges=ranges)
 
     def run(
         self,
@@ -88,25 +138,52 @@ class BlockSource:
         combine: Callable[[Any, Any], Any] = operator.add,
         split_every: int = SPLIT_EVERY,
     ) -> Any:
-        """Compute ``combine``-reduction of ``fn(X, sample_weight, row_offset, *args)`` over blocks.
+        """Compute the tree sum (by ``combine``) of ``fn(X, sample_weight, row_offset, *args)`` over blocks.
 
-        One compute; ``args`` are sent once each; the reduction tree is fixed
-        by the block order and ``split_every``.
+        One compute; ``args`` are sent once; the result does not depend on
+        how blocks are grouped into tasks, nor on ``split_every``.
         """
+        n_blocks, offsets = len(self.blocks), self.row_offsets
         shared = dask.delayed(tuple(args), pure=True, traverse=False)
         level = [
-            dask.delayed(_apply, pure=True)(fn, block, offset, shared)
-            for block, offset in zip(self.blocks, self.row_offsets)
+            dask.delayed(_fold, pure=False)(fn, combine, n_blocks, start, offsets[start:stop], shared,
+                                           *self.blocks[start:stop])
+            for start, stop in self.ranges or [(i, i + 1) for i in range(n_blocks)]
         ]
         while len(level) > 1:
             level = [
-                dask.delayed(_combine, pure=True)(combine, *level[i : i + split_every])
+                dask.delayed(_merge, pure=False)(combine, n_blocks, *level[i : i + split_every])
                 for i in range(0, len(level), split_every)
             ]
-        (result,) = dask.compute(level[0])
+        ((root,),) = dask.compute(level[0])
+        result = root[2]
         if isinstance(result, BlockError):
             raise InputError(result.message)
         return result
+
+
+def balanced_ranges(n_rows: list[int], n_ranges: int) -> list[tuple[int, int]]:
+    """Cut blocks into at most ``n_ranges`` contiguous, non-empty ranges of about equal rows."""
+    n_ranges = max(1, min(n_ranges, len(n_rows)))
+    ends = np.cumsum(n_rows)
+    total = ends[-1] if len(ends) else 0
+    cuts = [0]
+    for r in range(1, n_ranges):
+        cut = int(np.searchsorted(ends, total * r / n_ranges, side="left")) + 1
+        cuts.append(min(max(cut, cuts[-1] + 1), len(n_rows) - (n_ranges - r)))
+    cuts.append(len(n_rows))
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _current_client():
+    """The distributed Client that ``dask.compute`` would use, or None (local schedulers)."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return None
+    return client if dask.base.get_scheduler() == client.get else None
 
 
 def blocks_from_arrays(X, sample_weight=None, rows_per_block: int | None = None) -> BlockSource:
@@ -152,7 +229,7 @@ def scan(source: BlockSource) -> tuple[BlockSource, kernels.Summary]:
     Returns the source with exact row counts (so global row offsets are right) and the summary.
     """
     summary = source.run(_summary_block)
-    return BlockSource(source.blocks, list(summary.n_rows), source.n_features), summary
+    return replace(source, n_rows=list(summary.n_rows)), summary
 
 
 def _read_partition(*args) -> tuple | BlockError:

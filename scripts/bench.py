@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from distributed import Client, LocalCluster, wait
+from distributed import Client, LocalCluster, futures_of, wait
 
 from pipeline import data, em, kernels, passes
 from pipeline.synthetic import generate
@@ -149,7 +149,7 @@ def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True
     dataset = data.open_dataset(str(path))
     start = start_params(path, shape["cov"], shape["k"])
     source = passes.blocks_from_parquet(dataset).persist()
-    wait([b for b in source.blocks])
+    wait(futures_of(source.blocks))
     largest = max(p.n_rows for p in dataset.partitions) * shape["d"] * 8
     ours = per_iteration(source, start, repeats)
     flop = FLOPS[shape["cov"]](shape["k"], shape["d"]) * shape["n"]
@@ -219,7 +219,7 @@ def bench_scaling(root, client, repeats):
             path = dataset_for(root, f"scale-{axis}", shape)
             dataset = data.open_dataset(str(path))
             source = passes.blocks_from_parquet(dataset).persist()
-            wait(list(source.blocks))
+            wait(futures_of(source.blocks))
             start = start_params(path, "full", shape["k"])
             seconds = statistics.median(per_iteration(source, start, repeats, low=1, high=4))
             out[axis].append({"value": value, "seconds": seconds})

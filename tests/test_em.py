@@ -8,7 +8,7 @@ from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
 from conftest import COVARIANCE_TYPES, make_blobs, sklearn_start
-from pipeline import GaussianMixture, em, init, kernels
+from pipeline import GaussianMixture, em, init, kernels, passes
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 
 ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
@@ -57,7 +57,7 @@ def test_parity_with_sklearn_on_a_distributed_cluster(client):
 
     with client.as_current(), get_task_stream(client) as stream, pytest.warns(Warning, match="did not converge"):
         ours.fit(da.from_array(X, chunks=(97, 3)))  # uneven chunks on the cluster
-    assert any(str(task["key"]).startswith("_apply") for task in stream.data)  # the passes ran on the workers
+    assert any(str(task["key"]).startswith("_fold") for task in stream.data)  # the passes ran on the workers
     assert_same_fit(ours, theirs)
 
 
@@ -81,6 +81,47 @@ def split_source(X, cuts):
     return BlockSource(blocks, [b - a for a, b in zip(cuts[:-1], cuts[1:])], X.shape[1])
 
 
+def test_the_sum_tree_is_the_same_however_blocks_are_grouped_into_tasks():
+    # Strings make the order of every addition visible: equal strings, equal floating-point sums.
+    rng = np.random.default_rng(4)
+    join = lambda a, b: f"({a}+{b})"  # noqa: E731
+    for n in range(1, 40):
+        leaves = [(0, i, str(i)) for i in range(n)]
+        (whole,) = passes._merge(join, n, leaves)
+        for _ in range(20):
+            cuts = [0, *sorted(rng.choice(np.arange(1, n), size=rng.integers(0, n), replace=False)), n]
+            nodes = [passes._merge(join, n, leaves[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+            while len(nodes) > 1:
+                every = int(rng.integers(2, 6))
+                nodes = [passes._merge(join, n, *nodes[i : i + every]) for i in range(0, len(nodes), every)]
+            assert nodes[0] == [whole]
+
+
+def test_persisted_blocks_are_folded_by_one_task_per_worker_thread(client):
+    from distributed import futures_of, get_task_stream, wait
+
+    X = make_blobs(15)
+    with client.as_current():
+        source = blocks_from_arrays(X, rows_per_block=37).persist()
+        wait(futures_of(source.blocks))
+        assert source.ranges == passes.balanced_ranges(source.n_rows, 2)
+        holders = client.who_has()
+        for start, stop in source.ranges:  # each range is held by one worker
+            assert len({w for b in source.blocks[start:stop] for w in holders[b.key]}) == 1
+        with get_task_stream(client) as stream:
+            stats = source.run(em._em_block, (kernels.prepare(sklearn_params(X)),), combine=passes.add_tuples)
+    assert sorted(str(t["key"]).split("-")[0] for t in stream.data) == ["_fold", "_fold", "_merge", "tuple"]
+    single = split_source(X, [0, X.shape[0]]).run(em._em_block, (kernels.prepare(sklearn_params(X)),),
+                                                  combine=passes.add_tuples)
+    np.testing.assert_allclose(stats[0].s2, single[0].s2, rtol=1e-12)
+
+
+def sklearn_params(X):
+    w, m, p = sklearn_start(X, 3, "full")
+    prec_chol = kernels.precision_cholesky_from_precisions(p, "full")
+    return kernels.Params(w, m, kernels.covariances_from_precision_cholesky(prec_chol, "full"), prec_chol, "full")
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_one_partition_equals_many_with_empty_ones(covariance_type):
     X = make_blobs(13)
@@ -92,8 +133,9 @@ def test_one_partition_equals_many_with_empty_ones(covariance_type):
     n = X.shape[0]
     one = split_source(X, [0, n])
     many = split_source(X, [0, 0, 100, 101, 101, 450, 700, n, n])
-    a = one.run(em._em_block, (start,), combine=lambda x, y: (x[0] + y[0],), split_every=2)[0]
-    b = many.run(em._em_block, (start,), combine=lambda x, y: (x[0] + y[0],), split_every=2)[0]
+    prep = kernels.prepare(start)
+    a = one.run(em._em_block, (prep,), combine=lambda x, y: (x[0] + y[0],), split_every=2)[0]
+    b = many.run(em._em_block, (prep,), combine=lambda x, y: (x[0] + y[0],), split_every=2)[0]
     assert (a.n_rows, a.weight_sum) == (b.n_rows, b.weight_sum)
     for name in ("nk", "s1", "s2"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-11, atol=1e-9)
