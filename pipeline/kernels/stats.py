@@ -191,7 +191,8 @@ def _statistics(X, sample_weight, prep: Prepared, responsibilities: Responsibili
     params = prep.params
     ct, k, d = params.covariance_type, params.n_components, params.n_features
     if prep.expanded:  # nk, s1 and q's moments in one (K, 1 + D + n_quadratic) product per chunk
-        moments, product = np.zeros((k, 1 + d + n_quadratic(ct, d))), np.empty((k, 1 + d + n_quadratic(ct, d)))
+        width = 1 + d + n_quadratic(ct, d)
+        moments, product = np.zeros((k, width)), np.empty((k, width))
     else:
         base = empty_stats(ct, k, d)
         nk, u, t = base.nk, base.s1, base.s2
