@@ -128,7 +128,18 @@ def _linear_coefficients(whitened: np.ndarray, prec_chol: np.ndarray, covariance
 
 
 def prepare(params: Params, allow_expanded: bool = True) -> Prepared:
-    """Constants of the E-step for ``params``, on the expanded route when it is accurate enough."""
+    """Constants of the E-step for ``params``, on the expanded route when it is accurate enough.
+
+    Parameters
+    ----------
+    params : Params
+    allow_expanded : bool, default True
+        False forces the centred route (the starts use it: their moments are about the given centres).
+
+    Returns
+    -------
+    Prepared
+    """
     ct, u = params.covariance_type, params.precisions_cholesky
     k, d = params.n_components, params.n_features
     with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
