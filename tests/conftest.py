@@ -47,6 +47,16 @@ def sklearn_start(X, n_components, covariance_type, seed=0):
     return sk.weights_, sk.means_, sk.precisions_
 
 
+def sklearn_start_params(X, n_components, covariance_type):
+    """:func:`sklearn_start` as our Params (covariances and precision factors derived from the precisions)."""
+    from pipeline import kernels
+
+    w, m, p = sklearn_start(X, n_components, covariance_type)
+    prec_chol = kernels.precision_cholesky_from_precisions(p, covariance_type)
+    cov = kernels.covariances_from_precision_cholesky(prec_chol, covariance_type)
+    return kernels.Params(w, m, cov, prec_chol, covariance_type)
+
+
 @pytest.fixture(scope="session")
 def client():
     """A real 2-worker, process-based LocalCluster for the whole session.

@@ -7,7 +7,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from conftest import COVARIANCE_TYPES, make_blobs, sklearn_start
+from conftest import COVARIANCE_TYPES, make_blobs, sklearn_start, sklearn_start_params
 from pipeline import GaussianMixture, em, init, kernels, passes
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 
@@ -109,27 +109,17 @@ def test_persisted_blocks_are_folded_by_one_task_per_worker_thread(client):
         for start, stop in source.ranges:  # each range is held by one worker
             assert len({w for b in source.blocks[start:stop] for w in holders[b.key]}) == 1
         with get_task_stream(client) as stream:
-            stats = source.run(em._em_block, (kernels.prepare(sklearn_params(X)),), combine=passes.add_tuples)
+            stats = source.run(em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples)
     assert sorted(str(t["key"]).split("-")[0] for t in stream.data) == ["_fold", "_fold", "_merge", "tuple"]
-    single = split_source(X, [0, X.shape[0]]).run(em._em_block, (kernels.prepare(sklearn_params(X)),),
+    single = split_source(X, [0, X.shape[0]]).run(em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),),
                                                   combine=passes.add_tuples)
     np.testing.assert_allclose(stats[0].s2, single[0].s2, rtol=1e-12)
-
-
-def sklearn_params(X):
-    w, m, p = sklearn_start(X, 3, "full")
-    prec_chol = kernels.precision_cholesky_from_precisions(p, "full")
-    return kernels.Params(w, m, kernels.covariances_from_precision_cholesky(prec_chol, "full"), prec_chol, "full")
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_one_partition_equals_many_with_empty_ones(covariance_type):
     X = make_blobs(13)
-    start = kernels.make_params(*sklearn_start(X, 3, covariance_type)[:2],
-                                kernels.covariances_from_precision_cholesky(
-                                    kernels.precision_cholesky_from_precisions(
-                                        sklearn_start(X, 3, covariance_type)[2], covariance_type), covariance_type),
-                                covariance_type)
+    start = sklearn_start_params(X, 3, covariance_type)
     n = X.shape[0]
     one = split_source(X, [0, n])
     many = split_source(X, [0, 0, 100, 101, 101, 450, 700, n, n])
