@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import InputError
 from pipeline.init import INIT_METHODS
-from pipeline.kernels import COVARIANCE_TYPES
+from pipeline.kernels import COVARIANCE_TYPES, DTYPES
 
 
 class _Section(BaseModel):
@@ -40,6 +40,8 @@ class ModelConfig(_Section):
     max_iter: int = Field(100, ge=1)
     tol: float = Field(1e-3, ge=0)
     random_state: int | None = 0
+    dtype: Literal[DTYPES] = Field(
+        "float64", description="arithmetic of the E-step and of a chunk's moments; sums and the M-step stay float64")
 
 
 class ClusterConfig(_Section):

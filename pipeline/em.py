@@ -70,11 +70,13 @@ def run_em(
     reg_covar: float,
     tol: float,
     max_iter: int,
+    dtype: str = "float64",
     on_iteration: Callable[[IterationReport], None] | None = None,
 ) -> list[EMRun]:
     """Advance every run until its lower bound changes by less than ``tol`` or ``max_iter``.
 
     Runs resumed from a checkpoint keep their ``n_iter`` and ``history``.
+    ``dtype`` is the E-step's arithmetic (see :func:`pipeline.kernels.prepare`).
     The runs are updated in place and returned.
     """
     while True:
@@ -82,7 +84,7 @@ def run_em(
         if not active:
             return runs
         started = time.perf_counter()
-        preps = tuple(kernels.prepare(r.params) for r in active)  # once, here, rather than on every block
+        preps = tuple(kernels.prepare(r.params, dtype=dtype) for r in active)  # once, here, not on every block
         all_stats = source.run(_em_block, preps, combine=add_tuples)
         changes = []
         for run, prep, stats in zip(active, preps, all_stats):

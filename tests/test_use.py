@@ -112,9 +112,9 @@ def test_select_fits_all_candidates_in_shared_passes(tmp_path):
 
 def test_to_sklearn_predicts_like_ours():
     X = make_blobs(71)
-    for ct in ("full", "tied", "diag", "spherical"):
-        gm = GaussianMixture(3, covariance_type=ct, random_state=0).fit(X)
-        sk = gm.to_sklearn()
+    for ct, dtype in (("full", "float32"), ("tied", "float64"), ("diag", "float64"), ("spherical", "float64")):
+        gm = GaussianMixture(3, covariance_type=ct, random_state=0, dtype=dtype).fit(X)
+        sk = gm.to_sklearn()  # sklearn's estimator has no dtype: it is left out
         np.testing.assert_array_equal(sk.predict(X), gm.predict(X))
         np.testing.assert_allclose(sk.score_samples(X), gm.score_samples(X), rtol=1e-12)
 

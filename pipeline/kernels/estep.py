@@ -35,15 +35,22 @@ import numpy as np
 from pipeline.kernels.params import Params
 
 _LOG_2PI = math.log(2.0 * math.pi)
+# Arithmetic the E-step can run in (see :func:`prepare`).
+DTYPES = ("float64", "float32")
 # Temporaries of a chunk stay around this many float64 values (4 MiB): they stay in the last-level cache.
 _CHUNK_VALUES = 1 << 19
 _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 256, 4096
 # Largest squared Mahalanobis distance of a component's mean from the shared shift for the expanded route:
 # its cancellation then costs at most ~6 of 16 digits.
 MAX_SHIFT_DISTANCE2 = 1e6
-# Responsibilities are kept above exp(-690) ~ 1e-300 relative to the largest: values this small change no sum,
-# while subnormal numbers (below ~2e-308) would slow every product that touches them many times over.
-_LOG_TINY = -690.0
+# The same for float32 arithmetic: measured, a component at squared distance r from the shift gets a covariance
+# off by up to ~2e-7 r in its own units (float32's rounding, summed over a chunk, times the cancellation), so this
+# limit keeps that under 1e-3, with a mean under 1e-5 of a standard deviation off.
+MAX_SHIFT_DISTANCE2_FLOAT32 = 4e3
+# Responsibilities are kept above exp(tiny) relative to the largest: values this small change no sum, while
+# subnormal numbers (below ~2e-308 in float64, ~1e-38 in float32) would slow every product that touches them
+# many times over.  The margin keeps them normal after division by the sum over up to ~1e5 components.
+_LOG_TINY = {np.dtype(np.float64): -690.0, np.dtype(np.float32): -75.0}
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,10 @@ class Prepared:
         diag (K, D) and spherical (K,) ``U``.
     centres : ndarray or None
         Centred tied: (K, D, 1) ``U^T mu_k``; centred diag and spherical: (K, D, 1) means.
+    dtype : numpy dtype
+        Of the chunk arithmetic (features, log densities, responsibilities and a
+        chunk's moments); float32 only on the expanded route.  Sums over chunks
+        are float64 whatever it is.
     """
 
     params: Params
@@ -75,6 +86,7 @@ class Prepared:
     offset: np.ndarray
     matrix: np.ndarray
     centres: np.ndarray | None
+    dtype: np.dtype = np.dtype(np.float64)
 
 
 def _log_det(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
@@ -127,7 +139,7 @@ def _linear_coefficients(whitened: np.ndarray, prec_chol: np.ndarray, covariance
     return whitened * prec_chol[:, None]
 
 
-def prepare(params: Params, allow_expanded: bool = True) -> Prepared:
+def prepare(params: Params, allow_expanded: bool = True, dtype="float64") -> Prepared:
     """Constants of the E-step for ``params``, on the expanded route when it is accurate enough.
 
     Parameters
@@ -135,6 +147,9 @@ def prepare(params: Params, allow_expanded: bool = True) -> Prepared:
     params : Params
     allow_expanded : bool, default True
         False forces the centred route (the starts use it: their moments are about the given centres).
+    dtype : {"float64", "float32"}, default "float64"
+        Arithmetic of the chunks.  float32 is used when the expanded route is
+        accurate enough in it (:data:`MAX_SHIFT_DISTANCE2_FLOAT32`), float64 otherwise.
 
     Returns
     -------
@@ -150,7 +165,11 @@ def prepare(params: Params, allow_expanded: bool = True) -> Prepared:
     if allow_expanded and distance2.max() <= MAX_SHIFT_DISTANCE2:
         matrix = np.hstack([_linear_coefficients(whitened, u, ct), _quadratic_coefficients(u, ct, k)])
         shift = np.broadcast_to(centre, (k, d))
-        return Prepared(params, True, shift, (offset - 0.5 * distance2)[:, None], matrix, None)
+        offset = (offset - 0.5 * distance2)[:, None]
+        if np.dtype(dtype) == np.float32 and distance2.max() <= MAX_SHIFT_DISTANCE2_FLOAT32:
+            single = np.dtype(np.float32)
+            return Prepared(params, True, shift, offset.astype(single), matrix.astype(single), None, single)
+        return Prepared(params, True, shift, offset, matrix, None)
     if ct == "full":
         # The ones row of the chunk turns the subtraction of U_k^T mu_k into part of the product.
         stacked = np.transpose(u, (0, 2, 1)).reshape(k * d, d)
@@ -175,15 +194,15 @@ class Workspace:
     once, so a fresh allocation per block would pay its page faults every time.
     """
 
-    def __init__(self, leading: dict[str, tuple[int, ...]], rows: int):
+    def __init__(self, leading: dict[str, tuple[int, ...]], rows: int, dtype: np.dtype):
         pool = _THREAD.__dict__.setdefault("buffers", {})
         self._leading = leading
         self._flat = {}
         for name, lead in leading.items():
             size = math.prod(lead) * rows
-            if pool.get(name, np.empty(0)).size < size:
-                pool[name] = np.empty(size)
-            self._flat[name] = pool[name]
+            if pool.get((name, dtype), np.empty(0)).size < size:
+                pool[(name, dtype)] = np.empty(size, dtype)
+            self._flat[name] = pool[(name, dtype)]
 
     def views(self, n: int) -> dict[str, np.ndarray]:
         return {name: self._flat[name][: math.prod(lead) * n].reshape(*lead, n)
@@ -230,7 +249,7 @@ def chunks(X: np.ndarray, prep: Prepared):
     leading = _buffers(prep)
     per_row = sum(math.prod(lead) for lead in leading.values())
     step = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CHUNK_VALUES // per_row))
-    workspace = Workspace(leading, max(1, min(step, n_rows)))
+    workspace = Workspace(leading, max(1, min(step, n_rows)), prep.dtype)
     columns = X.T
     for start in range(0, n_rows, step):
         rows = slice(start, min(start + step, n_rows))
@@ -289,7 +308,7 @@ def normalise(weighted: np.ndarray, buffers: dict) -> tuple[np.ndarray, np.ndarr
     top, norm, resp = buffers["top"], buffers["norm"], buffers["resp"]
     np.max(weighted, axis=0, out=top)
     np.subtract(weighted, top, out=resp)
-    np.maximum(resp, _LOG_TINY, out=resp)
+    np.maximum(resp, _LOG_TINY[resp.dtype], out=resp)
     np.exp(resp, out=resp)
     np.sum(resp, axis=0, out=norm)
     resp /= norm

@@ -192,7 +192,7 @@ def _statistics(X, sample_weight, prep: Prepared, responsibilities: Responsibili
     ct, k, d = params.covariance_type, params.n_components, params.n_features
     if prep.expanded:  # nk, s1 and q's moments in one (K, 1 + D + n_quadratic) product per chunk
         width = 1 + d + n_quadratic(ct, d)
-        moments, product = np.zeros((k, width)), np.empty((k, width))
+        moments, product = np.zeros((k, width)), np.empty((k, width), prep.dtype)
     else:
         base = empty_stats(ct, k, d)
         nk, u, t = base.nk, base.s1, base.s2
@@ -206,7 +206,7 @@ def _statistics(X, sample_weight, prep: Prepared, responsibilities: Responsibili
             if log_prob_norm is not None:
                 log_likelihood += float(log_prob_norm @ sw)
         elif log_prob_norm is not None:
-            log_likelihood += float(log_prob_norm.sum())
+            log_likelihood += float(log_prob_norm.sum(dtype=np.float64))
         if prep.expanded:
             moments += np.matmul(a, buffers["z"].T, out=product)
         else:
@@ -254,7 +254,7 @@ def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, prep: 
     total = 0.0
     for rows, buffers in chunks(X, prep):
         log_prob_norm = normalise(chunk_log_prob(prep, buffers), buffers)[0]
-        total += float(log_prob_norm.sum() if sample_weight is None else log_prob_norm @ sample_weight[rows])
+        total += float(log_prob_norm.sum(dtype=np.float64) if sample_weight is None else log_prob_norm @ sample_weight[rows])
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     return total, weight_sum
 
