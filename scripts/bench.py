@@ -43,11 +43,11 @@ def stats_of(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def matmul_rate(threads: int) -> float:
-    """float64 GEMM GFLOP/s of this machine (4000^3, best of 3) with ``threads`` BLAS threads."""
+def matmul_rate(threads: int, dtype=np.float64) -> float:
+    """GEMM GFLOP/s of this machine (4000^3, best of 3) with ``threads`` BLAS threads."""
     from threadpoolctl import threadpool_limits
 
-    a = np.random.default_rng(0).normal(size=(4000, 4000))
+    a = np.random.default_rng(0).normal(size=(4000, 4000)).astype(dtype)
     with threadpool_limits(threads):
         a @ a
         best = min(_timed(lambda: a @ a) for _ in range(3))
@@ -78,15 +78,19 @@ def start_params(path: Path, covariance_type: str, k: int) -> kernels.Params:
     return kernels.make_params(np.full(k, 1.0 / k), truth.means + 0.5, cov, covariance_type)
 
 
-def per_iteration(source, start, repeats, low=2, high=12):
+def per_iteration(source, start, repeats, low=2, high=12, dtype="float64"):
     """(time for max_iter=high - time for max_iter=low) / (high - low), ``repeats`` times."""
     out = []
     for _ in range(repeats):
         times = {}
         for n_iter in (low, high):
             runs = [em.EMRun(start)]
-            times[n_iter] = _timed(lambda: em.run_em(source, runs, reg_covar=1e-6, tol=0.0, max_iter=n_iter))
+            times[n_iter] = _timed(lambda: em.run_em(source, runs, reg_covar=1e-6, tol=0.0, max_iter=n_iter,
+                                                     dtype=dtype))
         out.append((times[high] - times[low]) / (high - low))
+    if dtype != "float64":  # the arithmetic the last iteration ran in (float64 where float32 is not accurate enough)
+        print(f"  {dtype} requested; last iteration ran in {kernels.prepare(runs[0].params, dtype=dtype).dtype}",
+              file=sys.stderr, flush=True)
     return out
 
 
@@ -162,9 +166,10 @@ def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True
     wait(futures_of(source.blocks))
     largest = max(p.n_rows for p in dataset.partitions) * shape["d"] * 8
     ours = per_iteration(source, start, repeats)
+    ours32 = per_iteration(source, start, repeats, dtype="float32")
     flop = FLOPS[shape["cov"]](shape["k"], shape["d"]) * shape["n"]
     result = {
-        "shape": shape, "ours_s": stats_of(ours),
+        "shape": shape, "ours_s": stats_of(ours), "ours_float32_s": stats_of(ours32),
         "gflops": flop / statistics.median(ours) / 1e9, "flop_formula": FLOP_FORMULA[shape["cov"]],
         "machine_gemm_gflops": gemm_rate,
         "dask_overhead_s": stats_of(dask_overhead(source, start, repeats)),
@@ -183,6 +188,7 @@ def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True
             path.glob("*.parquet"), key=lambda p: data._natural_key(str(p)))])
         result["sklearn_s"] = stats_of(sklearn_per_iteration(X, start, repeats))
         result["speedup_vs_sklearn"] = result["sklearn_s"]["median"] / result["ours_s"]["median"]
+        result["float32_speedup_vs_sklearn"] = result["sklearn_s"]["median"] / result["ours_float32_s"]["median"]
     return result
 
 
@@ -262,7 +268,8 @@ def plot_scaling(scaling, png):
 
 def print_table(results, gemm_rate):
     print(f"\nmachine float64 GEMM: {gemm_rate:.1f} GFLOP/s (2 threads)")
-    head = (f"{'shape':6}{'ours s/it':>11}{'sklearn s/it':>14}{'speedup':>9}{'GFLOP/s':>9}{'%GEMM':>7}"
+    head = (f"{'shape':6}{'ours s/it':>11}{'sklearn s/it':>14}{'speedup':>9}{'f32 s/it':>10}{'f32 spd':>9}"
+            f"{'GFLOP/s':>9}{'%GEMM':>7}"
             f"{'dask ovh':>10}{'none s/it':>11}{'read s':>8}{'none/read':>10}{'base MB':>9}{'peak MB':>9}"
             f"{'part MB':>9}")
     print(head)
@@ -270,6 +277,7 @@ def print_table(results, gemm_rate):
         sk = r.get("sklearn_s", {}).get("median", float("nan"))
         none, read = r["persist_none_s"]["median"], r["pyarrow_read_s"]["median"]
         print(f"{name:6}{r['ours_s']['median']:>11.4f}{sk:>14.3f}{r.get('speedup_vs_sklearn', float('nan')):>9.1f}"
+              f"{r['ours_float32_s']['median']:>10.4f}{r.get('float32_speedup_vs_sklearn', float('nan')):>9.1f}"
               f"{r['gflops']:>9.1f}{100 * r['gflops'] / gemm_rate:>6.0f}%{r['dask_overhead_s']['median']:>10.4f}"
               f"{none:>11.3f}{read:>8.3f}{none / read:>10.2f}{r['worker_baseline_rss_mb']:>9.0f}"
               f"{r['peak_worker_rss_mb_none']:>9.0f}{r['largest_partition_mb']:>9.1f}")
@@ -288,7 +296,8 @@ def main(argv=None):
     root = Path(args.data)
     root.mkdir(parents=True, exist_ok=True)
     gemm_rate = matmul_rate(2)
-    report = {"date": dt.date.today().isoformat(), "cpu_count": os.cpu_count(), "gemm_gflops": gemm_rate}
+    report = {"date": dt.date.today().isoformat(), "cpu_count": os.cpu_count(), "gemm_gflops": gemm_rate,
+              "gemm_float32_gflops": matmul_rate(2, np.float32)}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         if args.scaling:
@@ -305,6 +314,7 @@ def main(argv=None):
                                             with_sklearn=not args.no_sklearn)
             report["results"] = results
             print_table(results, gemm_rate)
+            print(f"machine float32 GEMM: {report['gemm_float32_gflops']:.1f} GFLOP/s (2 threads)")
             if args.extras:
                 report["scoring"] = bench_scoring(root, cluster.scheduler_address, args.repeats)
                 report["select"] = bench_select(root, cluster.scheduler_address)

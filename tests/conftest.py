@@ -57,6 +57,25 @@ def sklearn_start_params(X, n_components, covariance_type):
     return kernels.Params(w, m, cov, prec_chol, covariance_type)
 
 
+def whitened_errors(got_means, got_covariances, want_means, want_covariances, prec_chol, covariance_type):
+    """Largest differences of means and covariances in the reference's own units: ``U^T d`` and ``U^T D U``.
+
+    ``prec_chol`` is the reference's ``precisions_cholesky_`` (U).  The first is in standard deviations, the
+    second relative to the covariance.
+    """
+    from pipeline.kernels.estep import _whitened
+
+    mean_error = np.abs(_whitened(got_means - want_means, prec_chol, covariance_type)).max()
+    delta = got_covariances - want_covariances
+    if covariance_type == "full":
+        cov_error = np.abs(np.swapaxes(prec_chol, 1, 2) @ delta @ prec_chol).max()
+    elif covariance_type == "tied":
+        cov_error = np.abs(prec_chol.T @ delta @ prec_chol).max()
+    else:
+        cov_error = np.abs(delta * prec_chol**2).max()
+    return mean_error, cov_error
+
+
 @pytest.fixture(scope="session")
 def client():
     """A real 2-worker, process-based LocalCluster for the whole session.

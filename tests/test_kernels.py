@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from conftest import COVARIANCE_TYPES, make_blobs
+from conftest import COVARIANCE_TYPES, make_blobs, whitened_errors
 from pipeline import kernels
 from pipeline.errors import ComponentCollapseError
 from pipeline.kernels import estep
@@ -134,38 +134,26 @@ def test_a_tight_component_far_from_the_rest_takes_the_centred_route():
     np.testing.assert_allclose(got.covariances, naive_m_step(X, resp, np.ones(400), "diag", 0.0)[2], rtol=1e-9)
 
 
-def whitened_errors(got, want):
-    """Largest differences of means and covariances in ``want``'s own units (``U^T d`` and ``U^T D U``)."""
-    ct, u = want.covariance_type, want.precisions_cholesky
-    mean_error = np.abs(estep._whitened(got.means - want.means, u, ct)).max()
-    delta = got.covariances - want.covariances
-    if ct == "full":
-        cov_error = np.abs(np.swapaxes(u, 1, 2) @ delta @ u).max()
-    elif ct == "tied":
-        cov_error = np.abs(u.T @ delta @ u).max()
-    else:
-        cov_error = np.abs(delta * u**2).max()
-    return mean_error, cov_error
-
-
 def float32_against_float64(X, params):
+    """Statistics of X in float32 and float64, and the whitened errors of the float32 M-step's means and covariances."""
     prep32, prep64 = kernels.prepare(params, dtype="float32"), kernels.prepare(params)
     assert prep32.dtype == np.float32 and prep64.dtype == np.float64
     s32, s64 = kernels.block_statistics(X, None, prep32), kernels.block_statistics(X, None, prep64)
     got = kernels.m_step(s32, prep32.shift, params.covariance_type, 1e-6)
     want = kernels.m_step(s64, prep64.shift, params.covariance_type, 1e-6)
-    return s32, s64, got, want
+    errors = whitened_errors(got.means, got.covariances, want.means, want.covariances, want.precisions_cholesky,
+                             params.covariance_type)
+    np.testing.assert_allclose(got.weights, want.weights, rtol=1e-5)
+    return s32, s64, errors
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_float32_statistics_give_float64s_step_to_1e_4_in_each_components_units(covariance_type):
-    X = make_blobs(9, n_per=4000)  # 12,000 rows: several chunks, each summed in float32, then in float64
-    s32, s64, got, want = float32_against_float64(X, random_params(covariance_type))
-    mean_error, cov_error = whitened_errors(got, want)
+    X = make_blobs(9, n_per=8000)  # 24,000 rows: two chunks, each summed in float32, then in float64
+    s32, s64, (mean_error, cov_error) = float32_against_float64(X, random_params(covariance_type))
     # float32 keeps ~7 digits.  The documented claim at the route's limit is 1e-5 (means) and 1e-3 (covariances);
     # these components are much nearer the mixture's mean, where the error is a few float32 roundings.
     assert mean_error < 1e-5 and cov_error < 1e-4
-    np.testing.assert_allclose(got.weights, want.weights, rtol=1e-5)
     assert s32.log_likelihood == pytest.approx(s64.log_likelihood, rel=1e-6)
 
 
@@ -182,7 +170,7 @@ def test_float32_keeps_its_claim_at_the_limit_and_leaves_it_beyond(covariance_ty
         params = kernels.make_params([0.5, 0.5], means, cov, covariance_type)
         assert kernels.prepare(params, dtype="float32").dtype == dtype
         if dtype == np.float32:
-            mean_error, cov_error = whitened_errors(*float32_against_float64(X, params)[2:])
+            mean_error, cov_error = float32_against_float64(X, params)[2]
             assert mean_error < 1e-5 and cov_error < 1e-3
 
 
@@ -213,6 +201,21 @@ def test_statistics_add_up_over_splits_including_empty_blocks(covariance_type, e
     for name in ("nk", "s1", "s2"):
         np.testing.assert_allclose(getattr(total, name), getattr(whole, name), rtol=1e-11, atol=1e-9)
     assert total.log_likelihood == pytest.approx(whole.log_likelihood, rel=1e-12)
+
+
+@pytest.mark.parametrize("expanded", ROUTES)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_chunks_of_seven_rows_give_the_statistics_of_one_chunk(covariance_type, expanded, monkeypatch):
+    prep = prepared(random_params(covariance_type), expanded)
+    X = make_blobs(6, n_per=100)  # 300 rows: one chunk by default
+    sw = np.random.default_rng(6).uniform(0, 2, size=X.shape[0])
+    whole = kernels.block_statistics(X, sw, prep)
+    monkeypatch.setattr(estep, "_MIN_CHUNK_ROWS", 1)
+    monkeypatch.setattr(estep, "_MAX_CHUNK_ROWS", 7)  # 43 chunks, the last one short
+    chunked = kernels.block_statistics(X, sw, prep)
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-12, atol=1e-10)
+    assert chunked.log_likelihood == pytest.approx(whole.log_likelihood, rel=1e-13)
 
 
 @pytest.mark.parametrize("expanded", ROUTES)
