@@ -2,8 +2,9 @@
 
 A :class:`BlockSource` is a list of Dask tasks, each producing one block
 ``(X, sample_weight)`` of float64 rows, with the global row offset of each.
-A pass sends its arguments to the cluster once (one key each), applies a pure
-NumPy block function to every block and adds the results up.
+A pass sends its arguments inside every fold task (they are small: the E-step
+constants), applies a pure NumPy block function to every block and adds the
+results up.
 
 The sum is a binary tree fixed by the number of blocks alone: node
 ``(level, index)`` is the sum of blocks ``[index * 2**level, (index + 1) *
@@ -75,7 +76,16 @@ def _merge(combine, n_blocks: int, *node_lists: list) -> list:
     return stack
 
 
-def _fold(fn, combine, n_blocks: int, first: int, row_offsets: list[int], args: tuple, *blocks) -> list:
+class _Literal:
+    """Arguments carried as they are inside a task: Dask does not look into (or rebuild) what it holds."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _fold(fn, combine, n_blocks: int, first: int, row_offsets: list[int], args: _Literal, *blocks) -> list:
     """Tree nodes covering blocks ``[first, first + len(blocks))``: ``fn`` on each block, joined in order."""
     leaves = []
     for i, (block, row_offset) in enumerate(zip(blocks, row_offsets)):
@@ -83,7 +93,7 @@ def _fold(fn, combine, n_blocks: int, first: int, row_offsets: list[int], args: 
             value = block
         else:
             X, sample_weight = block
-            value = fn(X, sample_weight, row_offset, *args)
+            value = fn(X, sample_weight, row_offset, *args.value)
         leaves.append((0, first + i, value))
     return _merge(combine, n_blocks, leaves)
 
@@ -140,11 +150,13 @@ class BlockSource:
     ) -> Any:
         """Compute the tree sum (by ``combine``) of ``fn(X, sample_weight, row_offset, *args)`` over blocks.
 
-        One compute; ``args`` are sent once; the result does not depend on
-        how blocks are grouped into tasks, nor on ``split_every``.
+        One compute; ``args`` go inside every fold task (a shared key would
+        cost the pass one more round of scheduling: 7 ms of a 90 ms iteration,
+        measured); the result does not depend on how blocks are grouped into
+        tasks, nor on ``split_every``.
         """
         n_blocks, offsets = len(self.blocks), self.row_offsets
-        shared = dask.delayed(tuple(args), pure=True, traverse=False)
+        shared = _Literal(tuple(args))
         level = [
             dask.delayed(_fold, pure=False)(fn, combine, n_blocks, start, offsets[start:stop], shared,
                                            *self.blocks[start:stop])

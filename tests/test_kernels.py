@@ -42,7 +42,7 @@ def prepared(params, expanded):
 
 
 def weighted_log_prob(X, prep):
-    out = np.empty((X.shape[0], prep.params.n_components))
+    out = np.empty((X.shape[0], prep.n_components))
     for rows, buffers in estep.chunks(X, prep):
         out[rows] = estep.chunk_log_prob(prep, buffers).T
     return out

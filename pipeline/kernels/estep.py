@@ -58,9 +58,12 @@ _LOG_TINY = {np.dtype(np.float64): -690.0, np.dtype(np.float32): -75.0}
 class Prepared:
     """Per-parameter constants of the E-step: computed once per iteration, on the client.
 
+    Only what the blocks need goes in, since it is sent to every fold task.
+
     Attributes
     ----------
-    params : Params
+    covariance_type : str
+    n_components, n_features : int
     expanded : bool
         Which route (see the module docstring).
     shift : ndarray of shape (n_components, n_features)
@@ -75,18 +78,23 @@ class Prepared:
         diag (K, D) and spherical (K,) ``U``.
     centres : ndarray or None
         Centred tied: (K, D, 1) ``U^T mu_k``; centred diag and spherical: (K, D, 1) means.
+    precisions_cholesky : ndarray or None
+        Centred route: ``U``, to map the whitened moments back (see ``stats``).
     dtype : numpy dtype
         Of the chunk arithmetic (features, log densities, responsibilities and a
         chunk's moments); float32 only on the expanded route.  Sums over chunks
         are float64 whatever it is.
     """
 
-    params: Params
+    covariance_type: str
+    n_components: int
+    n_features: int
     expanded: bool
     shift: np.ndarray
     offset: np.ndarray
     matrix: np.ndarray
-    centres: np.ndarray | None
+    centres: np.ndarray | None = None
+    precisions_cholesky: np.ndarray | None = None
     dtype: np.dtype = np.dtype(np.float64)
 
 
@@ -169,8 +177,8 @@ def prepare(params: Params, allow_expanded: bool = True, dtype="float64") -> Pre
         offset = (offset - 0.5 * distance2)[:, None]
         if np.dtype(dtype) == np.float32 and distance2.max() <= MAX_SHIFT_DISTANCE2_FLOAT32:
             single = np.dtype(np.float32)
-            return Prepared(params, True, shift, offset.astype(single), matrix.astype(single), None, single)
-        return Prepared(params, True, shift, offset, matrix, None)
+            return Prepared(ct, k, d, True, shift, offset.astype(single), matrix.astype(single), dtype=single)
+        return Prepared(ct, k, d, True, shift, offset, matrix)
     if ct == "full":
         # The ones row of the chunk turns the subtraction of U_k^T mu_k into part of the product.
         stacked = np.transpose(u, (0, 2, 1)).reshape(k * d, d)
@@ -180,7 +188,7 @@ def prepare(params: Params, allow_expanded: bool = True, dtype="float64") -> Pre
         matrix, centres = np.ascontiguousarray(u.T), _whitened(params.means, u, ct)[:, :, None]
     else:
         matrix, centres = u, params.means[:, :, None]
-    return Prepared(params, False, params.means, offset[:, None], matrix, centres)
+    return Prepared(ct, k, d, False, params.means, offset[:, None], matrix, centres, u)
 
 
 _THREAD = threading.local()
@@ -211,19 +219,19 @@ class Workspace:
 
 
 def _buffers(prep: Prepared) -> dict[str, tuple[int, ...]]:
-    k, d = prep.params.n_components, prep.params.n_features
+    k, d = prep.n_components, prep.n_features
     common = {"weighted": (k,), "resp": (k,), "top": (), "norm": ()}
     if prep.expanded:
-        return {"z": (1 + d + n_quadratic(prep.params.covariance_type, d),), **common}
+        return {"z": (1 + d + n_quadratic(prep.covariance_type, d),), **common}
     return {"z": (d + 1,), "y": (k, d), "tmp": (d,), **common}
 
 
 def _fill_expanded(z, columns, prep):
-    d = prep.params.n_features
+    d = prep.n_features
     x = z[1 : d + 1]
     np.subtract(columns, prep.shift[0][:, None], out=x)
     q = z[d + 1 :]
-    ct = prep.params.covariance_type
+    ct = prep.covariance_type
     if ct in ("full", "tied"):
         start = 0
         for i in range(d):
@@ -297,7 +305,7 @@ def chunk_log_prob(prep: Prepared, buffers: dict) -> np.ndarray:
         np.matmul(prep.matrix, z[1:], out=weighted)
     else:
         y = buffers["y"]
-        _WHITEN[prep.params.covariance_type](z, prep, y, buffers["tmp"])
+        _WHITEN[prep.covariance_type](z, prep, y, buffers["tmp"])
         np.einsum("kdn,kdn->kn", y, y, out=weighted)
         weighted *= -0.5
     weighted += prep.offset

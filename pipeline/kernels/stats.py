@@ -188,8 +188,7 @@ Responsibilities = Callable[[np.ndarray, slice, dict], tuple]
 
 def _statistics(X, sample_weight, prep: Prepared, responsibilities: Responsibilities) -> Stats:
     """The one accumulation loop: chunk rows, E-step, responsibilities, moments."""
-    params = prep.params
-    ct, k, d = params.covariance_type, params.n_components, params.n_features
+    ct, k, d = prep.covariance_type, prep.n_components, prep.n_features
     if prep.expanded:  # nk, s1 and q's moments in one (K, 1 + D + n_quadratic) product per chunk
         width = 1 + d + n_quadratic(ct, d)
         moments, product = np.zeros((k, width)), np.empty((k, width), prep.dtype)
@@ -215,7 +214,7 @@ def _statistics(X, sample_weight, prep: Prepared, responsibilities: Responsibili
     if prep.expanded:
         nk, s1, s2 = moments[:, 0], moments[:, 1 : d + 1], _unpack_quadratic(moments[:, d + 1 :], ct, d)
     else:
-        s1, s2 = _UNWHITEN[ct](u, t, params.precisions_cholesky)
+        s1, s2 = _UNWHITEN[ct](u, t, prep.precisions_cholesky)
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     return Stats(int(X.shape[0]), weight_sum, log_likelihood, nk, s1, s2)
 
