@@ -74,7 +74,8 @@ def _text(event: dict[str, Any]) -> str:
     kind = event["event"]
     if kind == "iteration":
         return (f"iteration {event['iteration']}: lower_bound={event['lower_bound']:.6f} "
-                f"change={event['change']:.3g} seconds={event['seconds']:.3f}")
+                f"change={event['change']:.3g} seconds={event['seconds']:.3f}"
+                + (f" dtype={event['dtype']}" if "dtype" in event else ""))
     if kind == "start":
         return f"scheduler {event['scheduler']} with {event['n_workers']} workers; dashboard: {event['dashboard']}"
     if kind == "data":

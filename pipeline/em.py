@@ -51,6 +51,7 @@ class IterationReport:
     runs: list[EMRun]
     changes: list[float]
     seconds: float
+    dtypes: list[str]  # the arithmetic of each run's E-step: float64 where float32 was asked but not accurate enough
 
 
 def _em_block(X, sample_weight, row_offset, preps):
@@ -105,7 +106,8 @@ def run_em(
                 run.converged = abs(changes[-1]) < tol
             if on_iteration is not None:
                 iteration = max(r.n_iter for r in active)
-                on_iteration(IterationReport(iteration, active, changes, time.perf_counter() - started))
+                dtypes = [prep.dtype.name for prep in preps]
+                on_iteration(IterationReport(iteration, active, changes, time.perf_counter() - started, dtypes))
 
 
 def best_run(runs: list[EMRun]) -> EMRun:

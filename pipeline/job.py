@@ -114,6 +114,14 @@ def _load(dataset, config: Config, client, n_components: int, emit: Emit) -> tup
     return source, n_rows
 
 
+def _dtype_field(requested: str, dtypes: list[str]) -> dict:
+    """With ``model.dtype: float32``, what the iteration ran in: float64 when a component was too far from the
+    mixture's mean for float32's accuracy (see ``kernels.MAX_SHIFT_DISTANCE2_FLOAT32``)."""
+    if requested == "float64":
+        return {}
+    return {"dtype": "float32" if all(d == "float32" for d in dtypes) else "float64"}
+
+
 def _criteria(log_likelihood: float, weight_sum: float, covariance_type: str, k: int, d: int) -> tuple[float, float]:
     """BIC and AIC of a model from its total log-likelihood (frequency weights count as rows)."""
     n_params = kernels.n_parameters(covariance_type, k, d)
@@ -190,7 +198,8 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
             save_checkpoint(checkpoint, identity, runs, out_options)
             best = max(range(len(rep.runs)), key=lambda i: rep.runs[i].lower_bound)
             emit({"event": "iteration", "iteration": rep.iteration, "lower_bound": rep.runs[best].lower_bound,
-                  "change": rep.changes[best], "seconds": rep.seconds, "active_starts": len(rep.runs)})
+                  "change": rep.changes[best], "seconds": rep.seconds, "active_starts": len(rep.runs),
+                  **_dtype_field(m.dtype, rep.dtypes)})
 
         em.run_em(source, runs, reg_covar=m.reg_covar, tol=m.tol, max_iter=m.max_iter, dtype=m.dtype,
                   on_iteration=report)
@@ -291,7 +300,8 @@ def select(
 
         def report(rep: em.IterationReport) -> None:
             emit({"event": "iteration", "iteration": rep.iteration, "lower_bound": max(r.lower_bound for r in rep.runs),
-                  "change": max(abs(c) for c in rep.changes), "seconds": rep.seconds, "active_starts": len(rep.runs)})
+                  "change": max(abs(c) for c in rep.changes), "seconds": rep.seconds, "active_starts": len(rep.runs),
+                  **_dtype_field(m.dtype, rep.dtypes)})
 
         em.run_em(source, [r for g in groups for r in g], reg_covar=m.reg_covar, tol=m.tol, max_iter=m.max_iter,
                   dtype=m.dtype, on_iteration=report)

@@ -33,7 +33,7 @@ def write_config(path: Path, **sections) -> Path:
     return path
 
 
-def fit_parquet_from_sklearns_start(tmp_path, client, X, covariance_type, **model):
+def fit_parquet_from_sklearns_start(tmp_path, client, X, covariance_type, emit=lambda event: None, **model):
     """Our fit of X (as 5 Parquet files, on the cluster) and sklearn's, from the same start, tol=0, 15 iterations."""
     write_parquet(tmp_path / "data", X, n_files=5)
     w, m, p = sklearn_start(X, 3, covariance_type)
@@ -48,7 +48,7 @@ def fit_parquet_from_sklearns_start(tmp_path, client, X, covariance_type, **mode
                "tol": 0.0, "max_iter": 15, **model},
         output={"path": str(tmp_path / "model")},
     )
-    job.fit(load_config(config), scheduler=client.scheduler.address)
+    job.fit(load_config(config), scheduler=client.scheduler.address, emit=emit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkConvergenceWarning)
         sk = SkGMM(3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p, tol=0,
@@ -69,8 +69,10 @@ def test_parquet_fit_on_the_cluster_matches_sklearn(tmp_path, client, covariance
 
 def test_float32_from_the_config_stays_within_its_claim_on_the_cluster(tmp_path, client):
     X = make_blobs(10, n_per=6000)  # 18,000 rows; components within 100 squared units of the centre
-    ours, sk, info = fit_parquet_from_sklearns_start(tmp_path, client, X, "full", dtype="float32")
+    events = []
+    ours, sk, info = fit_parquet_from_sklearns_start(tmp_path, client, X, "full", emit=events.append, dtype="float32")
     assert info["config"]["model"]["dtype"] == "float32"
+    assert [e["dtype"] for e in events if e["event"] == "iteration"] == ["float32"] * 15
     mean_error, cov_error = whitened_errors(ours.means_, ours.covariances_, sk.means_, sk.covariances_,
                                             sk.precisions_cholesky_, "full")
     # The claim for one M-step at the float32 route's limit is 1e-5 and 1e-3; this near the centre, a few 1e-5.
@@ -83,9 +85,10 @@ def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
               "--partitions", 4, "--seed", 3, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3}, output={"path": "out/m"})
-    run = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", cwd=tmp_path)
+    run = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", "--set", "model.dtype=float32", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "iteration 1: lower_bound=" in run.stderr and "dashboard: http" in run.stderr
+    assert run.stderr.count("dtype=float32") == run.stderr.count("iteration ")
     truth = load_model(tmp_path / "data" / "_truth")
     fitted = load_model(tmp_path / "out" / "m")
     order = [int(np.argmin(np.linalg.norm(fitted.means_ - mu, axis=1))) for mu in truth.means_]
@@ -101,7 +104,7 @@ def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
     assert expected <= set(info)
     assert info["n_samples"] == 20000 and info["config"]["cluster"]["n_workers"] == 2
 
-    again = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", cwd=tmp_path)
+    again = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", "--set", "model.dtype=float32", cwd=tmp_path)
     assert again.returncode == 0 and "nothing to do" in again.stderr
     shown = gmm("inspect", "out/m", cwd=tmp_path)
     assert shown.returncode == 0 and "3 components x 3 features" in shown.stdout

@@ -82,6 +82,20 @@ def test_float32_fit_stays_within_its_claim_of_sklearns(covariance_type):
     assert cov_error > 1e-8
 
 
+def test_an_iteration_too_far_from_the_centre_for_float32_runs_in_float64_and_says_so():
+    # A tight component 300 of its standard deviations from the other: float32 would lose its covariance.
+    rng = np.random.default_rng(14)
+    near = rng.normal(size=(300, 2))
+    far = np.concatenate([near, 300 + 0.5 * rng.normal(size=(300, 2))])
+    reports = []
+    for X, means, variances in ((near, [[-1, 0], [1, 0]], [[1.0, 1.0], [1.0, 1.0]]),
+                                (far, [[0, 0], [300, 300]], [[1.0, 1.0], [0.25, 0.25]])):
+        start = kernels.make_params([0.5, 0.5], means, variances, "diag")
+        em.run_em(blocks_from_arrays(X), [em.EMRun(start)], reg_covar=1e-6, tol=0.0, max_iter=2, dtype="float32",
+                  on_iteration=reports.append)
+    assert [r.dtypes for r in reports] == [["float32"], ["float32"], ["float64"], ["float64"]]
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_lower_bound_never_decreases(covariance_type):
     X = make_blobs(12)
