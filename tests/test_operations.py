@@ -67,9 +67,10 @@ def remote_cluster(tmp_path: Path, n_workers: int, nanny: bool = True):
         for _ in range(n_workers):
             args = [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file), "--host", "127.0.0.1",
                     "--nthreads", "1", "--memory-limit", "2GB", "--dashboard-address", "127.0.0.1:0"]
-            if not nanny:
+            if not nanny:  # without a nanny, one BLAS thread is ours to set (as README says)
                 args.append("--no-nanny")
-            workers.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            workers.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            env={**env, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}))
         procs += workers
         import json
 
