@@ -2,9 +2,10 @@
 
 A :class:`BlockSource` is a list of Dask tasks, each producing one block
 ``(X, sample_weight)`` of float64 rows, with the global row offset of each.
-A pass sends its arguments inside every fold task (they are small: the E-step
-constants), applies a pure NumPy block function to every block and adds the
-results up.
+A pass sends its arguments to the cluster once per iteration, inside every
+fold task when that is few bytes in all (the E-step constants), else as one key
+the fold tasks share (a sample's row indices); it applies a pure NumPy block
+function to every block and adds the results up.
 
 The sum is a binary tree fixed by the number of blocks alone: node
 ``(level, index)`` is the sum of blocks ``[index * 2**level, (index + 1) *
@@ -22,6 +23,7 @@ blocks read from storage on each pass are one range each.
 from __future__ import annotations
 
 import operator
+import pickle
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -33,6 +35,10 @@ from pipeline import data, kernels
 from pipeline.errors import InputError
 
 SPLIT_EVERY = 8
+# Arguments go inside every fold task while all the copies take at most this many bytes; beyond, one shared key.
+# A shared key costs the pass one more round of scheduling (7 ms of a 90 ms iteration of shape A, measured), about
+# the time the scheduler takes to pass on this many bytes.
+EMBED_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -150,17 +156,19 @@ class BlockSource:
     ) -> Any:
         """Compute the tree sum (by ``combine``) of ``fn(X, sample_weight, row_offset, *args)`` over blocks.
 
-        One compute; ``args`` go inside every fold task (a shared key would
-        cost the pass one more round of scheduling: 7 ms of a 90 ms iteration,
-        measured); the result does not depend on how blocks are grouped into
-        tasks, nor on ``split_every``.
+        One compute; ``args`` go inside every fold task, or as one shared key
+        when those copies would exceed :data:`EMBED_BYTES`; the result does
+        not depend on how blocks are grouped into tasks, nor on ``split_every``.
         """
         n_blocks, offsets = len(self.blocks), self.row_offsets
+        ranges = self.ranges or [(i, i + 1) for i in range(n_blocks)]
         shared = _Literal(tuple(args))
+        if len(ranges) * len(pickle.dumps(shared.value, protocol=5)) > EMBED_BYTES:
+            shared = dask.delayed(shared, pure=False)
         level = [
             dask.delayed(_fold, pure=False)(fn, combine, n_blocks, start, offsets[start:stop], shared,
                                            *self.blocks[start:stop])
-            for start, stop in self.ranges or [(i, i + 1) for i in range(n_blocks)]
+            for start, stop in ranges
         ]
         while len(level) > 1:
             level = [

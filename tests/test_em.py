@@ -132,7 +132,7 @@ def test_the_sum_tree_is_the_same_however_blocks_are_grouped_into_tasks():
             assert nodes[0] == [whole]
 
 
-def test_persisted_blocks_are_folded_by_one_task_per_worker_thread(client):
+def test_persisted_blocks_are_folded_by_one_task_per_worker_thread(client, monkeypatch):
     from distributed import futures_of, get_task_stream, wait
 
     X = make_blobs(15)
@@ -150,6 +150,12 @@ def test_persisted_blocks_are_folded_by_one_task_per_worker_thread(client):
     single = split_source(X, [0, X.shape[0]]).run(em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),),
                                                   combine=passes.add_tuples)
     np.testing.assert_allclose(stats[0].s2, single[0].s2, rtol=1e-12)
+    # Arguments whose copies would exceed EMBED_BYTES go as one key the fold tasks share, with the same result.
+    monkeypatch.setattr(passes, "EMBED_BYTES", 0)
+    with client.as_current(), get_task_stream(client) as stream:
+        shared = source.run(em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples)
+    assert sorted(str(t["key"]).split("-")[0] for t in stream.data) == ["_Literal", "_fold", "_fold", "_merge"]
+    np.testing.assert_array_equal(shared[0].s2, stats[0].s2)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

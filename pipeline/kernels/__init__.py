@@ -11,7 +11,15 @@ results.  Notation follows scikit-learn: ``X`` is (n_samples, n_features),
 - :mod:`~pipeline.kernels.stats`: block statistics, their merge, the M-step.
 """
 
-from pipeline.kernels.estep import DTYPES, MAX_SHIFT_DISTANCE2, MAX_SHIFT_DISTANCE2_FLOAT32, Prepared, estimate_log_resp, log_gaussian_prob, prepare
+from pipeline.kernels.estep import (
+    DTYPES,
+    MAX_SHIFT_DISTANCE2,
+    MAX_SHIFT_DISTANCE2_FLOAT32,
+    Prepared,
+    estimate_log_resp,
+    log_gaussian_prob,
+    prepare,
+)
 from pipeline.kernels.params import (
     COVARIANCE_TYPES,
     Params,
@@ -38,8 +46,8 @@ from pipeline.kernels.stats import (
 )
 
 __all__ = [
-    "COVARIANCE_TYPES", "DTYPES", "MAX_SHIFT_DISTANCE2", "MAX_SHIFT_DISTANCE2_FLOAT32", "Params", "Prepared", "Stats", "Summary", "block_log_likelihood",
-    "block_statistics", "block_summary", "compute_precision_cholesky", "covariances_from_precision_cholesky",
+    "COVARIANCE_TYPES", "DTYPES", "MAX_SHIFT_DISTANCE2", "MAX_SHIFT_DISTANCE2_FLOAT32", "Params", "Prepared", "Stats",
+    "Summary", "block_log_likelihood", "block_statistics", "block_summary", "compute_precision_cholesky", "covariances_from_precision_cholesky",
     "empty_stats", "estimate_log_resp", "hard_assignment_statistics", "log_gaussian_prob", "m_step", "make_params",
     "n_parameters", "nearest_centre", "precision_cholesky_from_precisions", "precisions_from_cholesky", "prepare",
     "random_resp_statistics", "row_uniforms", "second_moment_shape",

@@ -17,6 +17,12 @@ centred (careful)
     far from ``c``, in its own units, that the expanded form would lose more
     than about 6 of float64's 16 digits to cancellation (:data:`MAX_SHIFT_DISTANCE2`).
 
+float32
+    On request, the expanded route runs in float32 (features, both products,
+    the log-sum-exp), each chunk's moments then added into float64 sums, when
+    every component is near enough ``c`` for float32's 7 digits
+    (:data:`MAX_SHIFT_DISTANCE2_FLOAT32`); otherwise in float64.
+
 Work happens on chunks of rows in the layout of columns (features by rows), so
 that reductions run along the long axis.  All temporaries live in a
 :class:`Workspace` allocated once per block and reused chunk after chunk: a

@@ -253,7 +253,10 @@ def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, prep: 
     total = 0.0
     for rows, buffers in chunks(X, prep):
         log_prob_norm = normalise(chunk_log_prob(prep, buffers), buffers)[0]
-        total += float(log_prob_norm.sum(dtype=np.float64) if sample_weight is None else log_prob_norm @ sample_weight[rows])
+        if sample_weight is None:
+            total += float(log_prob_norm.sum(dtype=np.float64))
+        else:
+            total += float(log_prob_norm @ sample_weight[rows])
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     return total, weight_sum
 
