@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import operator
 import pickle
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import dask
@@ -124,6 +124,8 @@ class BlockSource:
     n_rows: list[int]
     n_features: int
     ranges: list[tuple[int, int]] | None = None
+    # The last pass's result on a distributed cluster, released only once the next pass is sent (see _compute).
+    _held: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def row_offsets(self) -> list[int]:
@@ -175,11 +177,28 @@ class BlockSource:
                 dask.delayed(_merge, pure=False)(combine, n_blocks, *level[i : i + split_every])
                 for i in range(0, len(level), split_every)
             ]
-        ((root,),) = dask.compute(level[0])
-        result = root[2]
+        result = self._compute(level[0])[2]
         if isinstance(result, BlockError):
             raise InputError(result.message)
         return result
+
+
+    def _compute(self, task: Delayed) -> Any:
+        """The one tree node ``task`` computes to.
+
+        On a distributed cluster the previous pass's result is released only
+        after this pass's graph is sent: the client sends its messages at
+        most every 10 ms, so a release sent just before would hold the graph
+        back by up to 10 ms (measured: 8-10 ms of a 90 ms iteration).
+        """
+        client = _current_client()
+        if client is None:
+            ((root,),) = dask.compute(task)
+            return root
+        future = client.compute(task)
+        self._held[:] = [future]
+        (root,) = future.result()
+        return root
 
 
 def balanced_ranges(n_rows: list[int], n_ranges: int) -> list[tuple[int, int]]:
