@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline import cluster, data, em, init, kernels, passes, scoring, storage
 from pipeline.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
-from pipeline.config import ClusterConfig, Config
+from pipeline.config import ClusterConfig, Config, validate
 from pipeline.errors import InputError
 from pipeline.model import fit_info, load_saved_model, save_model
 
@@ -52,8 +52,11 @@ def _previous_fit(path: str, storage_options: dict) -> tuple[dict[str, Any], dic
         info = load_saved_model(path, storage_options).info
     except InputError:
         return None
-    config = info.get("config") or {}
-    identity = {"data": config.get("data"), "model": config.get("model"), "data_fingerprint": info.get("data_fingerprint")}
+    try:  # through the schema, so that a key added since (at its default) does not make the model look different
+        resolved = validate(info.get("config"), path).model_dump(mode="json")
+    except InputError:  # a config this version cannot read: not the same fit
+        return None
+    identity = {"data": resolved["data"], "model": resolved["model"], "data_fingerprint": info.get("data_fingerprint")}
     return identity, info
 
 

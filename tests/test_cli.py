@@ -80,6 +80,20 @@ def test_float32_from_the_config_stays_within_its_claim_on_the_cluster(tmp_path,
     assert cov_error > 1e-8  # float32 was used: further from sklearn than float64's round-off
 
 
+def test_a_model_written_before_a_config_key_existed_is_still_this_fit(tmp_path, client):
+    write_parquet(tmp_path / "data", make_blobs(32), n_files=2)
+    config = load_config(write_config(tmp_path / "c.yaml", data={"path": str(tmp_path / "data")},
+                                      model={"n_components": 3, "max_iter": 3}, output={"path": str(tmp_path / "m")}))
+    assert not job.fit(config, scheduler=client.scheduler.address).skipped
+    info_file = tmp_path / "m" / "model.yaml"
+    info = yaml.safe_load(info_file.read_text())
+    del info["config"]["model"]["dtype"]  # as written before model.dtype was added: it meant float64
+    info_file.write_text(yaml.safe_dump(info))
+    assert job.fit(config, scheduler=client.scheduler.address).skipped
+    float32 = config.model_copy(update={"model": config.model.model_copy(update={"dtype": "float32"})})
+    assert not job.fit(float32, scheduler=client.scheduler.address).skipped  # a different fit
+
+
 def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
     run = gmm("generate", "--output", "data", "--n-samples", 20000, "--n-features", 3, "--n-components", 3,
               "--partitions", 4, "--seed", 3, cwd=tmp_path)
