@@ -125,7 +125,7 @@ class BlockSource:
     n_features: int
     ranges: list[tuple[int, int]] | None = None
     # The last pass's result on a distributed cluster, released only once the next pass is sent (see _compute).
-    _held: list = field(default_factory=list, repr=False, compare=False)
+    _held: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def row_offsets(self) -> list[int]:
@@ -181,7 +181,6 @@ class BlockSource:
         if isinstance(result, BlockError):
             raise InputError(result.message)
         return result
-
 
     def _compute(self, task: Delayed) -> Any:
         """The one tree node ``task`` computes to.

@@ -25,9 +25,9 @@ float32
 
 Work happens on chunks of rows in the layout of columns (features by rows), so
 that reductions run along the long axis.  All temporaries live in a
-:class:`Workspace` allocated once per block and reused chunk after chunk: a
-fresh large allocation costs page faults, and Dask workers return freed memory
-to the system eagerly.
+:class:`Workspace` kept per thread and reused chunk after chunk and block after
+block: a fresh large allocation costs page faults, and Dask workers return freed
+memory to the system eagerly.
 """
 
 from __future__ import annotations
