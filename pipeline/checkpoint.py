@@ -1,78 +1,133 @@
-"""Checkpoints of a running fit: every run's parameters and history after each finished iteration.
+"""Checkpoints of a running fit: every run's state and history after each finished iteration.
 
 One ``.npz`` beside the output (``<output>.checkpoint.npz``), replaced
 atomically.  It records the fit's identity (the data and model settings and
-the data fingerprint); a checkpoint of another identity is never used.
-Parameters are stored as float64 arrays, so a resumed fit continues from
-exactly the numbers it stopped at.
+the data fingerprint, never credentials) and each candidate's resolved
+hyperparameters (a prior computed from the data); a checkpoint of another
+identity is never used.  States are stored as float64 arrays, so a resumed
+fit continues from exactly the numbers it stopped at.
+
+What is at the checkpoint's path is replaced only if it is a checkpoint (or
+an empty file, as a write cut short leaves); a damaged one is ignored with a
+message; a directory, or a file of someone else's, is left alone and the run
+goes on without checkpoints.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline import em, kernels, storage
+from pipeline import storage
 from pipeline.errors import InputError
-from pipeline.model import ARRAY_NAMES, npz_bytes
+from pipeline.model import npz_bytes, read_npz
+
+META = "meta"
+_KIND = "gmm-pipeline checkpoint"
 
 
 def checkpoint_path(output: str | Path) -> str:
     return f"{str(output).rstrip('/')}.checkpoint.npz"
 
 
-def save_checkpoint(path: str, identity: dict[str, Any], runs: list[em.EMRun], storage_options=None) -> None:
-    """Write the state of every run, replacing any previous checkpoint atomically."""
-    arrays = {f"run{i}_{name}": getattr(run.params, name) for i, run in enumerate(runs) for name in ARRAY_NAMES}
-    meta = {
-        "identity": identity,
-        "covariance_type": runs[0].params.covariance_type,
-        "runs": [{"lower_bound": r.lower_bound, "history": r.history, "n_iter": r.n_iter, "converged": r.converged}
-                 for r in runs],
-    }
-    arrays["meta"] = np.array(json.dumps(meta))
-    storage.write_bytes(path, npz_bytes(arrays), storage_options)
+@dataclass(frozen=True)
+class SavedRun:
+    """One run as a checkpoint holds it: its candidate, its state's arrays and its progress."""
+
+    candidate: int
+    arrays: dict[str, np.ndarray]
+    lower_bound: float
+    objective: float
+    history: list[float]
+    n_iter: int
+    converged: bool
 
 
-def _difference(saved: dict[str, Any], identity: dict[str, Any]) -> str | None:
-    if saved.get("data_fingerprint") != identity["data_fingerprint"]:
-        return "the data changed since it was written"
-    if saved != identity:
-        return "it was written by a different config"
-    return None
+@dataclass(frozen=True)
+class Resumed:
+    runs: list[SavedRun]
+    hyperparameters: list[dict | None]  # per candidate
 
 
-def load_checkpoint(path: str, identity: dict[str, Any], storage_options=None) -> tuple[list[em.EMRun] | None, str]:
-    """The runs stored at ``path`` if they belong to ``identity``.
+class Checkpoint:
+    """The checkpoint of one fit: where it is, whether it may be written, and the fit's identity."""
 
-    Returns
-    -------
-    runs : list of EMRun or None
-    reason : str
-        Why the checkpoint is not used ("" when it is).
-    """
-    try:
-        with np.load(io.BytesIO(storage.read_bytes(path, storage_options)), allow_pickle=False) as npz:
-            meta = json.loads(npz["meta"].item())
-            arrays = {name: npz[name] for name in npz.files if name != "meta"}
-    except (InputError, OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None, "it is unreadable"
-    reason = _difference(meta["identity"], identity)
-    if reason:
-        return None, reason
-    runs = []
-    for i, state in enumerate(meta["runs"]):
-        params = kernels.Params(covariance_type=meta["covariance_type"],
-                                **{name: arrays[f"run{i}_{name}"] for name in ARRAY_NAMES})
-        runs.append(em.EMRun(params, state["lower_bound"], list(state["history"]), state["n_iter"],
-                             state["converged"]))
-    return runs, ""
+    def __init__(self, output: str, identity: dict[str, Any], storage_options: dict | None = None):
+        self.path = checkpoint_path(output)
+        self.identity = identity
+        self.storage_options = storage_options
+        self.enabled = True
 
+    def _look(self) -> tuple[str, dict | None]:
+        """("absent" | "ours" | "damaged" | "foreign", the archive's arrays if ours)."""
+        if storage.is_url(self.path):
+            if not storage.exists(self.path, self.storage_options):
+                return "absent", None
+        else:
+            path = Path(self.path)
+            if not (path.exists() or path.is_symlink()):
+                return "absent", None
+            if not path.is_file():
+                return "foreign", None
+            if path.stat().st_size == 0:
+                return "damaged", None
+        try:
+            arrays = read_npz(storage.read_bytes(self.path, self.storage_options), self.path)
+        except InputError:
+            return "foreign", None
+        try:
+            meta = json.loads(arrays[META].item())
+        except (KeyError, ValueError, TypeError):
+            return "foreign", None
+        return ("ours", {**arrays, META: meta}) if isinstance(meta, dict) and meta.get("kind") == _KIND else (
+            "foreign", None)
 
-def remove_checkpoint(path: str, storage_options=None) -> None:
-    storage.remove(path, storage_options)
+    def resume(self) -> tuple[Resumed | None, str]:
+        """The saved runs if the checkpoint belongs to this fit, and why not otherwise ("" when absent).
+
+        Also decides whether this run may write checkpoints (not over a directory or someone else's file).
+        """
+        state, arrays = self._look()
+        if state == "absent":
+            return None, ""
+        if state == "foreign":
+            self.enabled = False
+            return None, "something that is not a checkpoint is at its path; this run writes no checkpoints"
+        if state == "damaged":
+            return None, "it is damaged (empty)"
+        meta = arrays[META]
+        saved = meta.get("identity")
+        if saved != self.identity:
+            if isinstance(saved, dict) and saved.get("data_fingerprint") != self.identity.get("data_fingerprint"):
+                return None, "the data changed since it was written"
+            return None, "it was written by a different config"
+        try:
+            runs = [SavedRun(r["candidate"], {name: arrays[f"run{i}_{name}"] for name in r["arrays"]},
+                             r["lower_bound"], r["objective"], list(r["history"]), int(r["n_iter"]),
+                             bool(r["converged"]))
+                    for i, r in enumerate(meta["runs"])]
+            hyper = list(meta["hyperparameters"])
+        except (KeyError, TypeError, ValueError):
+            return None, "it is damaged (its runs cannot be read)"
+        return Resumed(runs, hyper), ""
+
+    def save(self, runs: list[SavedRun], hyperparameters: list[dict | None]) -> None:
+        """Write the state of every run, replacing the previous checkpoint atomically."""
+        if not self.enabled:
+            return
+        arrays = {f"run{i}_{name}": value for i, run in enumerate(runs) for name, value in run.arrays.items()}
+        meta = {"kind": _KIND, "identity": self.identity, "hyperparameters": hyperparameters,
+                "runs": [{"candidate": r.candidate, "arrays": list(r.arrays), "lower_bound": r.lower_bound,
+                          "objective": r.objective, "history": r.history, "n_iter": r.n_iter,
+                          "converged": r.converged} for r in runs]}
+        arrays[META] = np.array(json.dumps(meta))
+        storage.write_bytes(self.path, npz_bytes(arrays), self.storage_options)
+
+    def remove(self) -> None:
+        """Remove the checkpoint, if it is ours (or damaged)."""
+        if self._look()[0] in ("ours", "damaged"):
+            storage.remove(self.path, self.storage_options)

@@ -1,17 +1,24 @@
-"""Where the job runs: a Client to an existing scheduler, or a LocalCluster; the persist policy."""
+"""Where the job runs: a Client to an existing scheduler (bounded waits, TLS), or a LocalCluster; the persist policy."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
 from distributed import Client, LocalCluster
 
-from pipeline.errors import InputError
+from pipeline.config import ClusterConfig, SecurityConfig
+from pipeline.errors import EnvironmentFault, InputError
 
 # persist: auto holds the data in memory when it takes at most this share of the workers' memory.
 AUTO_PERSIST_FRACTION = 0.5
+DASHBOARD_PORT = 8787
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 
 
 def resolve_address(cli_address: str | None, config_address: str | None) -> str | None:
@@ -19,31 +26,148 @@ def resolve_address(cli_address: str | None, config_address: str | None) -> str 
     return cli_address or os.environ.get("DASK_SCHEDULER_ADDRESS") or config_address
 
 
-@contextmanager
-def connect(
-    address: str | None,
-    n_workers: int = 2,
-    threads_per_worker: int = 1,
-    memory_limit: str | int = "auto",
-    on_connect: Callable[[Client], None] | None = None,
-) -> Iterator[Client]:
-    """A Client on ``address``, or on a LocalCluster started (and stopped) here."""
-    if address:
+def check_address(address: str, security: SecurityConfig | None) -> None:
+    """InputError unless ``address`` is ``SCHEME://HOST:PORT`` with a scheme Dask speaks and matching TLS settings."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    expected = "expected an address such as tcp://host:8786 or tls://host:8786"
+    try:
+        scheme, location = parse_address(address, strict=True)
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        raise InputError(f"scheduler address {address!r} is malformed; {expected}") from None
+    if scheme not in SCHEMES or not host or any(ch.isspace() for ch in host) or not 0 < int(port) < 65536:
+        raise InputError(f"scheduler address {address!r} is malformed; {expected}")
+    if scheme == "tls" and security is None:
+        raise InputError(f"scheduler address {address!r} uses TLS: set cluster.security (ca_file, cert_file, key_file)")
+    if security is not None and scheme != "tls":
+        raise InputError(f"cluster.security is set but the scheduler address {address!r} is not tls://")
+
+
+def security_of(config: SecurityConfig | None):
+    """Dask's ``Security`` for the TLS files (each checked to be a readable file), or None."""
+    if config is None:
+        return None
+    from distributed import Security
+
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = Path(getattr(config, key))
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise InputError(f"cluster.security.{key} {str(path)!r} is not a readable file")
+    return Security(tls_ca_file=config.ca_file, tls_client_cert=config.cert_file, tls_client_key=config.key_file,
+                    require_encryption=True)
+
+
+async def _handshake(address: str, timeout: float, connection_args: dict) -> None:
+    from distributed.comm import connect
+
+    comm = await asyncio.wait_for(connect(address, timeout=timeout, **connection_args), timeout)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
+
+
+def probe_scheduler(address: str, timeout: float, security=None) -> None:
+    """Connect and ask the scheduler who it is, all within ``timeout`` s: EnvironmentFault if it does not answer.
+
+    Dask's own connect waits without limit for the first message of a peer that accepted the connection.
+    """
+    connection_args = security.get_connection_args("client") if security is not None else {}
+    with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever runs in this thread
         try:
-            client = Client(address, timeout="20s")
+            pool.submit(asyncio.run, _handshake(address, timeout, connection_args)).result()
+        except (asyncio.TimeoutError, TimeoutError):
+            raise EnvironmentFault(f"the Dask scheduler at {address!r} did not answer within {timeout:g} s "
+                                   "(cluster.connect_timeout)") from None
+        except (OSError, ValueError) as exc:
+            raise EnvironmentFault(f"cannot reach the Dask scheduler at {address!r}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, in one line."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def dashboard_address(setting: bool | str) -> str:
+    """Where the LocalCluster's scheduler serves HTTP: the asked ``[HOST]:PORT``, or 8787 (a free port if 8787 is
+    taken, or if the dashboard is off: the scheduler serves its other pages all the same)."""
+    if setting is False:
+        return ":0"
+    if setting is True:
+        return f":{DASHBOARD_PORT}" if _port_free(DASHBOARD_PORT) else ":0"
+    port = int(setting.rsplit(":", 1)[1])
+    if port and not _port_free(port):
+        raise EnvironmentFault(f"cluster.dashboard {setting!r}: port {port} is in use")
+    return setting
+
+
+def _wait_for_workers(client: Client, address: str, timeout: float) -> None:
+    from distributed import TimeoutError as DaskTimeoutError
+
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (DaskTimeoutError, TimeoutError):
+        raise EnvironmentFault(f"the Dask scheduler at {address!r} has no workers after {timeout:g} s "
+                               "(cluster.worker_timeout); start workers or check them") from None
+
+
+@contextmanager
+def connect(address: str | None, settings: ClusterConfig, on_connect: Callable[[Client], None] | None = None
+            ) -> Iterator[Client]:
+    """A Client on ``address``, or on a LocalCluster started (and stopped) here from ``settings``.
+
+    Every wait is bounded: reaching the scheduler by ``connect_timeout``, its
+    first worker by ``worker_timeout`` (EnvironmentFault saying what it waited for).
+    """
+    if address:
+        check_address(address, settings.security)
+        security = security_of(settings.security)
+        probe_scheduler(address, settings.connect_timeout, security)
+        try:
+            client = Client(address, timeout=f"{settings.connect_timeout}s", security=security)
         except (OSError, TimeoutError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
+            raise EnvironmentFault(f"cannot reach the Dask scheduler at {address!r}: {_reason(exc)}") from None
         with client:
+            _wait_for_workers(client, address, settings.worker_timeout)
             if on_connect:
                 on_connect(client)
             yield client
         return
     with LocalCluster(
-        n_workers=n_workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit, processes=True
+        n_workers=settings.n_workers, threads_per_worker=settings.threads_per_worker,
+        memory_limit=settings.memory_limit, processes=True, dashboard_address=dashboard_address(settings.dashboard),
+        scheduler_kwargs={"dashboard": settings.dashboard is not False},
     ) as cluster, Client(cluster) as client:
         if on_connect:
             on_connect(client)
         yield client
+
+
+def session(settings: ClusterConfig, scheduler: str | None, emit: Callable[[dict], None]):
+    """:func:`connect` per the cluster settings (``scheduler`` wins), announcing the client through ``emit``."""
+    address = resolve_address(scheduler, settings.address)
+
+    def announce(client: Client) -> None:
+        info = client.scheduler_info(n_workers=-1)
+        off = address is None and settings.dashboard is False
+        dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) and not off else None
+        emit({"event": "start", "scheduler": client.scheduler.address, "dashboard": dashboard,
+              "n_workers": len(info["workers"])})
+
+    return connect(address, settings, on_connect=announce)
 
 
 def should_persist(policy: str, n_bytes: int, client: Client) -> bool:

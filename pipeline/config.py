@@ -1,7 +1,9 @@
 """The one place for configuration: schema with defaults, YAML loading, ``--set`` overrides.
 
 Unknown keys, wrong types and out-of-range values are :class:`InputError`\\ s
-whose message names the file and the dotted key.
+whose message names the file and the dotted key.  A config file is bounded
+(:data:`MAX_CONFIG_BYTES`, and :data:`MAX_CONFIG_VALUES` once YAML aliases are
+expanded), and values under ``storage_options`` are never echoed.
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline import secrets, yamlfile
+from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES, WEIGHT_PRIOR_TYPES
 from pipeline.errors import InputError
-from pipeline.init import INIT_METHODS
-from pipeline.kernels import COVARIANCE_TYPES, DTYPES
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 100_000
+_ECHO_CHARS = 60
+_SECRET_KEYS = ("storage_options",)
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -28,7 +34,21 @@ class DataConfig(_Section):
     columns: list[str] | None = Field(None, description="null: every numeric column but the weight column")
     weight_column: str | None = Field(None, description="optional non-negative per-row frequency weight")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="handed to fsspec")
-    nan_policy: Literal["error", "drop"] = Field("error", description="rows with NaN/inf: fail, or drop and report")
+    nan_policy: Literal[NAN_POLICIES] = Field(
+        "error", description="rows with NaN: fail, drop them, or use their observed values (marginalize)")
+
+
+class PriorConfig(_Section):
+    """mclust's conjugate prior; a key left out takes mclust's default."""
+
+    shrinkage: float | None = Field(None, ge=0)
+    mean: list[float] | None = None
+    dof: float | None = Field(None, gt=0)
+    scale: float | list[list[float]] | None = None
+
+
+_VARIATIONAL_KEYS = ("weight_concentration_prior_type", "weight_concentration_prior", "mean_precision_prior",
+                     "mean_prior", "degrees_of_freedom_prior", "covariance_prior")
 
 
 class ModelConfig(_Section):
@@ -39,17 +59,73 @@ class ModelConfig(_Section):
     n_init: int = Field(1, ge=1)
     max_iter: int = Field(100, ge=1)
     tol: float = Field(1e-3, ge=0)
-    random_state: int | None = 0
+    random_state: int | None = Field(0, ge=0)
     dtype: Literal[DTYPES] = Field(
         "float64", description="arithmetic of the E-step and of a chunk's moments; sums and the M-step stay float64")
+    prior: Literal["default"] | PriorConfig | None = Field(None, description="mclust's conjugate prior (MAP EM)")
+    algorithm: Literal[ALGORITHMS] = "em"
+    weight_concentration_prior_type: Literal[WEIGHT_PRIOR_TYPES] = "dirichlet_process"
+    weight_concentration_prior: float | None = Field(None, gt=0)
+    mean_precision_prior: float | None = Field(None, gt=0)
+    mean_prior: list[float] | None = None
+    degrees_of_freedom_prior: float | None = Field(None, gt=0)
+    covariance_prior: float | list[float] | list[list[float]] | None = None
+
+    @model_validator(mode="after")
+    def _algorithm_keys(self):
+        if self.algorithm == "em":
+            given = [key for key in _VARIATIONAL_KEYS if getattr(self, key) != type(self).model_fields[key].default]
+            if given:
+                raise ValueError(f"model.{given[0]} applies only with model.algorithm: variational")
+        elif self.prior is not None:
+            raise ValueError("model.prior applies only with model.algorithm: em "
+                             "(the variational mixture has its own priors, model.*_prior)")
+        return self
+
+
+class SecurityConfig(_Section):
+    """TLS files for ``tls://`` scheduler addresses, as Dask's ``distributed.Security``."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
 
 
 class ClusterConfig(_Section):
     address: str | None = Field(None, description="null: start a LocalCluster")
-    n_workers: int = Field(2, ge=1)
-    threads_per_worker: int = Field(1, ge=1)
+    n_workers: int = Field(2, ge=1, le=1024)
+    threads_per_worker: int = Field(1, ge=1, le=1024)
     memory_limit: str | int = "auto"
     persist: Literal["auto", "memory", "none"] = "auto"
+    dashboard: bool | str = Field(True, description="true: on (a free port if 8787 is taken); false: off; ':PORT'")
+    connect_timeout: float = Field(30.0, gt=0, description="seconds to reach the scheduler")
+    worker_timeout: float = Field(60.0, gt=0, description="seconds to wait while the cluster has no worker")
+    security: SecurityConfig | None = None
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit(cls, value):
+        from dask.utils import parse_bytes
+
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("expected 'auto', bytes >= 0 or a size such as 4GiB")
+            return value
+        if value != "auto":
+            try:
+                parse_bytes(value)
+            except (ValueError, TypeError):
+                raise ValueError("expected 'auto', bytes >= 0 or a size such as 4GiB") from None
+        return value
+
+    @field_validator("dashboard")
+    @classmethod
+    def _dashboard(cls, value):
+        if isinstance(value, str) and not re.fullmatch(r"[\w.\-]*:\d{1,5}", value):
+            raise ValueError("expected true, false or ':PORT' (or 'HOST:PORT')")
+        if isinstance(value, str) and not 0 <= int(value.rsplit(":", 1)[1]) <= 65535:
+            raise ValueError("port must be in 0..65535")
+        return value
 
 
 class OutputConfig(_Section):
@@ -63,27 +139,15 @@ class Config(_Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-3`` as a float, as YAML 1.2 does."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+    @property
+    def output_storage_options(self) -> dict[str, Any]:
+        out = self.output.storage_options
+        return self.data.storage_options if out is None else out
 
 
-def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML text; a syntax error names ``source``, line and column."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"{where}: invalid YAML: {problem}") from None
+def parse_yaml(text: str, source: str):
+    """Parse a config's YAML (see :func:`pipeline.yamlfile.parse_yaml`), at most :data:`MAX_CONFIG_VALUES` values."""
+    return yamlfile.parse_yaml(text, source, MAX_CONFIG_VALUES)
 
 
 def _key_path(loc) -> str:
@@ -93,15 +157,30 @@ def _key_path(loc) -> str:
 def _known_keys(loc) -> list[str]:
     model: type[BaseModel] = Config
     for part in loc[:-1]:
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        field = model.model_fields.get(str(part))
+        candidates = [a for a in getattr(field.annotation, "__args__", (field.annotation,))] if field else []
+        sections = [a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:
             return []
-        model = annotation
+        model = sections[0]
     return list(model.model_fields)
 
 
+def _echo(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _ECHO_CHARS else text[: _ECHO_CHARS - 3] + "..."
+
+
+_TYPE_TAGS = ("str", "int", "float", "bool", "list", "dict", "none")
+
+
+def _is_key(part) -> bool:
+    """Whether a part of pydantic's error location is a key (not a union member's tag like "literal['a']")."""
+    return not isinstance(part, str) or not ("[" in part or part in _TYPE_TAGS or part[:1].isupper())
+
+
 def _describe(error: dict) -> str:
-    loc = error["loc"]
+    loc = tuple(p for p in error["loc"] if _is_key(p))
     key = _key_path(loc)
     if error["type"] == "extra_forbidden":
         known = _known_keys(loc)
@@ -110,7 +189,12 @@ def _describe(error: dict) -> str:
         return f"unknown key {key!r}{hint} (valid here: {', '.join(known)})"
     if error["type"] == "missing":
         return f"missing required key {key!r}"
-    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    if len(loc) <= 1 and error["type"] == "value_error":  # a section's own check: its message names the keys
+        return message
+    if any(part in _SECRET_KEYS for part in loc):
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {_echo(error.get('input'))})"
 
 
 def validate(raw: Any, source: str) -> Config:
@@ -120,23 +204,27 @@ def validate(raw: Any, source: str) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(f"{source}: {_describe(exc.errors()[0])}") from None
+        # Of a union's alternatives, the error that went deepest into the value says most.
+        errors = exc.errors()
+        deepest = max(errors, key=lambda e: len([p for p in e["loc"] if _is_key(p)]))
+        raise InputError(f"{source}: {_describe(deepest)}") from None
 
 
 def apply_override(raw: dict, assignment: str) -> None:
     """Apply one ``key.path=value`` override (value typed as YAML) to a raw config in place."""
     key, sep, text = assignment.partition("=")
     if not sep or not key.strip():
-        raise InputError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set model.n_components=5")
+        raise InputError(f"--set {_echo(assignment)}: expected KEY=VALUE, e.g. --set model.n_components=5")
     value = parse_yaml(text, f"--set {key}")
     node, schema = raw, Config
     parts = key.strip().split(".")
     for part in parts[:-1]:
         field = schema.model_fields.get(part) if schema is not None else None
-        annotation = field.annotation if field is not None else None
-        if field is not None and not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        candidates = getattr(field.annotation, "__args__", (field.annotation,)) if field is not None else ()
+        sections = [a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)]
+        if field is not None and not sections and part not in _SECRET_KEYS:
             raise InputError(f"--set {key}: {part!r} is not a section")
-        schema = annotation if field is not None else None
+        schema = sections[0] if sections else None
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise InputError(f"--set {key}: {part!r} is not a section")
@@ -147,22 +235,55 @@ def apply_override(raw: dict, assignment: str) -> None:
 def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Read, override and validate a YAML config file.
 
+    The storage options' values are registered as secrets (see :mod:`pipeline.secrets`).
+
     Raises
     ------
     InputError
-        Missing file, invalid YAML, bad ``--set``, unknown key, wrong type or range.
+        Missing, unreadable, oversized or non-UTF-8 file, invalid YAML, bad
+        ``--set``, unknown key, wrong type or range.
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            content = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f"config file {str(path)!r} not found") from None
-    except (PermissionError, IsADirectoryError) as exc:
+    except OSError as exc:
         raise InputError(f"config file {str(path)!r}: {exc.strerror}") from None
+    if len(content) > MAX_CONFIG_BYTES:
+        raise InputError(f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES >> 20} MiB; "
+                         "a config is a few dozen keys")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config file {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
     raw = parse_yaml(text, str(path))
     if raw is None:
         raw = {}
     if isinstance(raw, dict):
         for assignment in overrides:
             apply_override(raw, assignment)
+        for section in ("data", "output"):
+            if isinstance(raw.get(section), dict) and isinstance(raw[section].get("storage_options"), dict):
+                secrets.register(raw[section]["storage_options"])
     return validate(raw, str(path))
+
+
+def recorded(config: Config) -> dict[str, Any]:
+    """The config as model.yaml records it: every value, but no secret (storage options' values redacted)."""
+    dumped = config.model_dump(mode="json")
+    dumped["data"]["storage_options"] = secrets.redact_options(dumped["data"]["storage_options"])
+    dumped["output"]["storage_options"] = secrets.redact_options(dumped["output"]["storage_options"])
+    return dumped
+
+
+def fit_identity(config: Config, fingerprint: str | None) -> dict[str, Any]:
+    """What decides the fitted arrays: the data and the model settings and the data's fingerprint.
+
+    Not where it runs, and not the credentials it reads with (``storage_options``).
+    """
+    dumped = config.model_dump(mode="json")
+    data = {key: value for key, value in dumped["data"].items() if key != "storage_options"}
+    return {"data": data, "model": dumped["model"], "data_fingerprint": fingerprint}
+

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
@@ -20,7 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import InputError
+from pipeline.errors import BlockError, InputError
+from pipeline.secrets import scrub
+
+if TYPE_CHECKING:
+    from pipeline.passes import BlockSource
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 # A file larger than this (in float64 rows x columns) is split by row groups.
@@ -46,7 +51,7 @@ class ParquetDataset:
     partitions : list of Partition
     feature_names : list of str
     weight_column : str or None
-    nan_policy : {"error", "drop"}
+    nan_policy : {"error", "drop", "marginalize"}
     fingerprint : str
         sha256 over the files' paths, sizes and footers, and the projection.
     files : list of str
@@ -80,8 +85,8 @@ def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, lis
     """The filesystem and the sorted Parquet files of a path, glob or URL."""
     try:
         fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    except (ValueError, ImportError) as exc:
-        raise InputError(f"data.path {path!r}: {exc}") from None
+    except (ValueError, ImportError, TypeError) as exc:
+        raise InputError(scrub(f"data.path {path!r}: {exc}")) from None
     try:
         if any(ch in root for ch in "*?["):
             candidates = []
@@ -94,7 +99,9 @@ def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, lis
         else:
             raise InputError(f"data.path {path!r} does not exist")
     except PermissionError:
-        raise InputError(f"data.path {path!r}: permission denied") from None
+        raise InputError(scrub(f"data.path {path!r}: permission denied")) from None
+    except OSError as exc:  # an object store that refuses (no such bucket, bad credentials)
+        raise InputError(scrub(f"data.path {path!r}: cannot list it ({exc})")) from None
     files = sorted((f for f in candidates if _is_data_file(f)), key=_natural_key)
     if not files:
         raise InputError(f"data.path {path!r} holds no Parquet files (*.parquet, *.parq, *.pq)")
@@ -110,19 +117,24 @@ class _Footer:
     digest: bytes
 
 
+def open_parquet(f) -> pq.ParquetFile:
+    """A ParquetFile that verifies every page's CRC where the file carries one."""
+    return pq.ParquetFile(f, page_checksum_verification=True)
+
+
 def _read_footer(fs, path: str) -> _Footer:
     try:
         with fs.open(path, "rb") as f:
             size = f.size
-            meta = pq.ParquetFile(f).metadata
+            meta = open_parquet(f).metadata
             f.seek(size - 8)
             footer_len = int.from_bytes(f.read(4), "little")
             f.seek(size - 8 - footer_len)
             digest = hashlib.sha256(f.read(footer_len)).digest()
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(scrub(f"{path}: not a readable Parquet file ({exc})")) from None
     rows = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
     return _Footer(path, size, meta.schema.to_arrow_schema(), rows, digest)
 
@@ -134,26 +146,49 @@ def _is_numeric(dtype: pa.DataType) -> bool:
 def _select_columns(first: _Footer, columns, weight_column) -> list[str]:
     schema = first.schema
     names = schema.names
-    if weight_column is not None and weight_column not in names:
-        raise InputError(
-            f"{first.path}: data.weight_column {weight_column!r} not found; available columns: {', '.join(names)}"
-        )
+    if weight_column is not None:
+        if weight_column not in names:
+            raise InputError(f"{first.path}: data.weight_column {weight_column!r} not found; "
+                             f"available columns: {', '.join(names)}")
+        _check_unique(first, [weight_column])
+        if not _is_numeric(schema.field(weight_column).type):
+            raise InputError(f"{first.path}: data.weight_column {weight_column!r} is "
+                             f"{schema.field(weight_column).type}, expected a numeric column of weights")
     if columns is None:
-        chosen = [n for n in names if n != weight_column and _is_numeric(schema.field(n).type)]
+        chosen = [n for n in dict.fromkeys(names) if n != weight_column
+                  and all(_is_numeric(schema.field(i).type) for i in schema.get_all_field_indices(n))]
         if not chosen:
             raise InputError(f"{first.path}: no numeric columns; columns are: {', '.join(names)}")
+        _check_unique(first, chosen)
         return chosen
+    if len(set(columns)) != len(columns):
+        twice = next(n for n, c in Counter(columns).items() if c > 1)
+        raise InputError(f"data.columns names {twice!r} more than once")
     for name in columns:
         if name not in names:
             raise InputError(f"{first.path}: column {name!r} of data.columns not found; available columns: {', '.join(names)}")
+        _check_unique(first, [name])
         if not _is_numeric(schema.field(name).type):
             raise InputError(f"{first.path}: column {name!r} is {schema.field(name).type}, not numeric")
+    if weight_column in columns:
+        raise InputError(f"data.weight_column {weight_column!r} is also in data.columns; a column is a feature or "
+                         "the weights, not both")
     return list(columns)
+
+
+def _check_unique(footer: _Footer, needed: list[str]) -> None:
+    """Every needed column names exactly one column of the file."""
+    counts = Counter(footer.schema.names)
+    for name in needed:
+        if counts[name] > 1:
+            raise InputError(f"{footer.path}: {counts[name]} columns are named {name!r}; rename them so that "
+                             "each name is unique")
 
 
 def _check_same_schema(footers: list[_Footer], needed: list[str]) -> None:
     reference = footers[0]
     for footer in footers[1:]:
+        _check_unique(footer, [n for n in needed if n in footer.schema.names])
         for name in needed:
             if name not in footer.schema.names:
                 raise InputError(f"{footer.path}: column {name!r} is missing (present in {reference.path})")
@@ -230,17 +265,21 @@ def read_partition(
     X : ndarray of shape (n_rows, n_features), float64 in Fortran order (columns contiguous)
     sample_weight : ndarray of shape (n_rows,) or None
 
+    With ``nan_policy="marginalize"`` NaN values stay (they are missing
+    values) and rows with every value missing are dropped; infinite values
+    are errors under every policy but ``drop``.
+
     Raises
     ------
     InputError
-        Unreadable file, or non-finite values (``nan_policy="error"``), or a
-        negative or non-finite weight.
+        Unreadable file (or a page failing its checksum), non-finite values
+        (``nan_policy="error"``), or a negative or non-finite weight.
     """
     columns = np.empty((len(feature_names), part.n_rows))  # Arrow's layout: one contiguous column each
     sample_weight = None
     try:
         with fs.open(part.path, "rb") as f:
-            pf = pq.ParquetFile(f)
+            pf = open_parquet(f)
             # One column at a time: besides X, only one column's Arrow buffers are alive.
             for j, name in enumerate(feature_names + ([weight_column] if weight_column else [])):
                 if part.row_groups is None:
@@ -255,12 +294,19 @@ def read_partition(
                     sample_weight = _column_as_float(table, name).copy()
                 del table
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{part.path}: cannot read Parquet data ({exc})") from None
+        raise InputError(scrub(f"{part.path}: cannot read Parquet data ({exc})")) from None
     finally:
         # Arrow's allocator caches freed buffers; give them back so memory tracks the current partition.
         pa.default_memory_pool().release_unused()
     X = columns.T
-    bad = ~np.isfinite(X).all(axis=1)
+    if nan_policy == "marginalize":
+        infinite = np.isinf(X).any(axis=1)
+        if infinite.any():
+            raise InputError(f"{part.path}: {int(infinite.sum())} rows have infinite values in the selected columns; "
+                             "a missing value is NaN (or null), an infinite one is an error")
+        bad = np.isnan(X).all(axis=1)
+    else:
+        bad = ~np.isfinite(X).all(axis=1)
     if sample_weight is not None:
         if not np.isfinite(sample_weight).all() or (sample_weight < 0).any():
             n_bad = int((~np.isfinite(sample_weight) | (sample_weight < 0)).sum())
@@ -277,3 +323,26 @@ def read_partition(
         X = np.asfortranarray(X[~bad])
         sample_weight = None if sample_weight is None else sample_weight[~bad]
     return X, sample_weight
+
+
+def _read_block(*args) -> tuple | BlockError:
+    try:
+        return read_partition(*args)
+    except InputError as exc:
+        return BlockError(str(exc))
+
+
+def block_source(dataset: ParquetDataset) -> BlockSource:
+    """A BlockSource that reads each partition of ``dataset`` with pyarrow on the workers."""
+    import dask
+
+    from pipeline.passes import BlockSource
+
+    blocks = [
+        dask.delayed(_read_block, pure=True)(
+            dataset.fs, part, dataset.feature_names, dataset.weight_column, dataset.nan_policy,
+            dask_key_name=f"read-parquet-{dataset.fingerprint[:16]}-{i}",
+        )
+        for i, part in enumerate(dataset.partitions)
+    ]
+    return BlockSource(blocks, [p.n_rows for p in dataset.partitions], len(dataset.feature_names))

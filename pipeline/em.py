@@ -1,9 +1,10 @@
 """The EM driver: starts -> loop { one pass -> M-step -> converged? } -> runs.
 
-Several runs (``n_init`` restarts) advance together: one pass over the data per
-iteration computes the statistics of every run still going.  The driver only
-orchestrates; the arithmetic is in :mod:`pipeline.kernels`, the Dask work in
-:mod:`pipeline.passes`.
+Several runs (``n_init`` restarts, and every candidate of a selection) advance
+together: one pass over the data per iteration computes the statistics of
+every run still going.  The driver only orchestrates; the arithmetic is in
+:mod:`pipeline.kernels` (each run's algorithm: maximum likelihood, MAP or
+variational), the Dask work in :mod:`pipeline.passes`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pipeline import kernels
-from pipeline.errors import InputError
+from pipeline.errors import InputError, NumericalError
 from pipeline.passes import BlockSource, add_tuples
 
 
@@ -26,21 +28,31 @@ class EMRun:
 
     Attributes
     ----------
-    params : Params
-        Current parameters (after the last M-step).
+    algorithm : object
+        What an iteration does (:class:`pipeline.kernels.algorithms.EMStep`, or the variational one).
+    state : object
+        The algorithm's current state (``Params`` for EM), after the last M-step.
     lower_bound : float
-        Mean log-likelihood per unit weight at the last E-step.
+        As scikit-learn's ``lower_bound_``: the mean log-likelihood per unit weight at the last E-step (EM).
+    objective : float
+        What the convergence test compares (the lower bound, or the log-posterior under a prior).
     history : list of float
         ``lower_bound`` after each iteration.
     n_iter : int
     converged : bool
     """
 
-    params: kernels.Params
+    algorithm: Any
+    state: Any
     lower_bound: float = -math.inf
+    objective: float = -math.inf
     history: list[float] = field(default_factory=list)
     n_iter: int = 0
     converged: bool = False
+
+    @property
+    def params(self) -> kernels.Params:
+        return self.algorithm.params(self.state)
 
 
 @dataclass(frozen=True)
@@ -58,29 +70,41 @@ def _em_block(X, sample_weight, row_offset, preps):
     return tuple(kernels.block_statistics(X, sample_weight, p) for p in preps)
 
 
-def _score_block(X, sample_weight, row_offset, preps):
-    return tuple(kernels.block_log_likelihood(X, sample_weight, p) for p in preps)
+def _fit_block(X, sample_weight, row_offset, preps):
+    return tuple(kernels.block_fit(X, sample_weight, p) for p in preps)
 
 
-def _add_pair_tuples(a, b):
-    return tuple((x[0] + y[0], x[1] + y[1]) for x, y in zip(a, b))
+def _check_finite(stats: kernels.Stats, iteration: int) -> None:
+    if stats.weight_sum <= 0:
+        raise InputError("the data has no rows with positive weight")
+    finite = (math.isfinite(stats.log_likelihood) and np.isfinite(stats.nk).all() and np.isfinite(stats.s1).all()
+              and np.isfinite(stats.s2).all())
+    if not finite:
+        raise NumericalError(
+            f"iteration {iteration}: the E-step gave a non-finite log-likelihood or moments "
+            f"(log-likelihood {stats.log_likelihood!r}); values or weights too large for float64 arithmetic, "
+            "or a degenerate start: rescale the data or the weights")
 
 
 def run_em(
     source: BlockSource,
     runs: list[EMRun],
     *,
-    reg_covar: float,
     tol: float,
     max_iter: int,
     dtype: str = "float64",
     on_iteration: Callable[[IterationReport], None] | None = None,
 ) -> list[EMRun]:
-    """Advance every run until its lower bound changes by less than ``tol`` or ``max_iter``.
+    """Advance every run until its objective changes by less than ``tol`` or ``max_iter``.
 
     Runs resumed from a checkpoint keep their ``n_iter`` and ``history``.
     ``dtype`` is the E-step's arithmetic (see :func:`pipeline.kernels.prepare`).
     The runs are updated in place and returned.
+
+    Raises
+    ------
+    NumericalError
+        If an iteration produced NaN or inf.
     """
     # One BLAS thread here: the client's arithmetic is small, and an idle OpenBLAS thread spins for a while after
     # every call, on a core a worker needs (measured: 70 ms of CPU per iteration of shape A, half an iteration).
@@ -91,17 +115,19 @@ def run_em(
             if not active:
                 return runs
             started = time.perf_counter()
-            preps = tuple(kernels.prepare(r.params, dtype=dtype) for r in active)  # once, here, not on every block
+            preps = tuple(r.algorithm.prepare(r.state, dtype) for r in active)  # once, here, not on every block
             all_stats = source.run(_em_block, preps, combine=add_tuples)
             changes = []
             for run, prep, stats in zip(active, preps, all_stats):
-                if stats.weight_sum <= 0:
-                    raise InputError("the data has no rows with positive weight")
-                lower_bound = stats.log_likelihood / stats.weight_sum
-                run.params = kernels.m_step(stats, prep.shift, run.params.covariance_type, reg_covar)
-                changes.append(lower_bound - run.lower_bound)
-                run.lower_bound = lower_bound
-                run.history.append(lower_bound)
+                _check_finite(stats, run.n_iter + 1)
+                new_state = run.algorithm.m_step(stats, prep.shift)
+                scores = run.algorithm.scores(stats, run.state, new_state)
+                if not (math.isfinite(scores.lower_bound) and math.isfinite(scores.objective)):
+                    raise NumericalError(f"iteration {run.n_iter + 1}: the lower bound is not finite "
+                                         f"({scores.lower_bound!r}); rescale the data or the weights")
+                changes.append(scores.objective - run.objective)
+                run.state, run.lower_bound, run.objective = new_state, scores.lower_bound, scores.objective
+                run.history.append(scores.lower_bound)
                 run.n_iter += 1
                 run.converged = abs(changes[-1]) < tol
             if on_iteration is not None:
@@ -115,7 +141,7 @@ def best_run(runs: list[EMRun]) -> EMRun:
     return max(runs, key=lambda r: r.lower_bound)
 
 
-def log_likelihoods(source: BlockSource, params_list: list[kernels.Params]) -> list[tuple[float, float]]:
-    """Total weighted log-likelihood of the data under each model, with the weight sum (one pass)."""
+def final_fits(source: BlockSource, params_list: list[kernels.Params]) -> list[kernels.Fit]:
+    """Total weighted log-likelihood (and ICL's classification term) of the data under each model: one pass."""
     preps = tuple(kernels.prepare(p) for p in params_list)
-    return list(source.run(_score_block, preps, combine=_add_pair_tuples))
+    return list(source.run(_fit_block, preps, combine=add_tuples))

@@ -3,7 +3,14 @@
 ``InputError`` marks a user mistake (config, data, model files): the CLI prints
 its message as one ``error:`` line and exits with code 2.  It subclasses
 ``ValueError`` so the Python API raises what scikit-learn users expect.
+``EnvironmentFault`` marks a fault of the surroundings (an unreachable or
+silent scheduler, no workers, an unwritable output): one ``error:`` line and
+exit code 1.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class InputError(ValueError):
@@ -12,6 +19,14 @@ class InputError(ValueError):
 
 class ComponentCollapseError(InputError):
     """A mixture component lost its support and its covariance became singular."""
+
+
+class NumericalError(InputError):
+    """An iteration produced NaN or inf; the message names the cause."""
+
+
+class EnvironmentFault(RuntimeError):
+    """The environment failed (cluster, storage): exit code 1, one line, no traceback."""
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -24,3 +39,19 @@ class PipelineWarning(UserWarning):
 
 class ConvergenceWarning(PipelineWarning):
     """EM stopped at max_iter before the lower bound changed by less than tol."""
+
+
+class CollapsedComponentsWarning(PipelineWarning):
+    """Some components sit on single points (or none): reg_covar alone keeps their covariances positive definite."""
+
+
+@dataclass(frozen=True)
+class BlockError:
+    """A partition that could not be used (unreadable, bad values): carried to the client as a value.
+
+    Raising on a worker would make Dask log a traceback for a user's mistake;
+    instead the reduction passes the first error (in partition order) along
+    and the client raises it as an :class:`InputError`.
+    """
+
+    message: str

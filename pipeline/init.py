@@ -2,7 +2,10 @@
 
 Every start is seeded and independent of how the rows are partitioned: the
 sample is drawn by global row index, random responsibilities are keyed by
-global row index, and all reductions are sums in a fixed order.
+global row index, and all reductions are sums in a fixed order.  A start
+depends only on the seed and on its own candidate and restart index
+``(n_components, covariance_type, restart)``: the same candidate starts the
+same in ``gmm fit`` and in any selection.
 
 Where scikit-learn's starts are weak we do better: its ``k-means++`` and
 ``random_from_data`` give each component a single point (so tied fits stall
@@ -14,15 +17,16 @@ those labels, as ``kmeans`` does.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline import kernels
-from pipeline.errors import InputError
+from pipeline.choices import COVARIANCE_TYPES, INIT_METHODS
+from pipeline.kernels.prior import DataMoments, moments_from_sums
 from pipeline.passes import BlockSource, add_tuples
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+__all__ = ["INIT_METHODS"]
 SAMPLE_SIZE = 100_000
 LLOYD_MAX_ITER = 100
 LLOYD_TOL = 1e-4
@@ -42,7 +46,14 @@ def _concat_rows(a, b):
     return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
 
 
-def _start_block(X, sample_weight, row_offset, specs):
+def _moments_block(X, sample_weight, shift):
+    """``(sum w, sum w (x - c), sum w (x - c)(x - c)^T)`` of a block about ``c``."""
+    centred = X - shift
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    return float(w.sum()), w @ centred, (centred * w[:, None]).T @ centred
+
+
+def _start_block(X, sample_weight, row_offset, specs, moments_shift):
     out = []
     for spec in specs:
         if spec.seed is None:
@@ -50,11 +61,17 @@ def _start_block(X, sample_weight, row_offset, specs):
         else:
             out.append(kernels.random_resp_statistics(X, sample_weight, row_offset, spec.seed, spec.shift,
                                                       spec.covariance_type))
+    if moments_shift is not None:
+        out.append(_moments_block(X, sample_weight, moments_shift))
     return tuple(out)
 
 
+def _moments_only(X, sample_weight, row_offset, shift):
+    return (_moments_block(X, sample_weight, shift),)
+
+
 @dataclass(frozen=True)
-class _StartSpec:
+class StartSpec:
     """One start to compute in the shared pass: hard labels from centres, or random responsibilities."""
 
     covariance_type: str
@@ -76,7 +93,7 @@ def draw_sample(source: BlockSource, rng: np.random.Generator, size: int = SAMPL
     n_total = sum(source.n_rows)
     index = np.sort(rng.choice(n_total, size=min(n_total, size), replace=False))
     X, w = source.run(_take_rows, index, combine=_concat_rows)
-    keep = w > 0
+    keep = (w > 0) & ~np.isnan(X).any(axis=1)  # k-means sees rows of positive weight with every value present
     return X[keep], w[keep]
 
 
@@ -113,7 +130,7 @@ def lloyd(X, sample_weight, centres):
         mass = np.bincount(labels, weights=sample_weight, minlength=centres.shape[0])
         sums = np.zeros_like(centres)
         np.add.at(sums, labels, X * sample_weight[:, None])
-        new = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], centres)
+        new = np.where(mass[:, None] > 0, sums / np.where(mass > 0, mass, 1.0)[:, None], centres)
         shift = float(np.square(new - centres).sum())
         centres = new
         if shift <= tol:
@@ -124,95 +141,147 @@ def lloyd(X, sample_weight, centres):
 # --------------------------------------------------------------------------- #
 # Starts
 # --------------------------------------------------------------------------- #
-def _spec(sample, sample_w, n_components, covariance_type, init_params, rng) -> _StartSpec:
+def start_rng(seed: int, n_components: int, covariance_type: str, restart: int) -> np.random.Generator:
+    """The random stream of one start: a function of the seed and the start's own identity only."""
+    return np.random.default_rng([seed, n_components, COVARIANCE_TYPES.index(covariance_type), restart])
+
+
+def _spec(sample, sample_w, n_components, covariance_type, init_params, rng) -> StartSpec:
+    if sample.shape[0] == 0:
+        raise ValueError("no row of positive weight has every feature present; cannot choose starting centres")
     if init_params == "random":
         centre = np.average(sample, axis=0, weights=sample_w)
         shift = np.repeat(centre[None, :], n_components, axis=0)
-        return _StartSpec(covariance_type, shift, int(rng.integers(2**63)))
+        return StartSpec(covariance_type, shift, int(rng.integers(2**63)))
     if init_params == "random_from_data":
-        return _StartSpec(covariance_type, sample[rng.choice(sample.shape[0], size=n_components, replace=False)])
+        size = min(n_components, sample.shape[0])
+        chosen = sample[rng.choice(sample.shape[0], size=size, replace=False)]
+        return StartSpec(covariance_type, np.concatenate([chosen, np.repeat(chosen[-1:], n_components - size, 0)]))
     centres = kmeans_plusplus(sample, sample_w, n_components, rng)
     if init_params == "kmeans":
         centres = lloyd(sample, sample_w, centres)
-    return _StartSpec(covariance_type, centres)
+    return StartSpec(covariance_type, centres)
 
 
-def candidate_starts(
+@dataclass(frozen=True)
+class Starts:
+    """Statistics of every start of every candidate after the start pass, and the data's moments if asked.
+
+    ``stats[c][r]`` are the statistics of restart ``r`` of candidate ``c``
+    about ``specs[c][r].shift``; the first M-step of each turns them into parameters.
+    """
+
+    specs: list[list[StartSpec]]
+    stats: list[list[kernels.Stats]]
+    moments: DataMoments | None
+
+
+def start_statistics(
     source: BlockSource,
     candidates: list[tuple[int, str]],
     *,
-    reg_covar: float,
     init_params: str,
     n_init: int,
-    rng: np.random.Generator,
-) -> list[list[kernels.Params]]:
-    """``n_init`` starts for each candidate ``(n_components, covariance_type)``.
+    seed: int,
+    with_moments: bool = False,
+) -> Starts:
+    """``n_init`` starts for each candidate ``(n_components, covariance_type)``, as statistics for a first M-step.
 
-    One pass draws the sample; one more pass computes the first M-step of
-    every start of every candidate.
-
-    Returns
-    -------
-    list (per candidate) of list (per start) of Params
+    One pass draws the sample; one more pass computes the statistics of every
+    start of every candidate (and, if asked, the data's mean and covariance).
     """
-    sample, sample_w = draw_sample(source, rng)
-    largest = max(k for k, _ in candidates)
-    if sample.shape[0] == sum(source.n_rows):  # the sample is all the data: count its distinct rows
-        distinct = np.unique(sample, axis=0).shape[0]
-        if distinct < largest:
-            raise InputError(
-                f"the data has only {distinct} distinct rows, fewer than n_components={largest}; "
-                "reduce n_components"
-            )
-    specs = [_spec(sample, sample_w, k, ct, init_params, rng) for k, ct in candidates for _ in range(n_init)]
-    all_stats = source.run(_start_block, specs, combine=add_tuples)
-    starts = [kernels.m_step(stats, spec.shift, spec.covariance_type, reg_covar) for spec, stats in zip(specs, all_stats)]
-    return [starts[i * n_init : (i + 1) * n_init] for i in range(len(candidates))]
+    sample, sample_w = draw_sample(source, np.random.default_rng(seed))
+    specs = [[_spec(sample, sample_w, k, ct, init_params, start_rng(seed, k, ct, r)) for r in range(n_init)]
+             for k, ct in candidates]
+    flat = [spec for group in specs for spec in group]
+    shift = _sample_mean(sample, sample_w, source.n_features) if with_moments else None
+    results = source.run(_start_block, flat, shift, combine=add_tuples)
+    moments = moments_from_sums(*results[-1], shift) if with_moments else None
+    stats = iter(results)
+    return Starts(specs, [[next(stats) for _ in group] for group in specs], moments)
 
 
-def initial_params(
-    source: BlockSource,
-    *,
-    n_components: int,
-    covariance_type: str,
-    reg_covar: float,
-    init_params: str,
-    n_init: int,
-    rng: np.random.Generator,
-    weights_init=None,
-    means_init=None,
-    precisions_init=None,
-) -> list[kernels.Params]:
-    """Starting parameters for each of ``n_init`` EM runs.
+def _sample_mean(sample, sample_w, n_features):
+    return np.average(sample, axis=0, weights=sample_w) if sample.shape[0] else np.zeros(n_features)
 
-    Explicit ``weights_init``, ``means_init`` and ``precisions_init`` replace
-    the matching part of the computed start; when all three are given no pass
-    is made and there is a single start.
 
-    Returns
-    -------
-    list of Params
+def data_moments(source: BlockSource, shift: np.ndarray) -> DataMoments:
+    """The data's weighted mean and (n - 1)-denominator covariance, in one pass (moments about ``shift``)."""
+    (sums,) = source.run(_moments_only, shift, combine=add_tuples)
+    return moments_from_sums(*sums, shift)
+
+
+# --------------------------------------------------------------------------- #
+# Explicit starts, checked as scikit-learn checks them
+# --------------------------------------------------------------------------- #
+def _as_float_array(value, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"The parameter '{name}' should be an array of numbers, got {type(value).__name__}") from None
+    if not np.isfinite(array).all():
+        raise ValueError(f"The parameter '{name}' holds NaN or infinite values")
+    return array
+
+
+def _check_shape(array: np.ndarray, shape: tuple, name: str) -> None:
+    if array.shape != shape:
+        raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}")
+
+
+def check_weights(weights, n_components: int) -> np.ndarray:
+    weights = _as_float_array(weights, "weights")
+    _check_shape(weights, (n_components,), "weights")
+    if (weights < 0).any() or (weights > 1).any():
+        raise ValueError(f"The parameter 'weights' should be in the range [0, 1], but got max value "
+                         f"{weights.max():.5f}, min value {weights.min():.5f}")
+    if not np.allclose(np.abs(1.0 - weights.sum()), 0.0):
+        raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {weights.sum():.5f}")
+    return weights
+
+
+def check_means(means, n_components: int, n_features: int) -> np.ndarray:
+    means = _as_float_array(means, "means")
+    _check_shape(means, (n_components, n_features), "means")
+    return means
+
+
+def check_precisions(precisions, covariance_type: str, n_components: int, n_features: int) -> np.ndarray:
+    precisions = _as_float_array(precisions, "precisions")
+    _check_shape(precisions, kernels.covariance_shape(covariance_type, n_components, n_features), "precisions")
+    matrices = precisions[None] if covariance_type == "tied" else precisions
+    if kernels.is_dense(covariance_type):
+        for matrix in matrices:
+            if not (np.allclose(matrix, matrix.T) and np.linalg.eigvalsh(matrix).min() > 0):
+                raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite")
+    elif (precisions <= 0).any():
+        raise ValueError(f"'{covariance_type} precision' should be positive")
+    return precisions
+
+
+def explicit_params(start: kernels.Params | None, covariance_type: str, n_components: int, n_features: int,
+                    weights_init=None, means_init=None, precisions_init=None) -> kernels.Params | None:
+    """``start`` with the given parts in its place, each checked; or the whole start when all three are given.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and what is wrong with it, as scikit-learn's.
     """
-    if weights_init is not None and means_init is not None and precisions_init is not None:
-        cov, prec_chol = _from_precisions(precisions_init, covariance_type)
-        return [kernels.Params(np.asarray(weights_init, float), np.asarray(means_init, float), cov, prec_chol,
-                               covariance_type)]
-    (starts,) = candidate_starts(source, [(n_components, covariance_type)], reg_covar=reg_covar,
-                                 init_params=init_params, n_init=n_init, rng=rng)
-    return [_override(p, weights_init, means_init, precisions_init) for p in starts]
-
-
-def _override(params, weights_init, means_init, precisions_init):
-    if weights_init is not None:
-        params = replace(params, weights=np.asarray(weights_init, float))
-    if means_init is not None:
-        params = replace(params, means=np.asarray(means_init, float))
-    if precisions_init is not None:
-        cov, prec_chol = _from_precisions(precisions_init, params.covariance_type)
-        params = replace(params, covariances=cov, precisions_cholesky=prec_chol)
-    return params
-
-
-def _from_precisions(precisions, covariance_type):
-    prec_chol = kernels.precision_cholesky_from_precisions(np.asarray(precisions, float), covariance_type)
-    return kernels.covariances_from_precision_cholesky(prec_chol, covariance_type), prec_chol
+    weights = None if weights_init is None else check_weights(weights_init, n_components)
+    means = None if means_init is None else check_means(means_init, n_components, n_features)
+    precisions = None if precisions_init is None else check_precisions(precisions_init, covariance_type,
+                                                                        n_components, n_features)
+    if start is None:
+        if weights is None or means is None or precisions is None:
+            return None
+        prec_chol = kernels.precision_cholesky_from_precisions(precisions, covariance_type)
+        return kernels.Params(weights, means, kernels.covariances_from_precision_cholesky(prec_chol, covariance_type),
+                              prec_chol, covariance_type)
+    if precisions is not None:
+        prec_chol = kernels.precision_cholesky_from_precisions(precisions, covariance_type)
+        start = kernels.Params(start.weights, start.means,
+                               kernels.covariances_from_precision_cholesky(prec_chol, covariance_type), prec_chol,
+                               covariance_type)
+    return kernels.Params(start.weights if weights is None else weights, start.means if means is None else means,
+                          start.covariances, start.precisions_cholesky, covariance_type)

@@ -1,13 +1,16 @@
-"""JSON lines for log records, also in Dask worker processes (``--log-format json``).
+"""Logging set-up: Dask's and our loggers as text or JSON lines on stderr, also in Dask worker processes.
 
 Kept free of heavy imports: Dask workers import it while configuring logging.
+Every record passes through :func:`pipeline.secrets.scrub` in this process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import os
+import sys
 
 LOGGERS = ("distributed", "dask", "py.warnings", "pipeline")
 
@@ -19,7 +22,21 @@ class JsonFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
-        return json.dumps({"event": "log", "level": record.levelname, "logger": record.name, "message": message})
+        return json.dumps({"event": "log", "level": record.levelname, "logger": record.name,
+                           "message": _scrub(message)})
+
+
+class TextFormatter(logging.Formatter):
+    """``LEVEL logger: message``, secrets scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _scrub(super().format(record))
+
+
+def _scrub(text: str) -> str:
+    from pipeline.secrets import scrub  # light, but only needed once a record is written
+
+    return scrub(text)
 
 
 def dask_logging_config(level: str = "WARNING") -> dict:
@@ -33,9 +50,22 @@ def dask_logging_config(level: str = "WARNING") -> dict:
     }
 
 
-def export_to_workers() -> None:
-    """Make Dask processes started from here (LocalCluster workers) log JSON too.
+def configure(log_format: str) -> None:
+    """Route Dask's log records and Python warnings to stderr as text lines or JSON objects.
 
-    Dask reads its config from ``DASK_*`` variables when a worker imports it.
+    With JSON, LocalCluster workers started from this process log JSON too
+    (Dask reads its logging config from ``DASK_LOGGING`` when a worker imports it).
     """
-    os.environ["DASK_LOGGING"] = repr(dask_logging_config())
+    logging.captureWarnings(True)
+    if log_format == "json":
+        os.environ["DASK_LOGGING"] = repr(dask_logging_config())
+        logging.config.dictConfig(dask_logging_config())
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)

@@ -1,10 +1,16 @@
-"""The model directory: ``model.yaml`` + ``model.npz``, written atomically, loaded with checks.
+"""The model directory: ``model.yaml`` (schema :class:`ModelInfo`) + ``model.npz``, written atomically, loaded checked.
 
+:class:`ModelInfo` is the one home of model.yaml's keys: every writer (``gmm
+fit``, ``gmm select``, ``GaussianMixture.save``, ``gmm generate``'s truth)
+builds one with :func:`describe`, every reader (inspect, report, the
+estimator, the "already done" check, warm starts) reads its attributes.
 ``model.npz`` is written with fixed zip timestamps, so the same arrays give
 the same bytes (and the same sha256).  Locally the directory is written
-complete beside its destination and renamed into place: a reader sees the old
-model, the new one, or (for an instant, when replacing) none, never half of
-one (see :mod:`pipeline.storage` for object stores).
+complete beside its destination and renamed into place (see
+:mod:`pipeline.storage`).  Loading checks everything a reader relies on:
+the format version, the sha256, the arrays' shapes against model.yaml, and
+that they are a valid mixture (finite, weights summing to 1, positive
+definite covariances matching their precision factors).
 """
 
 from __future__ import annotations
@@ -13,29 +19,123 @@ import datetime as _dt
 import hashlib
 import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline import kernels, storage
+from pipeline import kernels, storage, yamlfile
+from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES
 from pipeline.errors import InputError
+from pipeline.kernels.params import PARAM_ARRAYS as ARRAY_NAMES
 
 FORMAT_VERSION = 1
 YAML_NAME = "model.yaml"
 NPZ_NAME = "model.npz"
-ARRAY_NAMES = ("weights", "means", "covariances", "precisions_cholesky")
+SELECTION_FILE = "selection.csv"
+# A model.yaml larger than this (bytes, or values once YAML aliases are expanded) is not one of ours.
+MAX_YAML_BYTES = 256 << 20
+MAX_YAML_VALUES = 10_000_000
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArraysRef(_Strict):
+    file: str = NPZ_NAME
+    sha256: str = ""
+
+
+class SelectionRef(_Strict):
+    criterion: str
+    file: str = SELECTION_FILE
+
+
+class MissingValues(_Strict):
+    """What ``data.nan_policy`` did: how many values and rows were missing, and how many rows were dropped."""
+
+    nan_policy: str
+    n_missing_values: int = 0
+    n_incomplete_rows: int = 0
+    n_dropped_rows: int = 0
+
+
+class ModelInfo(_Strict):
+    """model.yaml: everything about a fitted model but its arrays (which are in model.npz)."""
+
+    format_version: int
+    created: str
+    n_components: int
+    n_features: int
+    feature_names: list[str]
+    # False: the data had no column names and feature_names are made up (x0, x1, ...), as for a NumPy array
+    named_features: bool = True
+    covariance_type: Literal[COVARIANCE_TYPES]
+    weights: list[float]
+    means: list[list[float]]
+    converged: bool | None = None
+    n_iter: int | None = None
+    lower_bound: float | None = None
+    history: list[float] = []
+    n_samples: int | None = None
+    weight_sum: float | None = None
+    bic: float | None = None
+    aic: float | None = None
+    icl: float | None = None
+    config: dict[str, Any] | None = None
+    data_fingerprint: str | None = None
+    versions: dict[str, str | None] = {}
+    arrays: ArraysRef = ArraysRef()
+    selection: SelectionRef | None = None
+    generated: dict[str, Any] | None = None
+    algorithm: Literal[ALGORITHMS] = "em"
+    prior: dict[str, Any] | None = None
+    variational: dict[str, Any] | None = None
+    missing: MissingValues | None = None
+    collapsed_components: list[int] = []
 
 
 @dataclass
 class SavedModel:
-    """A model as stored: its parameters and everything else in model.yaml."""
+    """A model as stored: its parameters, model.yaml, and any further arrays of model.npz."""
 
     params: kernels.Params
-    info: dict[str, Any]
+    info: ModelInfo
+    extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of the packages that shape a fit's numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("gmm-pipeline", "numpy", "scipy", "dask", "distributed", "pyarrow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def describe(params: kernels.Params, feature_names: list[str], **fields: Any) -> ModelInfo:
+    """model.yaml for ``params``: the parameters' own keys filled in, ``fields`` (any other key of ModelInfo) given."""
+    return ModelInfo(
+        format_version=FORMAT_VERSION,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        n_components=params.n_components,
+        n_features=params.n_features,
+        feature_names=list(feature_names),
+        covariance_type=params.covariance_type,
+        weights=params.weights.tolist(),
+        means=params.means.tolist(),
+        versions=package_versions(),
+        **fields,
+    )
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -49,69 +149,22 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _plain(value):
-    """YAML-safe Python values from NumPy ones."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape a fit's numbers."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("gmm-pipeline", "numpy", "scipy", "dask", "distributed", "pyarrow"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def fit_info(
-    *,
-    feature_names: list[str],
-    converged: bool,
-    n_iter: int,
-    lower_bound: float,
-    history: list[float],
-    n_samples: int | None,
-    weight_sum: float | None,
-    bic: float | None = None,
-    aic: float | None = None,
-    config: dict | None = None,
-    data_fingerprint: str | None = None,
-) -> dict[str, Any]:
-    """The keys of model.yaml that describe a fit (the parameters are added by save_model)."""
-    return {
-        "feature_names": list(feature_names),
-        "converged": bool(converged),
-        "n_iter": int(n_iter),
-        "lower_bound": float(lower_bound),
-        "history": [float(h) for h in history],
-        "n_samples": n_samples,
-        "weight_sum": weight_sum,
-        "bic": bic,
-        "aic": aic,
-        "config": config,
-        "data_fingerprint": data_fingerprint,
-        "versions": package_versions(),
-    }
+def read_npz(content: bytes, where: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive (no pickles); InputError naming ``where`` if it is not one."""
+    try:
+        with np.load(io.BytesIO(content), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{where}: not a valid array archive ({exc})") from None
 
 
 def save_model(
     path: str | Path,
     params: kernels.Params,
-    info: dict[str, Any],
+    info: ModelInfo,
     storage_options: dict | None = None,
     extra_files: dict[str, bytes] | None = None,
+    extra_arrays: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write a model directory (local path or fsspec URL).
 
@@ -119,33 +172,43 @@ def save_model(
     ----------
     path : str or Path
     params : Params
-    info : dict
-        The other keys of model.yaml (converged, n_iter, history, config, ...).
+    info : ModelInfo
+        From :func:`describe`; its ``arrays`` reference is set here.
     storage_options : dict, optional
         For fsspec, when ``path`` is a URL.
     extra_files : dict, optional
         More files for the directory (e.g. ``selection.csv``), written with it.
+    extra_arrays : dict, optional
+        More arrays for model.npz (the variational mixture's).
     """
-    npz = npz_bytes({name: getattr(params, name) for name in ARRAY_NAMES})
-    document = {
-        "format_version": FORMAT_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "n_components": params.n_components,
-        "n_features": params.n_features,
-        "covariance_type": params.covariance_type,
-        "weights": params.weights,
-        "means": params.means,
-        **info,
-        "arrays": {"file": NPZ_NAME, "sha256": hashlib.sha256(npz).hexdigest()},
-    }
-    text = yaml.safe_dump(_plain(document), sort_keys=False, default_flow_style=None, width=120)
+    npz = npz_bytes({**{name: getattr(params, name) for name in ARRAY_NAMES}, **(extra_arrays or {})})
+    info = info.model_copy(update={"arrays": ArraysRef(file=NPZ_NAME, sha256=hashlib.sha256(npz).hexdigest())})
+    document = info.model_dump(mode="json", exclude_none=False)
+    text = yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120)
     files = {NPZ_NAME: npz, **(extra_files or {}), YAML_NAME: text.encode()}  # model.yaml last
-    storage.write_directory(path, files, storage_options)
+    storage.write_directory(path, files, storage_options, replaceable=lambda p: is_model_directory(p))
 
 
-def _expected_shapes(covariance_type: str, k: int, d: int) -> dict[str, tuple]:
-    cov = kernels.second_moment_shape(covariance_type, k, d)
-    return {"weights": (k,), "means": (k, d), "covariances": cov, "precisions_cholesky": cov}
+def is_model_directory(path: str | Path, storage_options: dict | None = None) -> bool:
+    """Whether ``path`` holds a model.yaml with a ``format_version``: a model directory this tool may replace."""
+    yaml_path = storage.join(path, YAML_NAME)
+    try:
+        if not storage.exists(yaml_path, storage_options):
+            return False
+        info = _parse_yaml(storage.read_bytes(yaml_path, storage_options, limit=MAX_YAML_BYTES), yaml_path)
+    except InputError:
+        return False
+    return isinstance(info, dict) and isinstance(info.get("format_version"), int)
+
+
+def _parse_yaml(content: bytes, where: str) -> Any:
+    return yamlfile.parse_yaml(content, where, MAX_YAML_VALUES)
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(p) for p in error["loc"])
+    return f"{key}: {error['msg']}" if key else error["msg"]
 
 
 def load_saved_model(path: str | Path, storage_options: dict | None = None) -> SavedModel:
@@ -154,39 +217,54 @@ def load_saved_model(path: str | Path, storage_options: dict | None = None) -> S
     Raises
     ------
     InputError
-        Not a model directory, unreadable YAML, newer format, sha256 mismatch,
-        or arrays of the wrong shape.
+        Not a model directory, unreadable or invalid model.yaml, newer format,
+        sha256 mismatch, arrays of the wrong shape, disagreeing with model.yaml,
+        or not a valid mixture.
     """
     yaml_path = storage.join(path, YAML_NAME)
     if not storage.exists(yaml_path, storage_options):
         raise InputError(f"{path}: not a model directory (no {YAML_NAME})")
-    try:
-        info = yaml.safe_load(storage.read_bytes(yaml_path, storage_options))
-    except yaml.YAMLError as exc:
-        raise InputError(f"{yaml_path}: invalid YAML ({exc})") from None
-    if not isinstance(info, dict) or "format_version" not in info or not isinstance(info.get("arrays"), dict):
+    raw = _parse_yaml(storage.read_bytes(yaml_path, storage_options, limit=MAX_YAML_BYTES), yaml_path)
+    if not isinstance(raw, dict) or "format_version" not in raw or not isinstance(raw.get("arrays"), dict):
         raise InputError(f"{yaml_path}: not a gmm-pipeline model file (no format_version or arrays)")
-    version = info["format_version"]
+    version = raw["format_version"]
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise InputError(
             f"{yaml_path}: format_version {version!r} is newer than this gmm-pipeline reads "
             f"({FORMAT_VERSION}); upgrade gmm-pipeline"
         )
-    npz_path = storage.join(path, str(info["arrays"].get("file", NPZ_NAME)))
-    content = storage.read_bytes(npz_path, storage_options)
-    if hashlib.sha256(content).hexdigest() != info["arrays"].get("sha256"):
-        raise InputError(f"{npz_path}: sha256 does not match {yaml_path}; the model files are corrupt or mismatched")
     try:
-        with np.load(io.BytesIO(content), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in ARRAY_NAMES}
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{npz_path}: not a valid model archive ({exc})") from None
-    ct = info.get("covariance_type")
-    if ct not in kernels.COVARIANCE_TYPES:
-        raise InputError(f"{yaml_path}: unknown covariance_type {ct!r}")
-    k, d = arrays["means"].shape if arrays["means"].ndim == 2 else (None, None)
-    for name, shape in _expected_shapes(ct, k or 0, d or 0).items():
-        if arrays[name].shape != shape:
-            raise InputError(f"{npz_path}: {name} has shape {arrays[name].shape}, expected {shape}")
-    info = {key: value for key, value in info.items() if key not in ("weights", "means", "arrays")}
-    return SavedModel(kernels.Params(covariance_type=ct, **arrays), info)
+        info = ModelInfo.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(f"{yaml_path}: {_first_problem(exc)}") from None
+    npz_path = storage.join(path, Path(info.arrays.file).name)
+    content = storage.read_bytes(npz_path, storage_options)
+    if hashlib.sha256(content).hexdigest() != info.arrays.sha256:
+        raise InputError(f"{npz_path}: sha256 does not match {yaml_path}; the model files are corrupt or mismatched")
+    arrays = read_npz(content, npz_path)
+    missing = [name for name in ARRAY_NAMES if name not in arrays]
+    if missing:
+        raise InputError(f"{npz_path}: no array {missing[0]!r}")
+    params = kernels.Params(covariance_type=info.covariance_type,
+                            **{name: np.asarray(arrays[name], dtype=np.float64) for name in ARRAY_NAMES})
+    _check_consistent(params, info, npz_path, yaml_path)
+    extra = {name: value for name, value in arrays.items() if name not in ARRAY_NAMES}
+    return SavedModel(params, info, extra)
+
+
+def _check_consistent(params: kernels.Params, info: ModelInfo, npz_path: str, yaml_path: str) -> None:
+    try:
+        kernels.check_params(params)
+    except ValueError as exc:
+        raise InputError(f"{npz_path}: not a valid mixture: {exc}") from None
+    k, d = params.means.shape
+    if (info.n_components, info.n_features) != (k, d):
+        raise InputError(f"{yaml_path}: says {info.n_components} components x {info.n_features} features, "
+                         f"but its arrays hold {k} x {d}")
+    if len(info.feature_names) != d:
+        raise InputError(f"{yaml_path}: lists {len(info.feature_names)} feature_names for {d} features")
+    if len(set(info.feature_names)) != d:
+        raise InputError(f"{yaml_path}: feature_names are not unique")
+    if not (np.allclose(info.weights, params.weights, rtol=1e-12, atol=0)
+            and np.allclose(info.means, params.means, rtol=1e-12, atol=1e-300)):
+        raise InputError(f"{yaml_path}: its weights or means differ from those in {npz_path}")

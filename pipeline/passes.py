@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import operator
 import pickle
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -31,26 +32,16 @@ import dask
 import numpy as np
 from dask.delayed import Delayed
 
-from pipeline import data, kernels
-from pipeline.errors import InputError
+from pipeline import kernels
+from pipeline.errors import BlockError, EnvironmentFault, InputError
 
 SPLIT_EVERY = 8
 # Arguments go inside every fold task while all the copies take at most this many bytes; beyond, one shared key.
 # A shared key costs the pass one more round of scheduling (7 ms of a 90 ms iteration of shape A, measured), about
 # the time the scheduler takes to pass on this many bytes.
 EMBED_BYTES = 8 << 20
-
-
-@dataclass(frozen=True)
-class BlockError:
-    """A partition that could not be used (unreadable, bad values): carried to the client as a value.
-
-    Raising on a worker would make Dask log a traceback for a user's mistake;
-    instead the reduction passes the first error (in partition order) along
-    and :meth:`BlockSource.run` raises it on the client.
-    """
-
-    message: str
+# A pass fails when the cluster has had no worker for this long (cluster.worker_timeout sets it for a job).
+WORKER_TIMEOUT = 60.0
 
 
 def add_tuples(a: tuple, b: tuple) -> tuple:
@@ -118,12 +109,15 @@ class BlockSource:
     n_features : int
     ranges : list of (int, int), optional
         Contiguous ranges of blocks folded by one task each; one range per block if not given.
+    worker_timeout : float
+        Seconds a pass waits while the cluster has no worker before it fails.
     """
 
     blocks: list[Delayed]
     n_rows: list[int]
     n_features: int
     ranges: list[tuple[int, int]] | None = None
+    worker_timeout: float = WORKER_TIMEOUT
     # The last pass's result on a distributed cluster, released only once the next pass is sent (see _compute).
     _held: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -196,8 +190,37 @@ class BlockSource:
             return root
         future = client.compute(task)
         self._held[:] = [future]
-        (root,) = future.result()
+        (root,) = await_result(client, future, self.worker_timeout)
         return root
+
+
+def await_result(client, future, worker_timeout: float):
+    """``future.result()``, failing (EnvironmentFault) once the cluster has had no worker for ``worker_timeout`` s."""
+    from concurrent.futures import CancelledError
+
+    from distributed import TimeoutError as DaskTimeoutError
+
+    without_workers = None
+    while True:
+        try:
+            return future.result(timeout=1.0)
+        except (DaskTimeoutError, TimeoutError):
+            pass
+        except CancelledError:
+            raise EnvironmentFault(f"the computation on the Dask scheduler at {client.scheduler.address} was "
+                                   "cancelled (the scheduler restarted, or the connection to it was lost)") from None
+        try:
+            n_workers = len(client.nthreads())
+        except OSError as exc:
+            raise EnvironmentFault(f"lost the connection to the Dask scheduler at {client.scheduler.address}: {exc}"
+                                   ) from None
+        if n_workers:
+            without_workers = None
+            continue
+        without_workers = without_workers or time.monotonic()
+        if time.monotonic() - without_workers > worker_timeout:
+            raise EnvironmentFault(f"the Dask scheduler at {client.scheduler.address} has had no workers for "
+                                   f"{worker_timeout:g} s (cluster.worker_timeout); start workers or check them")
 
 
 def balanced_ranges(n_rows: list[int], n_ranges: int) -> list[tuple[int, int]]:
@@ -224,7 +247,8 @@ def _current_client():
     return client if dask.base.get_scheduler() == client.get else None
 
 
-def blocks_from_arrays(X, sample_weight=None, rows_per_block: int | None = None) -> BlockSource:
+def blocks_from_arrays(X, sample_weight=None, rows_per_block: int | None = None, drop_missing: bool = False
+                       ) -> BlockSource:
     """A BlockSource over an in-memory or Dask array.
 
     Parameters
@@ -233,6 +257,8 @@ def blocks_from_arrays(X, sample_weight=None, rows_per_block: int | None = None)
     sample_weight : array-like of shape (n_samples,) or None
     rows_per_block : int, optional
         Re-chunk rows to this size (NumPy input defaults to blocks of about 64 MiB).
+    drop_missing : bool
+        Drop rows with NaN as each block is made (``nan_policy="drop"``).
     """
     import dask.array as da
 
@@ -248,13 +274,15 @@ def blocks_from_arrays(X, sample_weight=None, rows_per_block: int | None = None)
     else:
         w = da.asarray(sample_weight).astype(np.float64).rechunk((X.chunks[0],))
         w_blocks = w.to_delayed().ravel().tolist()
-    blocks = [dask.delayed(_pair, pure=True)(x, w) for x, w in zip(x_blocks, w_blocks)]
+    blocks = [dask.delayed(_pair, pure=True)(x, w, drop_missing) for x, w in zip(x_blocks, w_blocks)]
     return BlockSource(blocks, list(X.chunks[0]), X.shape[1])
 
 
-def _pair(x, w):
+def _pair(x, w, drop_missing=False):
+    if drop_missing:
+        keep = ~np.isnan(x).any(axis=1)
+        x, w = x[keep], (None if w is None else w[keep])
     return np.asfortranarray(x), w
-
 
 
 def _summary_block(X, sample_weight, row_offset):
@@ -268,26 +296,3 @@ def scan(source: BlockSource) -> tuple[BlockSource, kernels.Summary]:
     """
     summary = source.run(_summary_block)
     return replace(source, n_rows=list(summary.n_rows)), summary
-
-
-def _read_partition(*args) -> tuple | BlockError:
-    try:
-        return data.read_partition(*args)
-    except InputError as exc:
-        return BlockError(str(exc))
-
-
-def blocks_from_parquet(dataset: data.ParquetDataset) -> BlockSource:
-    """A BlockSource that reads each partition of ``dataset`` with pyarrow on the workers."""
-    blocks = [
-        dask.delayed(_read_partition, pure=True)(
-            dataset.fs,
-            part,
-            dataset.feature_names,
-            dataset.weight_column,
-            dataset.nan_policy,
-            dask_key_name=f"read-parquet-{dataset.fingerprint[:16]}-{i}",
-        )
-        for i, part in enumerate(dataset.partitions)
-    ]
-    return BlockSource(blocks, [p.n_rows for p in dataset.partitions], len(dataset.feature_names))

@@ -86,16 +86,16 @@ def draw(model_dir: str, data_path: str | None = None):
     saved = load_saved_model(model_dir)
     params, info = saved.params, saved.info
     selection = _read_selection(model_dir)
-    sample = _sample_rows(data_path, info["feature_names"]) if data_path else np.empty((0, params.n_features))
+    sample = _sample_rows(data_path, info.feature_names) if data_path else np.empty((0, params.n_features))
     n_panels = 2 + (selection is not None)
     fig, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 5), squeeze=False)
     axes = axes[0]
 
-    history = info.get("history") or []
+    history = info.history
     ax = axes[0]
     ax.plot(range(1, len(history) + 1), history, marker="o", markersize=3)
-    ax.set(title=f"Convergence ({'converged' if info.get('converged') else 'not converged'}, "
-                 f"{info.get('n_iter', len(history))} iterations)",
+    ax.set(title=f"Convergence ({'converged' if info.converged else 'not converged'}, "
+                 f"{info.n_iter} iterations)",
            xlabel="iteration", ylabel="mean log-likelihood")
     ax.grid(alpha=0.3)
     changes = np.abs(np.diff(history))
@@ -156,7 +156,7 @@ def write_report(model_dir: str, output: str, data_path: str | None = None) -> N
     if suffix == ".png":
         storage.write_bytes(output, png)
         return
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(info.get(k)))}</td></tr>"
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(getattr(info, k)))}</td></tr>"
                    for k in ("n_samples", "converged", "n_iter", "lower_bound", "bic", "aic", "data_fingerprint"))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>gmm report: {html.escape(model_dir)}</title>"
             f"</head><body><h1>Gaussian mixture: {html.escape(model_dir)}</h1><table>{rows}</table>"

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from pipeline import kernels
 from pipeline.errors import InputError
-from pipeline.model import save_model
+from pipeline.model import describe, save_model
 
 TRUTH_DIR = "_truth"  # leading underscore: Parquet readers skip it
 
@@ -51,8 +51,10 @@ def generate(
                              ("n-components", n_components, 1), ("partitions", partitions, 1)):
         if value < low:
             raise InputError(f"--{name} must be >= {low}, got {value}")
+    if partitions > n_samples:
+        raise InputError(f"--partitions {partitions} is more than --n-samples {n_samples}: some files would be empty")
     output = Path(output).absolute()
-    if output.exists():
+    if output.exists() or output.is_symlink():
         raise InputError(f"--output {str(output)!r} already exists; remove it or choose another path")
     params = true_params(n_features, n_components, seed)
     staging = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:12]}"
@@ -64,7 +66,7 @@ def generate(
             rows = _partition_rows(params, base + (p < extra), seed, p)
             table = pa.table({name: rows[:, j] for j, name in enumerate(names)})
             pq.write_table(table, staging / f"part-{p:05d}.parquet")
-        info = {"feature_names": names, "n_samples": n_samples, "generated": {"seed": seed, "partitions": partitions}}
+        info = describe(params, names, n_samples=n_samples, generated={"seed": seed, "partitions": partitions})
         save_model(staging / TRUTH_DIR, params, info)
         staging.rename(output)
     finally:

@@ -1,6 +1,7 @@
 """The job and the ``gmm`` command, through the real entry point and real Parquet files."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,10 +16,10 @@ import yaml
 from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from conftest import COVARIANCE_TYPES, make_blobs, sklearn_start, whitened_errors, write_parquet
+from helpers import COVARIANCE_TYPES, make_blobs, sklearn_start, whitened_errors, write_parquet
 from pipeline import job, kernels, load_model
 from pipeline.config import load_config
-from pipeline.model import save_model
+from pipeline.model import describe, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 GMM = str(Path(sys.executable).parent / "gmm")
@@ -39,8 +40,8 @@ def fit_parquet_from_sklearns_start(tmp_path, client, X, covariance_type, emit=l
     w, m, p = sklearn_start(X, 3, covariance_type)
     prec_chol = kernels.precision_cholesky_from_precisions(p, covariance_type)
     cov = kernels.covariances_from_precision_cholesky(prec_chol, covariance_type)
-    save_model(tmp_path / "start", kernels.Params(w, m, cov, prec_chol, covariance_type),
-               {"feature_names": ["x0", "x1", "x2"]})
+    start = kernels.Params(w, m, cov, prec_chol, covariance_type)
+    save_model(tmp_path / "start", start, describe(start, ["x0", "x1", "x2"]))
     config = write_config(
         tmp_path / "c.yaml",
         data={"path": str(tmp_path / "data")},
@@ -148,15 +149,34 @@ def test_json_log_format_and_require_convergence(tmp_path):
     write_parquet(tmp_path / "data", make_blobs(31), n_files=3)
     write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 1, "tol": 0.0},
                  output={"path": "m"})
-    with hold_port(8787):  # Dask warns when the dashboard's port is taken: that must be JSON too
-        run = gmm("fit", "c.yaml", "--log-format", "json", "--require-convergence", cwd=tmp_path)
+    # Dask warns about every graph above this size: its warnings (and log records) must be JSON too
+    env = {**os.environ, "DASK_DISTRIBUTED__ADMIN__LARGE_GRAPH_WARNING_THRESHOLD": "1"}
+    with hold_port(8787):  # the dashboard's port is taken: another one is used, without Dask's warning block
+        run = gmm("fit", "c.yaml", "--log-format", "json", "--require-convergence", cwd=tmp_path, env=env)
     assert run.returncode == 3, run.stderr
     records = [json.loads(line) for line in run.stderr.splitlines()]  # every line is one JSON object
-    assert any(r["event"] == "log" and "8787" in r["message"] for r in records), records
+    assert any(r["event"] == "log" and "Sending large graph" in r["message"] for r in records), records
+    assert not any("8787" in str(r.get("message")) for r in records), records
+    start = next(r for r in records if r["event"] == "start")
+    assert start["dashboard"].startswith("http") and ":8787/" not in start["dashboard"]
     iteration = next(r for r in records if r["event"] == "iteration")
     assert set(iteration) >= {"event", "iteration", "lower_bound", "change", "seconds"}
     assert records[-1]["event"] == "error" and "did not converge" in records[-1]["message"]
     assert yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())["converged"] is False
+
+
+def test_dashboard_off_and_on_a_chosen_port(tmp_path):
+    write_parquet(tmp_path / "data", make_blobs(33), n_files=2)
+    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 2},
+                 output={"path": "m"})
+    off = gmm("fit", "c.yaml", "--set", "cluster.dashboard=false", cwd=tmp_path)
+    assert off.returncode == 0 and "dashboard: off" in off.stderr, off.stderr
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        port = sock.getsockname()[1]
+    chosen = gmm("fit", "c.yaml", "--force", "--set", f"cluster.dashboard=':{port}'", cwd=tmp_path)
+    assert chosen.returncode == 0 and f":{port}/status" in chosen.stderr, chosen.stderr
+    assert chosen.stderr.count("dashboard") == 1  # the address is printed once
 
 
 def test_missing_config_file_exits_2(tmp_path):

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from conftest import COVARIANCE_TYPES, make_blobs
+from helpers import COVARIANCE_TYPES, make_blobs
 from pipeline import GaussianMixture, load_model
-from pipeline.errors import NotFittedError
+from pipeline.errors import ConvergenceWarning, NotFittedError
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +50,17 @@ def test_dask_in_gives_lazy_dask_out(fitted):
 
 def test_pandas_and_dask_dataframes_fit_like_numpy():
     X = make_blobs(21)
-    frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(tag="text")  # non-numeric columns are skipped
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
     ref = GaussianMixture(3, random_state=0).fit(X)
     from_pandas = GaussianMixture(3, random_state=0).fit(frame)
     from_dask = GaussianMixture(3, random_state=0).fit(dd.from_pandas(frame, npartitions=3))
     for gm in (from_pandas, from_dask):
         np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-9)
-    assert list(from_pandas.feature_names_in_) == ["a", "b", "c"]
+        assert list(gm.feature_names_in_) == ["a", "b", "c"]
+    assert not hasattr(ref, "feature_names_in_")
+    # a column that is not a number is refused, as scikit-learn refuses it (never silently left out)
+    with pytest.raises(ValueError, match="could not convert string to float: 'text'"):
+        GaussianMixture(3).fit(frame.assign(tag="text"))
 
 
 def test_unfitted_model_raises_value_and_attribute_error():
@@ -75,13 +79,13 @@ def test_input_errors_are_sklearn_style(fitted):
         GaussianMixture(2).fit(np.arange(10.0))
     with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3 features"):
         gm.predict(np.zeros((4, 2)))
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(ValueError, match="Input X contains NaN"):
         GaussianMixture(2).fit(np.array([[0.0, 1.0], [np.nan, 2.0], [3.0, 4.0]]))
-    with pytest.raises(ValueError, match="numeric rows"):
+    with pytest.raises(ValueError, match="could not convert string to float"):
         GaussianMixture(2).fit(np.array([[1, 2], ["a", 3]], dtype=object))
     with pytest.raises(ValueError, match="n_samples >= n_components"):
         GaussianMixture(5).fit(X[:3])
-    with pytest.raises(ValueError, match="'covariance_type' parameter of GaussianMixture must be one of"):
+    with pytest.raises(ValueError, match="'covariance_type' parameter of GaussianMixture must be a str among"):
         GaussianMixture(2, covariance_type="round").fit(X)
     with pytest.raises(ValueError, match=r"'dtype' parameter of GaussianMixture must be one of \('float64', 'float32'\)"):
         GaussianMixture(2, dtype=np.float16).fit(X)
@@ -101,9 +105,9 @@ def test_frequency_weights_equal_repeated_rows():
     start = GaussianMixture(3, max_iter=0, random_state=0).fit(X)
     kw = dict(weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_, tol=0,
               max_iter=8)
-    with pytest.warns(Warning, match="did not converge"):
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
         a = GaussianMixture(3, **kw).fit(X, sample_weight=w)
-    with pytest.warns(Warning, match="did not converge"):
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
         b = GaussianMixture(3, **kw).fit(repeated)
     np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-9)
     assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-12)
@@ -112,14 +116,14 @@ def test_frequency_weights_equal_repeated_rows():
 def test_warm_start_continues_from_the_last_fit():
     X = make_blobs(24)
     gm = GaussianMixture(3, warm_start=True, max_iter=2, tol=0, random_state=0)
-    with pytest.warns(Warning, match="did not converge"):
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
         gm.fit(X)
     first = gm.means_.copy()
-    with pytest.warns(Warning, match="did not converge"):
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
         gm.fit(X)
     assert gm.n_iter_ == 2 and not np.allclose(gm.means_, first, rtol=0, atol=0)
     cold = GaussianMixture(3, max_iter=4, tol=0, random_state=0)
-    with pytest.warns(Warning, match="did not converge"):
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
         cold.fit(X)
     np.testing.assert_allclose(gm.means_, cold.means_, rtol=1e-10)
 
@@ -155,7 +159,7 @@ def test_fit_predict_and_params_follow_sklearn():
     labels = gm.fit_predict(X)
     np.testing.assert_array_equal(labels, gm.predict(X))
     assert gm.set_params(n_components=2, tol=1e-4) is gm and gm.get_params()["n_components"] == 2
-    assert repr(gm) == "GaussianMixture(n_components=2, tol=0.0001, random_state=0)"
+    assert repr(gm) == "GaussianMixture(n_components=2, random_state=0, tol=0.0001)"  # sorted, as scikit-learn
     assert gm.set_params(dtype=np.float32).get_params()["dtype"] is np.float32
     with pytest.raises(ValueError, match="Invalid parameter 'n_clusters'"):
         gm.set_params(n_clusters=3)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from conftest import COVARIANCE_TYPES, make_blobs, whitened_errors
+from helpers import COVARIANCE_TYPES, make_blobs, whitened_errors
 from pipeline import kernels
 from pipeline.errors import ComponentCollapseError
 from pipeline.kernels import estep
@@ -243,7 +243,7 @@ def test_precision_cholesky_round_trips(covariance_type):
 
 def test_singular_covariance_names_the_component_and_the_remedy():
     cov = np.stack([np.eye(2), np.zeros((2, 2))])
-    with pytest.raises(ComponentCollapseError, match=r"component 1 .*increase model.reg_covar"):
+    with pytest.raises(ComponentCollapseError, match=r"component 1 .*increase reg_covar"):
         kernels.compute_precision_cholesky(cov, "full")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import make_blobs, write_parquet
+from helpers import make_blobs, write_parquet
 from pipeline import load_model
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import make_blobs
+from helpers import make_blobs
 from pipeline import GaussianMixture, load_model
 
 GMM = str(Path(sys.executable).parent / "gmm")
@@ -99,11 +99,16 @@ def test_select_fits_all_candidates_in_shared_passes(tmp_path):
         [(k, ct) for ct in ("full", "diag") for k in range(1, 6)]
     best = min(table, key=lambda r: float(r["bic"]))
     assert (best["n_components"], best["covariance_type"]) == ("3", "full")
-    # One pass per iteration for all ten candidates: as many passes as the longest candidate took.
+    # One pass per iteration for all ten candidates: as many passes as the longest candidate took; each
+    # candidate reports its own progress, one line per iteration while it runs.
     iterations = [json.loads(line) for line in run.stderr.splitlines() if '"iteration"' in line]
     iterations = [r for r in iterations if r["event"] == "iteration"]
-    assert len(iterations) == max(int(r["n_iter"]) for r in table)
-    assert iterations[0]["active_starts"] == 10
+    assert len({r["iteration"] for r in iterations}) == max(int(r["n_iter"]) for r in table)
+    first = [r for r in iterations if r["iteration"] == 1]
+    assert sorted(r["candidate"] for r in first) == sorted(f"K={k} {ct}" for ct in ("full", "diag") for k in range(1, 6))
+    for row in table:
+        label = f"K={row['n_components']} {row['covariance_type']}"
+        assert len([r for r in iterations if r["candidate"] == label]) == int(row["n_iter"])
     model = load_model(tmp_path / "best")
     assert model.n_components == 3 and model.covariance_type == "full"
     info = yaml.safe_load((tmp_path / "best" / "model.yaml").read_text())

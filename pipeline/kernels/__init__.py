@@ -6,9 +6,10 @@ results.  Notation follows scikit-learn: ``X`` is (n_samples, n_features),
 ``resp`` and ``log_resp`` are (n_samples, n_components), ``nk`` is
 (n_components,).
 
-- :mod:`~pipeline.kernels.params`: parameters and Cholesky factors of the precisions;
+- :mod:`~pipeline.kernels.params`: parameters, Cholesky factors of the precisions, the covariance types;
 - :mod:`~pipeline.kernels.estep`: log densities and responsibilities, in log space;
-- :mod:`~pipeline.kernels.stats`: block statistics, their merge, the M-step.
+- :mod:`~pipeline.kernels.stats`: block statistics and their merge;
+- :mod:`~pipeline.kernels.mstep`: the M-step (maximum likelihood, or MAP under :mod:`~pipeline.kernels.prior`).
 """
 
 from pipeline.kernels.estep import (
@@ -20,35 +21,42 @@ from pipeline.kernels.estep import (
     log_gaussian_prob,
     prepare,
 )
+from pipeline.kernels.mstep import m_step
 from pipeline.kernels.params import (
     COVARIANCE_TYPES,
     Params,
+    check_params,
     compute_precision_cholesky,
+    covariance_shape,
     covariances_from_precision_cholesky,
+    dense_covariances,
+    is_dense,
     make_params,
     n_parameters,
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
-    second_moment_shape,
+    unit_params,
 )
+from pipeline.kernels.prior import DataMoments, Prior, default_prior, log_prior
 from pipeline.kernels.stats import (
+    Fit,
     Stats,
     Summary,
-    block_log_likelihood,
+    block_fit,
     block_statistics,
     block_summary,
     empty_stats,
     hard_assignment_statistics,
-    m_step,
     nearest_centre,
     random_resp_statistics,
     row_uniforms,
 )
 
 __all__ = [
-    "COVARIANCE_TYPES", "DTYPES", "MAX_SHIFT_DISTANCE2", "MAX_SHIFT_DISTANCE2_FLOAT32", "Params", "Prepared", "Stats",
-    "Summary", "block_log_likelihood", "block_statistics", "block_summary", "compute_precision_cholesky", "covariances_from_precision_cholesky",
-    "empty_stats", "estimate_log_resp", "hard_assignment_statistics", "log_gaussian_prob", "m_step", "make_params",
-    "n_parameters", "nearest_centre", "precision_cholesky_from_precisions", "precisions_from_cholesky", "prepare",
-    "random_resp_statistics", "row_uniforms", "second_moment_shape",
+    "COVARIANCE_TYPES", "DTYPES", "MAX_SHIFT_DISTANCE2", "MAX_SHIFT_DISTANCE2_FLOAT32", "DataMoments", "Fit", "Params",
+    "Prepared", "Prior", "Stats", "Summary", "block_fit", "block_statistics", "block_summary", "check_params",
+    "compute_precision_cholesky", "covariance_shape", "covariances_from_precision_cholesky", "default_prior",
+    "dense_covariances", "empty_stats", "is_dense", "estimate_log_resp", "hard_assignment_statistics", "log_gaussian_prob",
+    "log_prior", "m_step", "make_params", "n_parameters", "nearest_centre", "precision_cholesky_from_precisions",
+    "precisions_from_cholesky", "prepare", "random_resp_statistics", "row_uniforms", "unit_params",
 ]

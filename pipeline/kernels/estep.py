@@ -38,11 +38,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.kernels.params import Params
+from pipeline.choices import DTYPES
+from pipeline.kernels.params import Params, is_dense
 
+__all__ = ["DTYPES"]
 _LOG_2PI = math.log(2.0 * math.pi)
-# Arithmetic the E-step can run in (see :func:`prepare`).
-DTYPES = ("float64", "float32")
 # Temporaries of a chunk take about this many bytes: within the last-level cache, and long enough rows for the
 # products (measured best from 4 to 16 MiB on the benchmark shapes).
 _CHUNK_BYTES = 8 << 20
@@ -90,6 +90,8 @@ class Prepared:
         Of the chunk arithmetic (features, log densities, responsibilities and a
         chunk's moments); float32 only on the expanded route.  Sums over chunks
         are float64 whatever it is.
+    with_entropy : bool
+        Whether the statistics also sum ``r log r`` (the variational bound needs it).
     """
 
     covariance_type: str
@@ -102,6 +104,7 @@ class Prepared:
     centres: np.ndarray | None = None
     precisions_cholesky: np.ndarray | None = None
     dtype: np.dtype = np.dtype(np.float64)
+    with_entropy: bool = False
 
 
 def _log_det(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
@@ -133,7 +136,7 @@ def n_quadratic(covariance_type: str, n_features: int) -> int:
 
 def _quadratic_coefficients(prec_chol: np.ndarray, covariance_type: str, k: int) -> np.ndarray:
     """(K, n_quadratic): the log density's coefficients of ``q(x')``, ``-P_ij / 2`` (off-diagonal twice)."""
-    if covariance_type in ("full", "tied"):
+    if is_dense(covariance_type):
         d = prec_chol.shape[-1]
         rows, cols = np.triu_indices(d)
         precision = prec_chol @ np.swapaxes(prec_chol, -1, -2)
@@ -154,7 +157,8 @@ def _linear_coefficients(whitened: np.ndarray, prec_chol: np.ndarray, covariance
     return whitened * prec_chol[:, None]
 
 
-def prepare(params: Params, allow_expanded: bool = True, dtype="float64") -> Prepared:
+def prepare(params: Params, allow_expanded: bool = True, dtype="float64", log_weights: np.ndarray | None = None,
+            with_entropy: bool = False) -> Prepared:
     """Constants of the E-step for ``params``, on the expanded route when it is accurate enough.
 
     Parameters
@@ -165,6 +169,12 @@ def prepare(params: Params, allow_expanded: bool = True, dtype="float64") -> Pre
     dtype : {"float64", "float32"}, default "float64"
         Arithmetic of the chunks.  float32 is used when the expanded route is
         accurate enough in it (:data:`MAX_SHIFT_DISTANCE2_FLOAT32`), float64 otherwise.
+    log_weights : ndarray of shape (n_components,), optional
+        What is added to each component's log density: ``log(params.weights)``
+        by default; the variational E-step passes its expected log weights and
+        precision terms.
+    with_entropy : bool, default False
+        Also sum ``r log r`` in the statistics.
 
     Returns
     -------
@@ -172,8 +182,10 @@ def prepare(params: Params, allow_expanded: bool = True, dtype="float64") -> Pre
     """
     ct, u = params.covariance_type, params.precisions_cholesky
     k, d = params.n_components, params.n_features
-    with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
-        offset = np.log(params.weights) + _log_det(u, ct, d) - 0.5 * d * _LOG_2PI
+    if log_weights is None:
+        with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
+            log_weights = np.log(params.weights)
+    offset = log_weights + _log_det(u, ct, d) - 0.5 * d * _LOG_2PI
     centre = params.weights @ params.means / params.weights.sum()
     whitened = _whitened(params.means - centre, u, ct)
     distance2 = np.square(whitened).sum(axis=1)
@@ -183,8 +195,9 @@ def prepare(params: Params, allow_expanded: bool = True, dtype="float64") -> Pre
         offset = (offset - 0.5 * distance2)[:, None]
         if np.dtype(dtype) == np.float32 and distance2.max() <= MAX_SHIFT_DISTANCE2_FLOAT32:
             single = np.dtype(np.float32)
-            return Prepared(ct, k, d, True, shift, offset.astype(single), matrix.astype(single), dtype=single)
-        return Prepared(ct, k, d, True, shift, offset, matrix)
+            return Prepared(ct, k, d, True, shift, offset.astype(single), matrix.astype(single), dtype=single,
+                            with_entropy=with_entropy)
+        return Prepared(ct, k, d, True, shift, offset, matrix, with_entropy=with_entropy)
     if ct == "full":
         # The ones row of the chunk turns the subtraction of U_k^T mu_k into part of the product.
         stacked = np.transpose(u, (0, 2, 1)).reshape(k * d, d)
@@ -194,7 +207,7 @@ def prepare(params: Params, allow_expanded: bool = True, dtype="float64") -> Pre
         matrix, centres = np.ascontiguousarray(u.T), _whitened(params.means, u, ct)[:, :, None]
     else:
         matrix, centres = u, params.means[:, :, None]
-    return Prepared(ct, k, d, False, params.means, offset[:, None], matrix, centres, u)
+    return Prepared(ct, k, d, False, params.means, offset[:, None], matrix, centres, u, with_entropy=with_entropy)
 
 
 _THREAD = threading.local()
@@ -238,7 +251,7 @@ def _fill_expanded(z, columns, prep):
     np.subtract(columns, prep.shift[0][:, None], out=x)
     q = z[d + 1 :]
     ct = prep.covariance_type
-    if ct in ("full", "tied"):
+    if is_dense(ct):  # x'_i x'_j for i <= j, in np.triu_indices order (stats._unpack_quadratic reads it so)
         start = 0
         for i in range(d):
             np.multiply(x[i], x[i:], out=q[start : start + d - i])

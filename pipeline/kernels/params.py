@@ -2,12 +2,17 @@
 
 Shapes of covariance-like arrays depend on the covariance type:
 
-=========  =====================
-full       (n_components, D, D)
-tied       (D, D)
-diag       (n_components, D)
-spherical  (n_components,)
-=========  =====================
+=========  =====================  ==========================================
+full       (n_components, D, D)   one matrix per component
+tied       (D, D)                 full's matrices, shared: their sum
+diag       (n_components, D)      full's diagonals
+spherical  (n_components,)        diag's mean over features
+=========  =====================  ==========================================
+
+Every type is a reduction of ``full``: :func:`dense_covariances` expands any of
+them back to (n_components, D, D), and :func:`reduce_components` maps
+per-component quantities (matrices for full/tied, diagonals for diag/spherical)
+to a type's own shape.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from pipeline.choices import COVARIANCE_TYPES
 from pipeline.errors import ComponentCollapseError
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+__all__ = ["COVARIANCE_TYPES"]
+# The arrays of Params, in the order model.npz and checkpoints store them.
+PARAM_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,13 @@ class Params:
         return self.means.shape[1]
 
 
-def second_moment_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
-    """Shape of ``Stats.s2`` (and of the covariances) for a covariance type."""
+def is_dense(covariance_type: str) -> bool:
+    """Whether a type's covariances are matrices (full, tied) rather than per-feature variances (diag, spherical)."""
+    return covariance_type in ("full", "tied")
+
+
+def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+    """Shape of the covariances (and of ``Stats.s2``) for a covariance type."""
     return {
         "full": (n_components, n_features, n_features),
         "tied": (n_features, n_features),
@@ -61,10 +74,49 @@ def second_moment_shape(covariance_type: str, n_components: int, n_features: int
     }[covariance_type]
 
 
+def reduce_components(per_component: np.ndarray, covariance_type: str) -> np.ndarray:
+    """A type's own shape from per-component quantities.
+
+    ``per_component`` is (K, D, D) for full and tied, (K, D) for diag and
+    spherical; tied sums over components, spherical over features, the others
+    keep it.  Covariances are ``reduce(scatter) / reduce(counts)``: the
+    pooled scatter over the pooled count (tied), the mean diagonal (spherical).
+    """
+    if covariance_type == "tied":
+        return per_component.sum(axis=0)
+    if covariance_type == "spherical":
+        return per_component.sum(axis=-1)
+    return per_component
+
+
+def per_component(values: np.ndarray, covariance_type: str, n_components: int, n_features: int) -> np.ndarray:
+    """A type's array broadcast to per-component shape: (K, D, D) for full/tied, (K, D) for diag/spherical."""
+    if covariance_type == "tied":
+        return np.broadcast_to(values, (n_components, n_features, n_features))
+    if covariance_type == "spherical":
+        return np.broadcast_to(np.asarray(values)[:, None], (n_components, n_features))
+    return values
+
+
+def dense_covariances(params: Params) -> np.ndarray:
+    """Every component's covariance as a (D, D) matrix.
+
+    Returns
+    -------
+    ndarray of shape (n_components, n_features, n_features)
+    """
+    k, d = params.n_components, params.n_features
+    cov = per_component(params.covariances, params.covariance_type, k, d)
+    if is_dense(params.covariance_type):
+        return np.array(cov)
+    return cov[:, :, None] * np.eye(d)
+
+
 # Cholesky factors of the precisions
 _COLLAPSE_HINT = (
-    "the component collapsed onto too few distinct points; "
-    "increase model.reg_covar, reduce model.n_components, or scale the data"
+    "ill-defined empirical covariance (the component collapsed onto too few distinct points); "
+    "increase reg_covar (model.reg_covar), use the conjugate prior (model.prior: default, prior='default'), "
+    "or reduce n_components"
 )
 
 
@@ -94,8 +146,10 @@ def compute_precision_cholesky(covariances: np.ndarray, covariance_type: str) ->
     Raises
     ------
     ComponentCollapseError
-        If a covariance is not positive definite.
+        If a covariance is not positive definite (or not finite).
     """
+    if not np.isfinite(covariances).all():
+        raise ComponentCollapseError(f"a covariance is not finite: {_COLLAPSE_HINT}")
     if covariance_type == "full":
         return np.stack(
             [_precision_chol_from_cov(c, f"covariance of component {k}") for k, c in enumerate(covariances)]
@@ -126,24 +180,23 @@ def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: 
 
 def covariances_from_precision_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
     """Covariances ``(U U^T)^{-1}`` from upper Cholesky factors of the precisions."""
+    if not is_dense(covariance_type):
+        return 1.0 / prec_chol**2
+    inverse = solve_triangular_stack(prec_chol)  # U^{-1}
+    return np.swapaxes(inverse, -1, -2) @ inverse  # U^{-T} U^{-1}
 
-    def cov(u):
-        lower = solve_triangular(u, np.eye(u.shape[0]), lower=False).T  # U^{-T}
-        return lower @ lower.T
 
-    if covariance_type == "full":
-        return np.stack([cov(u) for u in prec_chol])
-    if covariance_type == "tied":
-        return cov(prec_chol)
-    return 1.0 / prec_chol**2
+def solve_triangular_stack(upper: np.ndarray) -> np.ndarray:
+    """``U^{-1}`` of an upper-triangular (D, D) matrix or of each of a stack (K, D, D)."""
+    if upper.ndim == 2:
+        return solve_triangular(upper, np.eye(upper.shape[0]), lower=False)
+    return np.stack([solve_triangular(u, np.eye(u.shape[0]), lower=False) for u in upper])
 
 
 def precisions_from_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
     """Precisions ``U U^T`` (full, tied) or ``U**2`` (diag, spherical)."""
-    if covariance_type == "full":
-        return prec_chol @ np.swapaxes(prec_chol, 1, 2)
-    if covariance_type == "tied":
-        return prec_chol @ prec_chol.T
+    if is_dense(covariance_type):
+        return prec_chol @ np.swapaxes(prec_chol, -1, -2)
     return prec_chol**2
 
 
@@ -169,3 +222,53 @@ def make_params(weights, means, covariances, covariance_type: str) -> Params:
         compute_precision_cholesky(covariances, covariance_type),
         covariance_type,
     )
+
+
+def unit_params(centres: np.ndarray, covariance_type: str) -> Params:
+    """Equal weights, the given means, identity covariances: whitening is just ``x - c_k``."""
+    k, d = centres.shape
+    eye = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)),
+           "spherical": np.ones(k)}[covariance_type]
+    return Params(np.full(k, 1.0 / k), np.asarray(centres, dtype=np.float64), eye, eye, covariance_type)
+
+
+def check_params(params: Params, rtol: float = 1e-6) -> None:
+    """Check that ``params`` is a valid mixture; ValueError naming what is wrong.
+
+    Weights non-negative and summing to 1, every array finite and of its
+    type's shape, covariances positive definite, and the precision factors
+    upper triangular with a positive diagonal and consistent with the
+    covariances (to ``rtol``, relative to each component's own scale).
+    """
+    k, d = params.means.shape if params.means.ndim == 2 else (0, 0)
+    if params.means.ndim != 2 or k == 0 or d == 0:
+        raise ValueError(f"means has shape {params.means.shape}, expected (n_components, n_features)")
+    expected = {"weights": (k,), "means": (k, d), "covariances": covariance_shape(params.covariance_type, k, d),
+                "precisions_cholesky": covariance_shape(params.covariance_type, k, d)}
+    for name, shape in expected.items():
+        value = getattr(params, name)
+        if value.shape != shape:
+            raise ValueError(f"{name} has shape {value.shape}, expected {shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+    w = params.weights
+    if (w < 0).any() or abs(w.sum() - 1.0) > 1e-6:
+        raise ValueError(f"weights must be >= 0 and sum to 1 (min {w.min():.6g}, sum {w.sum():.10g})")
+    u = per_component(params.precisions_cholesky, params.covariance_type, k, d)
+    if is_dense(params.covariance_type):
+        if (np.tril(u, -1) != 0).any() or (np.diagonal(u, axis1=1, axis2=2) <= 0).any():
+            raise ValueError("precisions_cholesky must be upper triangular with a positive diagonal")
+    elif (u <= 0).any():
+        raise ValueError("precisions_cholesky must be positive")
+    try:
+        compute_precision_cholesky(params.covariances, params.covariance_type)
+    except ComponentCollapseError:
+        raise ValueError("covariances are not positive definite") from None
+    # U^T Sigma U is the identity when U is Sigma's precision factor: compare in each component's own units.
+    dense = dense_covariances(params)
+    if is_dense(params.covariance_type):
+        whitened = np.swapaxes(u, 1, 2) @ dense @ u
+    else:
+        whitened = dense * (u[:, :, None] * u[:, None, :])
+    if np.abs(whitened - np.eye(d)).max() > rtol * max(1.0, d):
+        raise ValueError("precisions_cholesky does not match covariances")

@@ -1,4 +1,4 @@
-"""Block sufficient statistics, their merge (``+``), and the M-step.
+"""Block sufficient statistics and their merge (``+``).
 
 Second moments are *shifted*: a block's statistics for component ``k`` are
 taken about a point ``c_k`` shared by every block (``Prepared.shift``), so they
@@ -9,18 +9,31 @@ and all moments of a chunk are one product of the responsibilities with the
 quadratic features the E-step built.  On the centred route ``c_k`` is the
 component's current mean; moments are accumulated on the whitened differences
 ``y_k = U_k^T (x - c_k)`` and mapped back with ``U_k^{-1}`` once per block.
+Either way each component's moments are first per component (matrices for
+full and tied, diagonals for diag and spherical) and then reduced to the
+covariance type's shape (:func:`~pipeline.kernels.params.reduce_components`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from pipeline.kernels.estep import Prepared, chunk_log_prob, chunks, n_quadratic, normalise, prepare
-from pipeline.kernels.params import Params, compute_precision_cholesky, second_moment_shape
+from pipeline.kernels.params import (
+    covariance_shape,
+    is_dense,
+    per_component,
+    reduce_components,
+    solve_triangular_stack,
+    unit_params,
+)
+
+# A column's squared spread times the weight sum must stay below this, so that second moments stay finite.
+MAX_SQUARED_SPREAD = 1e300
 
 
 @dataclass(frozen=True)
@@ -38,10 +51,13 @@ class Stats:
     nk : ndarray of shape (n_components,)
         ``sum_i s_i r_ik``.
     s1 : ndarray of shape (n_components, n_features)
-        ``sum_i s_i r_ik (x_i - c_k)``.
+        First moments ``sum_i s_i r_ik (x_i - c_k)``.
     s2 : ndarray, shape by covariance type
-        ``sum_i s_i r_ik (x_i - c_k)(x_i - c_k)^T`` (full), its sum over
-        components (tied), its diagonal (diag) or its trace (spherical).
+        Second moments ``sum_i s_i r_ik (x_i - c_k)(x_i - c_k)^T`` (full), their
+        sum over components (tied), their diagonal (diag) or its sum (spherical).
+    resp_log_resp : float
+        ``sum_i s_i sum_k r_ik log r_ik`` when the E-step was asked for it
+        (``Prepared.with_entropy``, the variational bound needs it), else 0.
     """
 
     n_rows: int
@@ -50,6 +66,7 @@ class Stats:
     nk: np.ndarray
     s1: np.ndarray
     s2: np.ndarray
+    resp_log_resp: float = 0.0
 
     def __add__(self, other: Stats) -> Stats:
         return Stats(
@@ -59,6 +76,7 @@ class Stats:
             self.nk + other.nk,
             self.s1 + other.s1,
             self.s2 + other.s2,
+            self.resp_log_resp + other.resp_log_resp,
         )
 
 
@@ -70,7 +88,7 @@ def empty_stats(covariance_type: str, n_components: int, n_features: int) -> Sta
         0.0,
         np.zeros(n_components),
         np.zeros((n_components, n_features)),
-        np.zeros(second_moment_shape(covariance_type, n_components, n_features)),
+        np.zeros(covariance_shape(covariance_type, n_components, n_features)),
     )
 
 
@@ -83,38 +101,77 @@ class Summary:
     n_rows : tuple of int
         Rows of each block, in order.
     weight_sum : float
+    max_weight : float
     minimum, maximum : ndarray of shape (n_features,)
-        Column extremes over rows of positive weight.
+        Column extremes over rows of positive weight (observed values only).
+    n_missing : int
+        Missing values (NaN) in the rows kept.
+    n_incomplete : int
+        Rows kept with at least one missing value.
     """
 
     n_rows: tuple[int, ...]
     weight_sum: float
+    max_weight: float
     minimum: np.ndarray
     maximum: np.ndarray
+    n_missing: int = 0
+    n_incomplete: int = 0
+
+    def problem(self, columns: list[str], weights: str) -> str | None:
+        """What float64 arithmetic cannot carry, in words (None if nothing): weights that sum past float64's
+        range or to 0, or a column whose squared spread, times the weight sum, overflows.
+
+        ``columns`` names each feature (e.g. "column 'x0'"), ``weights`` the weights (e.g. "sample_weight").
+        """
+        if not math.isfinite(self.weight_sum):
+            return (f"{weights} sums to more than float64 holds (largest weight {self.max_weight:.3g}); "
+                    "rescale the weights")
+        if self.weight_sum <= 0:
+            return f"{weights} sums to 0; no row would count"
+        with np.errstate(over="ignore", invalid="ignore"):
+            spread = self.maximum - self.minimum
+            load = np.square(spread) * max(self.weight_sum, 1.0)
+        for j, name in enumerate(columns):
+            if not (math.isfinite(load[j]) and load[j] < MAX_SQUARED_SPREAD):
+                return (f"{name} spans {spread[j]:.3g} (from {self.minimum[j]:.3g} to {self.maximum[j]:.3g}); its "
+                        f"squares, weighted by a weight sum of {self.weight_sum:.3g}, overflow float64: rescale it"
+                        + (f" or the {weights}" if self.weight_sum > sum(self.n_rows) else ""))
+        return None
 
     def __add__(self, other: Summary) -> Summary:
         return Summary(
             self.n_rows + other.n_rows,
             self.weight_sum + other.weight_sum,
-            np.minimum(self.minimum, other.minimum),
-            np.maximum(self.maximum, other.maximum),
+            max(self.max_weight, other.max_weight),
+            np.fmin(self.minimum, other.minimum),
+            np.fmax(self.maximum, other.maximum),
+            self.n_missing + other.n_missing,
+            self.n_incomplete + other.n_incomplete,
         )
 
 
 def block_summary(X: np.ndarray, sample_weight: np.ndarray | None) -> Summary:
-    """Row count, weight sum and column extremes of a block.
+    """Row count, weights, column extremes and missing values of a block.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray of shape (n_samples, n_features); NaN marks a missing value
     sample_weight : ndarray of shape (n_samples,) or None
     """
     rows = X if sample_weight is None else X[sample_weight > 0]
     d = X.shape[1]
-    minimum = rows.min(axis=0) if rows.shape[0] else np.full(d, np.inf)
-    maximum = rows.max(axis=0) if rows.shape[0] else np.full(d, -np.inf)
-    weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
-    return Summary((int(X.shape[0]),), weight_sum, minimum, maximum)
+    with np.errstate(invalid="ignore"):
+        minimum = np.fmin.reduce(rows, axis=0) if rows.shape[0] else np.full(d, np.inf)
+        maximum = np.fmax.reduce(rows, axis=0) if rows.shape[0] else np.full(d, -np.inf)
+    missing = np.isnan(X)
+    if sample_weight is None:
+        weight_sum, max_weight = float(X.shape[0]), 1.0 if X.shape[0] else 0.0
+    else:
+        weight_sum = float(sample_weight.sum())
+        max_weight = float(sample_weight.max()) if sample_weight.size else 0.0
+    return Summary((int(X.shape[0]),), weight_sum, max_weight, np.nan_to_num(minimum, nan=np.inf),
+                   np.nan_to_num(maximum, nan=-np.inf), int(missing.sum()), int(missing.any(axis=1).sum()))
 
 
 # --------------------------------------------------------------------------- #
@@ -122,101 +179,106 @@ def block_summary(X: np.ndarray, sample_weight: np.ndarray | None) -> Summary:
 # --------------------------------------------------------------------------- #
 def _unpack_quadratic(q: np.ndarray, covariance_type: str, n_features: int) -> np.ndarray:
     """``s2`` in its covariance type's shape from the moments (K, n_quadratic) of ``q(x')``."""
-    if covariance_type in ("full", "tied"):
+    if covariance_type == "spherical":  # q(x') = |x'|^2: already the sum over features
+        return q[:, 0]
+    if is_dense(covariance_type):
+        # q holds x'_i x'_j for i <= j in np.triu_indices order (see estep._fill_expanded).
         rows, cols = np.triu_indices(n_features)
-        s2 = np.empty((q.shape[0], n_features, n_features))
-        s2[:, rows, cols] = q
-        s2[:, cols, rows] = q
-        return s2 if covariance_type == "full" else s2.sum(axis=0)
-    return q if covariance_type == "diag" else q[:, 0]
+        full = np.empty((q.shape[0], n_features, n_features))
+        full[:, rows, cols] = q
+        full[:, cols, rows] = q
+        q = full
+    return reduce_components(q, covariance_type)
 
 
-def _moments_full(y, a, u, t, scratch):
-    root = np.sqrt(a, out=scratch)
-    y *= root[:, None, :]
-    u += np.matmul(y, root[:, :, None])[:, :, 0]
-    for k in range(y.shape[0]):
-        t[k] += y[k] @ y[k].T
+def _moments_centred(y, a, s1, s2, scratch, dense: bool):
+    """Add a chunk's whitened moments: ``y`` (K, D, n) whitened differences, ``a`` (K, n) weighted responsibilities.
+
+    ``s2`` is per component: (K, D, D) when ``dense``, else (K, D) (the diagonals).
+    """
+    if dense:
+        root = np.sqrt(a, out=scratch)
+        y *= root[:, None, :]
+        s1 += np.matmul(y, root[:, :, None])[:, :, 0]
+        for k in range(y.shape[0]):
+            s2[k] += y[k] @ y[k].T
+    else:
+        s1 += np.matmul(y, a[:, :, None])[:, :, 0]
+        np.square(y, out=y)
+        s2 += np.matmul(y, a[:, :, None])[:, :, 0]
 
 
-def _moments_tied(y, a, u, t, scratch):
-    root = np.sqrt(a, out=scratch)
-    y *= root[:, None, :]
-    u += np.matmul(y, root[:, :, None])[:, :, 0]
-    for k in range(y.shape[0]):
-        t += y[k] @ y[k].T
+def _unwhiten(s1, s2, prep: Prepared):
+    """Moments about each component's mean from whitened ones (``y = U^T x'``), reduced to the type's shape."""
+    ct, k, d = prep.covariance_type, prep.n_components, prep.n_features
+    if is_dense(ct):
+        inverse = per_component(solve_triangular_stack(prep.precisions_cholesky), ct, k, d)  # U_k^{-1}
+        s1 = np.einsum("kd,kde->ke", s1, inverse)
+        s2 = np.swapaxes(inverse, 1, 2) @ s2 @ inverse
+    else:
+        u = per_component(prep.precisions_cholesky, ct, k, d)
+        s1, s2 = s1 / u, s2 / u**2
+    return s1, reduce_components(s2, ct)
 
 
-def _moments_diag(y, a, u, t, scratch):
-    u += np.matmul(y, a[:, :, None])[:, :, 0]
-    np.square(y, out=y)
-    t += np.matmul(y, a[:, :, None])[:, :, 0]
+def _weighted_sum(values: np.ndarray, sample_weight: np.ndarray | None) -> float:
+    return float(values.sum(dtype=np.float64) if sample_weight is None else values @ sample_weight)
 
-
-def _moments_spherical(y, a, u, t, scratch):
-    u += np.matmul(y, a[:, :, None])[:, :, 0]
-    np.square(y, out=y)
-    t += np.einsum("kdn,kn->k", y, a)
-
-
-def _unwhiten_full(u, t, prec_chol):
-    inv = np.stack([solve_triangular(p, np.eye(p.shape[0]), lower=False) for p in prec_chol])  # U_k^{-1}
-    return np.einsum("kd,kde->ke", u, inv), np.swapaxes(inv, 1, 2) @ t @ inv
-
-
-def _unwhiten_tied(u, t, prec_chol):
-    inv = solve_triangular(prec_chol, np.eye(prec_chol.shape[0]), lower=False)
-    return u @ inv, inv.T @ t @ inv
-
-
-def _unwhiten_diag(u, t, prec_chol):
-    return u / prec_chol, t / prec_chol**2
-
-
-def _unwhiten_spherical(u, t, prec_chol):
-    return u / prec_chol[:, None], t / prec_chol**2
-
-
-_WHITENED_MOMENTS = {"full": _moments_full, "tied": _moments_tied, "diag": _moments_diag,
-                     "spherical": _moments_spherical}
-_UNWHITEN = {"full": _unwhiten_full, "tied": _unwhiten_tied, "diag": _unwhiten_diag,
-             "spherical": _unwhiten_spherical}
 
 # A rule for responsibilities: (weighted log densities (K, n), rows, buffers) -> (log p(x) or None, resp (K, n)).
 Responsibilities = Callable[[np.ndarray, slice, dict], tuple]
 
 
+@dataclass
+class _Accumulator:
+    """float64 sums of one block's chunks, for one prepared mixture."""
+
+    prep: Prepared
+    log_likelihood: float = 0.0
+    resp_log_resp: float = 0.0
+    moments: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        k, d, ct = self.prep.n_components, self.prep.n_features, self.prep.covariance_type
+        if self.prep.expanded:  # nk, s1 and q's moments in one (K, 1 + D + n_quadratic) product per chunk
+            width = 1 + d + n_quadratic(ct, d)
+            self.moments, self.product = np.zeros((k, width)), np.empty((k, width), self.prep.dtype)
+        else:
+            self.nk, self.s1 = np.zeros(k), np.zeros((k, d))
+            self.s2 = np.zeros((k, d, d) if is_dense(ct) else (k, d))
+
+    def add(self, resp, buffers, weighted, log_prob_norm, sw):
+        """Add one chunk: ``resp`` (K, n) responsibilities (weighted here, in place); ``weighted`` is free after."""
+        if log_prob_norm is not None:
+            self.log_likelihood += _weighted_sum(log_prob_norm, sw)
+            if self.prep.with_entropy:  # sum_k r_k log r_k = sum_k r_k log rho_k - log p(x), per row
+                self.resp_log_resp += _weighted_sum(np.einsum("kn,kn->n", resp, weighted) - log_prob_norm, sw)
+        a = resp if sw is None else np.multiply(resp, sw, out=resp)
+        if self.prep.expanded:
+            self.moments += np.matmul(a, buffers["z"].T, out=self.product)
+        else:
+            self.nk += a.sum(axis=1)
+            _moments_centred(buffers["y"], a, self.s1, self.s2, weighted, is_dense(self.prep.covariance_type))
+
+    def stats(self, n_rows: int, weight_sum: float) -> Stats:
+        ct, d = self.prep.covariance_type, self.prep.n_features
+        if self.prep.expanded:
+            m = self.moments
+            nk, s1, s2 = m[:, 0], m[:, 1 : d + 1], _unpack_quadratic(m[:, d + 1 :], ct, d)
+        else:
+            nk, (s1, s2) = self.nk, _unwhiten(self.s1, self.s2, self.prep)
+        return Stats(n_rows, weight_sum, self.log_likelihood, nk, s1, s2, self.resp_log_resp)
+
+
 def _statistics(X, sample_weight, prep: Prepared, responsibilities: Responsibilities) -> Stats:
     """The one accumulation loop: chunk rows, E-step, responsibilities, moments."""
-    ct, k, d = prep.covariance_type, prep.n_components, prep.n_features
-    if prep.expanded:  # nk, s1 and q's moments in one (K, 1 + D + n_quadratic) product per chunk
-        width = 1 + d + n_quadratic(ct, d)
-        moments, product = np.zeros((k, width)), np.empty((k, width), prep.dtype)
-    else:
-        base = empty_stats(ct, k, d)
-        nk, u, t = base.nk, base.s1, base.s2
-    log_likelihood = 0.0
+    total = _Accumulator(prep)
     for rows, buffers in chunks(X, prep):
         weighted = chunk_log_prob(prep, buffers)
-        log_prob_norm, a = responsibilities(weighted, rows, buffers)
-        if sample_weight is not None:
-            sw = sample_weight[rows]
-            a *= sw
-            if log_prob_norm is not None:
-                log_likelihood += float(log_prob_norm @ sw)
-        elif log_prob_norm is not None:
-            log_likelihood += float(log_prob_norm.sum(dtype=np.float64))
-        if prep.expanded:
-            moments += np.matmul(a, buffers["z"].T, out=product)
-        else:
-            nk += a.sum(axis=1)
-            _WHITENED_MOMENTS[ct](buffers["y"], a, u, t, weighted)  # weighted is free now: scratch
-    if prep.expanded:
-        nk, s1, s2 = moments[:, 0], moments[:, 1 : d + 1], _unpack_quadratic(moments[:, d + 1 :], ct, d)
-    else:
-        s1, s2 = _UNWHITEN[ct](u, t, prep.precisions_cholesky)
+        log_prob_norm, resp = responsibilities(weighted, rows, buffers)
+        total.add(resp, buffers, weighted, log_prob_norm, None if sample_weight is None else sample_weight[rows])
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
-    return Stats(int(X.shape[0]), weight_sum, log_likelihood, nk, s1, s2)
+    return total.stats(int(X.shape[0]), weight_sum)
 
 
 def _soft(weighted, rows, buffers):
@@ -242,36 +304,43 @@ def block_statistics(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prep
     return _statistics(X, sample_weight, prep, _soft)
 
 
-def block_log_likelihood(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prepared) -> tuple[float, float]:
-    """Weighted sum of ``log p(x_i)`` over a block, and the sum of weights.
+@dataclass(frozen=True)
+class Fit:
+    """The total log-likelihood of some rows under a mixture, and what model choice needs besides.
 
-    Returns
-    -------
+    Attributes
+    ----------
     log_likelihood : float
+        ``sum_i s_i log p(x_i)``.
     weight_sum : float
+    log_max_resp : float
+        ``sum_i s_i log max_k r_ik``: the classification log-likelihood ICL adds to BIC.
     """
-    total = 0.0
+
+    log_likelihood: float
+    weight_sum: float
+    log_max_resp: float
+
+    def __add__(self, other: Fit) -> Fit:
+        return Fit(self.log_likelihood + other.log_likelihood, self.weight_sum + other.weight_sum,
+                   self.log_max_resp + other.log_max_resp)
+
+
+def block_fit(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prepared) -> Fit:
+    """Weighted sums of ``log p(x_i)`` and of ``log max_k r_ik`` over a block, and the sum of weights."""
+    total = np.zeros(2)
     for rows, buffers in chunks(X, prep):
         log_prob_norm = normalise(chunk_log_prob(prep, buffers), buffers)[0]
-        if sample_weight is None:
-            total += float(log_prob_norm.sum(dtype=np.float64))
-        else:
-            total += float(log_prob_norm @ sample_weight[rows])
+        log_max_resp = buffers["top"] - log_prob_norm  # max_k log rho_k - log sum_k rho_k
+        sw = None if sample_weight is None else sample_weight[rows]
+        total += (_weighted_sum(log_prob_norm, sw), _weighted_sum(log_max_resp, sw))
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
-    return total, weight_sum
+    return Fit(float(total[0]), weight_sum, float(total[1]))
 
 
 # --------------------------------------------------------------------------- #
 # Statistics for starts: hard assignment to centres, random responsibilities
 # --------------------------------------------------------------------------- #
-def unit_params(centres: np.ndarray, covariance_type: str) -> Params:
-    """Equal weights, the given means, identity covariances: whitening is just ``x - c_k``."""
-    k, d = centres.shape
-    eye = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)),
-           "spherical": np.ones(k)}[covariance_type]
-    return Params(np.full(k, 1.0 / k), np.asarray(centres, dtype=np.float64), eye, eye, covariance_type)
-
-
 def _hard(weighted, rows, buffers):
     # Equal weights and unit covariances: the most likely component is the nearest centre.
     resp = buffers["resp"]
@@ -348,45 +417,3 @@ def random_resp_statistics(
 
     return _statistics(X, sample_weight, prepare(unit_params(shift, covariance_type), allow_expanded=False), rand)
 
-
-# --------------------------------------------------------------------------- #
-# M-step
-# --------------------------------------------------------------------------- #
-def m_step(stats: Stats, shift: np.ndarray, covariance_type: str, reg_covar: float) -> Params:
-    """New parameters from merged statistics.
-
-    Parameters
-    ----------
-    stats : Stats
-        Statistics of all rows, shifted by ``shift``.
-    shift : ndarray of shape (n_components, n_features)
-    covariance_type : str
-    reg_covar : float
-        Added to the diagonal of every covariance.
-
-    Returns
-    -------
-    Params
-
-    Raises
-    ------
-    ComponentCollapseError
-        If a covariance is not positive definite even with ``reg_covar``.
-    """
-    # scikit-learn adds 10 eps so that an empty component does not divide by 0.
-    nk = stats.nk + 10 * np.finfo(np.float64).eps
-    offset = stats.s1 / nk[:, None]
-    means = shift + offset
-    d = shift.shape[1]
-    if covariance_type == "full":
-        m2 = stats.s2 - np.einsum("ki,kj->kij", stats.s1, offset)
-        cov = m2 / nk[:, None, None]
-        cov[:, np.arange(d), np.arange(d)] += reg_covar
-    elif covariance_type == "tied":
-        cov = (stats.s2 - stats.s1.T @ offset) / nk.sum()
-        cov[np.arange(d), np.arange(d)] += reg_covar
-    elif covariance_type == "diag":
-        cov = (stats.s2 - stats.s1 * offset) / nk[:, None] + reg_covar
-    else:
-        cov = (stats.s2 - (stats.s1 * offset).sum(axis=1)) / (nk * d) + reg_covar
-    return Params(nk / nk.sum(), means, cov, compute_precision_cholesky(cov, covariance_type), covariance_type)

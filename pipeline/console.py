@@ -1,0 +1,91 @@
+"""Rendering the jobs' events on stderr, as text lines or JSON objects (logging is set up in :mod:`jsonlog`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from pipeline.secrets import scrub
+
+
+def _finite_or_none(value):
+    """Strict JSON has no Infinity/NaN: the first iteration's change (from -inf) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _iteration(event: dict[str, Any]) -> str:
+    candidate = f"[{event['candidate']}] " if "candidate" in event else ""
+    return (f"iteration {event['iteration']}: {candidate}lower_bound={event['lower_bound']:.6f} "
+            f"change={event['change']:.3g} seconds={event['seconds']:.3f}"
+            + (f" dtype={event['dtype']}" if "dtype" in event else ""))
+
+
+def _data(event: dict[str, Any]) -> str:
+    why = {"drop": "with NaN/inf", "marginalize": "with every value missing"}.get(event.get("nan_policy"), "")
+    dropped = f", dropped {event['dropped_rows']} rows {why}".rstrip() if event["dropped_rows"] else ""
+    missing = (f", {event['missing_values']} missing values in {event['incomplete_rows']} rows (marginalized)"
+               if event.get("missing_values") else "")
+    where = "held in cluster memory" if event["persisted"] else "re-read every iteration"
+    return (f"data {event['path']}: {event['n_rows']} rows x {event['n_features']} features "
+            f"in {event['n_partitions']} partitions ({where}){dropped}{missing}")
+
+
+def _done(event: dict[str, Any]) -> str:
+    state = "converged" if event["converged"] else "did NOT converge"
+    return (f"{state} after {event['n_iter']} iterations: lower_bound={event['lower_bound']:.6f} "
+            f"bic={event['bic']:.6g}; model written to {event['model']} ({event['seconds']:.1f} s)")
+
+
+_TEXT = {
+    "iteration": _iteration,
+    "data": _data,
+    "done": _done,
+    "start": lambda e: f"scheduler {e['scheduler']} with {e['n_workers']} workers; dashboard: {e['dashboard'] or 'off'}",
+    "resume": lambda e: f"resuming from iteration {e['iteration']} ({e['checkpoint']})",
+    "restart": lambda e: f"starting over: {e['reason']} ({e['checkpoint']})",
+    "scored": lambda e: f"scored {e['rows']} rows of {e['files']} files into {e['output']}",
+    "skipped": lambda e: f"nothing to do: {e['reason']} at {e['model']} (use --force to refit)",
+    "warning": lambda e: f"warning: {e['message']}",
+}
+
+
+class Console:
+    """Writes events and errors to stderr, as text lines or JSON objects, secrets scrubbed."""
+
+    def __init__(self, log_format: str = "text"):
+        self.json = log_format == "json"
+
+    def _write(self, line: str) -> None:
+        click.echo(scrub(line), err=True)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.json:
+            self._write(json.dumps({k: _finite_or_none(v) for k, v in event.items()}, default=str))
+        else:
+            render = _TEXT.get(event["event"])
+            self._write(render(event) if render else json.dumps(event, default=str))
+
+    def error(self, message: str, exc: BaseException | None = None) -> None:
+        """One ``error:`` line (or an ``error`` record); the traceback of ``exc`` too, for a bug."""
+        message = " ".join(message.split()) if "\n" in message else message
+        if self.json:
+            record = {"event": "error", "message": message}
+            if exc is not None:
+                record["traceback"] = traceback.format_exception(exc)
+            self._write(json.dumps(record))
+            return
+        if exc is not None:
+            self._write("".join(traceback.format_exception(exc)).rstrip())
+        self._write(f"error: {message}")
+
+
+def echo(line: str = "") -> None:
+    """A line of a command's result on stdout."""
+    click.echo(scrub(line), file=sys.stdout)

@@ -1,0 +1,192 @@
+"""mclust's conjugate prior on the components (Fraley & Raftery 2007), for MAP EM.
+
+Each component's mean and covariance have a normal-inverse-Wishart prior (full;
+tied shares one covariance) or a normal-inverse-gamma prior per variance
+(diag, spherical)::
+
+    mu_k | Sigma_k ~ N(mean, Sigma_k / shrinkage)
+    Sigma_k ~ InvWishart(dof, scale)            (full, tied)
+    sigma^2_kj ~ InvGamma(dof / 2, scale / 2)   (diag: each feature; spherical: one per component)
+
+The mixing weights have none, as in mclust.  The hyperparameters of
+:func:`default_prior` are mclust's ``defaultPrior``; the M-step is its MAP
+(``msvvvp``, ``mseeep``, ``msvvip``, ``msviip`` in mclust's source).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+
+from pipeline.kernels.params import Params, is_dense, per_component
+
+PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")
+DEFAULT_SHRINKAGE = 0.01
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Hyperparameters of the conjugate prior.
+
+    Attributes
+    ----------
+    shrinkage : float
+        ``kappa >= 0``: how many rows' worth of weight the prior mean has (0: a flat prior on the means).
+    mean : ndarray of shape (n_features,)
+    dof : float
+        Degrees of freedom ``nu > n_features - 1`` (full, tied) or ``> 0`` (diag, spherical).
+    scale : ndarray
+        (n_features, n_features) positive semi-definite (full, tied); a scalar > 0 (diag, spherical).
+    """
+
+    shrinkage: float
+    mean: np.ndarray
+    dof: float
+    scale: np.ndarray
+
+    def as_dict(self) -> dict:
+        """Plain numbers, for model.yaml and checkpoints."""
+        return {"shrinkage": float(self.shrinkage), "mean": self.mean.tolist(), "dof": float(self.dof),
+                "scale": self.scale.tolist()}
+
+
+@dataclass(frozen=True)
+class DataMoments:
+    """Weighted row count, mean and (n - 1)-denominator covariance of the data, as R's ``colMeans`` and ``var``."""
+
+    weight_sum: float
+    mean: np.ndarray
+    covariance: np.ndarray
+
+
+def moments_from_sums(weight_sum: float, s1: np.ndarray, s2: np.ndarray, shift: np.ndarray) -> DataMoments:
+    """DataMoments from ``sum w``, ``sum w (x - c)`` and ``sum w (x - c)(x - c)^T`` about a shift ``c``."""
+    offset = s1 / weight_sum
+    scatter = s2 - np.outer(s1, offset)
+    return DataMoments(weight_sum, shift + offset, scatter / max(weight_sum - 1.0, np.finfo(float).tiny))
+
+
+def default_prior(moments: DataMoments, n_components: int, covariance_type: str, **given) -> Prior:
+    """mclust's ``defaultPrior``, with any hyperparameter in ``given`` taking the place of its default.
+
+    shrinkage 0.01; mean the data's mean; dof ``d + 2``; scale
+    ``(1/G)^(2/d) var(X)`` (full, tied; its diagonal only when ``n <= d``)
+    or ``(1/G)^(2/d) sum_j var(X_j) / d`` (diag, spherical).
+    """
+    d = moments.mean.shape[0]
+    factor = (1.0 / n_components) ** (2.0 / d)
+    if is_dense(covariance_type):
+        cov = moments.covariance if moments.weight_sum > d else np.diag(np.diag(moments.covariance))
+        scale = factor * cov
+    else:
+        scale = np.asarray(factor * np.trace(moments.covariance) / d)
+    values = {"shrinkage": DEFAULT_SHRINKAGE, "mean": moments.mean, "dof": d + 2.0, "scale": scale, **given}
+    return Prior(float(values["shrinkage"]), np.asarray(values["mean"], dtype=float), float(values["dof"]),
+                 np.asarray(values["scale"], dtype=float))
+
+
+def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
+    """ValueError naming the hyperparameter that is out of its range or of the wrong shape."""
+    d = n_features
+    if not (math.isfinite(prior.shrinkage) and prior.shrinkage >= 0):
+        raise ValueError(f"prior shrinkage must be a finite number >= 0, got {prior.shrinkage}")
+    if prior.mean.shape != (d,) or not np.isfinite(prior.mean).all():
+        raise ValueError(f"prior mean must be {d} finite numbers, got shape {prior.mean.shape}")
+    least = d - 1 if is_dense(covariance_type) else 0
+    if not (math.isfinite(prior.dof) and prior.dof > least):
+        raise ValueError(f"prior dof must be > {least} for covariance_type {covariance_type!r}, got {prior.dof}")
+    if is_dense(covariance_type):
+        scale = prior.scale
+        if scale.shape != (d, d) or not np.isfinite(scale).all() or not np.allclose(scale, scale.T):
+            raise ValueError(f"prior scale must be a symmetric {d} x {d} matrix for covariance_type "
+                             f"{covariance_type!r}, got shape {scale.shape}")
+        if np.linalg.eigvalsh(scale).min() < -1e-10 * max(1.0, np.abs(scale).max()):
+            raise ValueError("prior scale must be positive semi-definite")
+    elif prior.scale.shape != () or not (np.isfinite(prior.scale) and prior.scale > 0):
+        raise ValueError(f"prior scale must be one number > 0 for covariance_type {covariance_type!r}, "
+                         f"got {prior.scale.tolist()!r}")
+
+
+def map_covariances(nk: np.ndarray, centred: np.ndarray, scatter: np.ndarray, covariance_type: str,
+                    prior: Prior) -> np.ndarray:
+    """MAP covariances from the components' statistics.
+
+    Parameters
+    ----------
+    nk : ndarray of shape (n_components,)
+    centred : ndarray of shape (n_components, n_features)
+        ``xbar_k - prior.mean``: each component's data mean from the prior's.
+    scatter : ndarray, shape by covariance type
+        ``W_k``, the weighted scatter about each component's data mean, reduced to the type's shape.
+
+    Returns
+    -------
+    ndarray, shape by covariance type
+    """
+    k, d = centred.shape
+    kappa = prior.shrinkage
+    flat = 1.0 if kappa > 0 else 0.0  # a flat prior on the means has no log-determinant term of its own
+    gain = nk * kappa / (nk + kappa) if kappa > 0 else np.zeros_like(nk)
+    if is_dense(covariance_type):
+        pull = gain[:, None, None] * centred[:, :, None] * centred[:, None, :]  # C_k
+    else:
+        pull = gain[:, None] * np.square(centred)
+    if covariance_type == "full":
+        return (prior.scale + scatter + pull) / (prior.dof + nk + d + 1 + flat)[:, None, None]
+    if covariance_type == "tied":
+        return (prior.scale + scatter + pull.sum(axis=0)) / (prior.dof + nk.sum() + d + 1 + k * flat)
+    if covariance_type == "diag":
+        return (prior.scale + scatter + pull) / (prior.dof + nk + 2 + flat)[:, None]
+    return (prior.scale + scatter + pull.sum(axis=1)) / (prior.dof + nk * d + 2 + d * flat)
+
+
+def map_means(nk: np.ndarray, data_means: np.ndarray, prior: Prior) -> np.ndarray:
+    """``(n_k xbar_k + kappa mean) / (n_k + kappa)``."""
+    return (nk[:, None] * data_means + prior.shrinkage * prior.mean) / (nk + prior.shrinkage)[:, None]
+
+
+def log_prior(params: Params, prior: Prior) -> float:
+    """Log prior density of the components' means and covariances, up to an additive constant.
+
+    Terms that do not depend on the parameters (the normalising constants, which
+    involve ``log |scale|`` and are infinite for a singular scale) are left out,
+    so only differences between values are meaningful.
+    """
+    ct, k, d = params.covariance_type, params.n_components, params.n_features
+    u = per_component(params.precisions_cholesky, ct, k, d)
+    nu = prior.dof
+    if is_dense(ct):
+        log_det = -2.0 * np.log(np.diagonal(u, axis1=1, axis2=2)).sum(axis=1)  # log |Sigma_k|
+        precision = u @ np.swapaxes(u, 1, 2)
+        trace = np.einsum("ij,kji->k", prior.scale, precision)  # tr(scale Sigma_k^{-1})
+        covariance_term = -0.5 * (nu + d + 1) * log_det - 0.5 * trace
+        if ct == "tied":  # one covariance for all components
+            covariance_term = covariance_term[:1]
+        mahalanobis = np.square(np.einsum("kd,kde->ke", params.means - prior.mean, u)).sum(axis=1)
+    else:
+        variances = 1.0 / np.square(u)  # (K, D): sigma^2_kj
+        inverse_gamma = -(nu / 2 + 1) * np.log(variances) - prior.scale / (2 * variances)
+        covariance_term = inverse_gamma.sum(axis=1) if ct == "diag" else inverse_gamma[:, 0]
+        log_det = np.log(variances).sum(axis=1)
+        mahalanobis = (np.square(params.means - prior.mean) / variances).sum(axis=1)
+    total = float(covariance_term.sum())
+    if prior.shrinkage > 0:
+        total += float((-0.5 * log_det - 0.5 * prior.shrinkage * mahalanobis).sum())
+    return total
+
+
+def log_prior_constant(prior: Prior, covariance_type: str, n_components: int) -> float:
+    """The normalising constants :func:`log_prior` leaves out (for comparing with a full density)."""
+    d, nu = prior.mean.shape[0], prior.dof
+    n_means = n_components if prior.shrinkage > 0 else 0
+    total = n_means * 0.5 * d * math.log(prior.shrinkage / (2 * math.pi)) if n_means else 0.0
+    if is_dense(covariance_type):
+        sign, log_det_scale = np.linalg.slogdet(prior.scale)
+        per_wishart = (0.5 * nu * log_det_scale - 0.5 * nu * d * math.log(2)
+                       - float(gammaln(0.5 * (nu - np.arange(d))).sum()) - 0.25 * d * (d - 1) * math.log(math.pi))
+        return total + per_wishart * (1 if covariance_type == "tied" else n_components)
+    per_gamma = 0.5 * nu * math.log(float(prior.scale) / 2) - float(gammaln(nu / 2))
+    return total + per_gamma * n_components * (d if covariance_type == "diag" else 1)
