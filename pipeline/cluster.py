@@ -61,7 +61,8 @@ def security_of(config: SecurityConfig | None):
 async def _handshake(address: str, timeout: float, connection_args: dict) -> None:
     from distributed.comm import connect
 
-    comm = await asyncio.wait_for(connect(address, timeout=timeout, **connection_args), timeout)
+    # connect retries until its own timeout and then says why (refused, unknown host); the margin lets it say so
+    comm = await asyncio.wait_for(connect(address, timeout=timeout, **connection_args), timeout + 5)
     try:
         await comm.write({"op": "identity", "reply": True})
         await asyncio.wait_for(comm.read(), timeout)
@@ -154,6 +155,14 @@ def connect(address: str | None, settings: ClusterConfig, on_connect: Callable[[
         if on_connect:
             on_connect(client)
         yield client
+
+
+def check(settings: ClusterConfig, scheduler: str | None) -> None:
+    """Check what can be checked of where to run before any work: the address's form, the TLS files."""
+    address = resolve_address(scheduler, settings.address)
+    if address:
+        check_address(address, settings.security)
+        security_of(settings.security)
 
 
 def session(settings: ClusterConfig, scheduler: str | None, emit: Callable[[dict], None]):

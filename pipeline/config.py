@@ -30,8 +30,8 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    path: str = Field(description="file, directory (hive partitions allowed), glob, or fsspec URL")
-    columns: list[str] | None = Field(None, description="null: every numeric column but the weight column")
+    path: str = Field(min_length=1, description="file, directory (hive partitions allowed), glob, or fsspec URL")
+    columns: list[str] | None = Field(None, min_length=1, description="null: every numeric column but the weight column")
     weight_column: str | None = Field(None, description="optional non-negative per-row frequency weight")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="handed to fsspec")
     nan_policy: Literal[NAN_POLICIES] = Field(
@@ -55,7 +55,7 @@ class ModelConfig(_Section):
     n_components: int = Field(3, ge=1)
     covariance_type: Literal[COVARIANCE_TYPES] = "full"
     reg_covar: float = Field(1e-6, ge=0)
-    init: str = Field("kmeans", description=f"{' | '.join(INIT_METHODS)} | path of a model directory")
+    init: str = Field("kmeans", min_length=1, description=f"{' | '.join(INIT_METHODS)} | path of a model directory")
     n_init: int = Field(1, ge=1)
     max_iter: int = Field(100, ge=1)
     tol: float = Field(1e-3, ge=0)
@@ -129,7 +129,7 @@ class ClusterConfig(_Section):
 
 
 class OutputConfig(_Section):
-    path: str = Field("out/model", description="model directory: local path or fsspec URL")
+    path: str = Field("out/model", min_length=1, description="model directory: local path or fsspec URL")
     storage_options: dict[str, Any] | None = Field(None, description="for fsspec; null: data.storage_options")
 
 

@@ -141,6 +141,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     """
     started = time.perf_counter()
     m, output, options = config.model, config.output.path, config.output_storage_options
+    cluster.check(config.cluster, scheduler)
     dataset = _open(config)
     identity = fit_identity(config, dataset.fingerprint)
     inputs = {"data.path": config.data.path, "model.init": _init_directory(config)}
@@ -193,6 +194,7 @@ def select(config: Config, ks: list[int], covariance_types: list[str], criterion
     if _init_directory(config) is not None:
         raise InputError(f"model.init {config.model.init!r}: gmm select starts every candidate afresh; "
                          f"use one of {', '.join(INIT_METHODS)}")
+    cluster.check(config.cluster, scheduler)
     dataset = _open(config)
     candidates = [Candidate(k, ct) for ct in covariance_types for k in ks]
     identity = {**fit_identity(config, dataset.fingerprint), "candidates": [c.label for c in candidates]}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline import data, storage
+from pipeline import data, outputs, storage
 from pipeline.errors import InputError
 from pipeline.model import load_saved_model
 
@@ -145,20 +145,26 @@ def draw(model_dir: str, data_path: str | None = None):
 
 
 def write_report(model_dir: str, output: str, data_path: str | None = None) -> None:
-    """Write the report as a PNG, or as an HTML page embedding it with the model's summary."""
+    """Write the report as a PNG, or as an HTML page embedding it with the model's summary.
+
+    An existing ``output`` is replaced only if it is an earlier report (it carries the generator mark).
+    """
     suffix = Path(output).suffix.lower()
     if suffix not in (".png", ".html"):
         raise InputError(f"--output {output!r}: expected a .png or .html file")
+    outputs.check_apart(output, "--output", {"the model": model_dir, "--data": data_path})
+    outputs.check_replaceable(output, "--output", outputs.is_report, "report")
     fig, info = draw(model_dir, data_path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": outputs.REPORT_MARK})
     png = buffer.getvalue()
     if suffix == ".png":
         storage.write_bytes(output, png)
         return
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(getattr(info, k)))}</td></tr>"
                    for k in ("n_samples", "converged", "n_iter", "lower_bound", "bic", "aic", "data_fingerprint"))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>gmm report: {html.escape(model_dir)}</title>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><meta name='generator' content='{outputs.REPORT_MARK}'>"
+            f"<title>gmm report: {html.escape(model_dir)}</title>"
             f"</head><body><h1>Gaussian mixture: {html.escape(model_dir)}</h1><table>{rows}</table>"
             f"<img alt='report' src='data:image/png;base64,{base64.b64encode(png).decode()}'></body></html>")
     storage.write_bytes(output, page.encode())

@@ -121,6 +121,8 @@ def score(
     """
     if storage.is_url(output_path):
         raise InputError(f"--output {output_path!r}: gmm score writes to a local or shared directory, not a URL")
+    settings = settings or ClusterConfig()
+    cluster.check(settings, scheduler)
     saved = load_saved_model(model_path)
     names = saved.info.feature_names
     written = output_columns(saved.params.n_components, True, True)
@@ -134,7 +136,7 @@ def score(
     with outputs.writing(output_path, "--output", "score", outputs.is_score_output,
                  {"--input": input_path, "--model": str(model_path)}, None), \
             storage.staged_directory(output_path, replaceable=lambda p: outputs.is_score_output(str(p))) as staging, \
-            cluster.session(settings or ClusterConfig(), scheduler, emit):
+            cluster.session(settings, scheduler, emit):
         params = dask.delayed(saved.params, pure=True)
         tasks = []
         for path in dataset.files:

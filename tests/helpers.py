@@ -88,6 +88,9 @@ def tree_digest(root: Path) -> dict[str, str]:
             digest[os.path.relpath(os.path.join(dirpath, name), root) + "/"] = "dir"
         for name in filenames:
             path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                digest[os.path.relpath(path, root)] = "link to " + os.readlink(path)
+                continue
             with open(path, "rb") as f:
                 digest[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
     return digest

@@ -72,3 +72,32 @@ def test_fit_reads_and_writes_s3_like_local_files(tmp_path, s3):
     again = subprocess.run([str(BIN / "gmm"), "fit", "remote.yaml"], cwd=tmp_path, capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stderr
+
+
+def test_a_url_output_that_is_not_a_model_is_kept_and_secrets_stay_out_of_errors(tmp_path, s3):
+    import s3fs
+
+    from helpers import assert_user_error
+
+    fs = s3fs.S3FileSystem(**s3)
+    fs.pipe_file("bucket/users/notes.txt", b"the user's notes")
+    X = make_blobs(61)
+    write_parquet(tmp_path / "data", X, 2)
+    secret = "a-long-secret-that-must-not-leak-42"
+    options = {**s3, "secret": secret}
+    config = {"data": {"path": str(tmp_path / "data")}, "model": {"n_components": 3, "max_iter": 5},
+              "output": {"path": "s3://bucket/users", "storage_options": options}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    run = subprocess.run([str(BIN / "gmm"), "fit", "c.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert_user_error(run, r"output\.path 's3://bucket/users' exists and is a directory that is not a model directory")
+    assert fs.cat_file("bucket/users/notes.txt") == b"the user's notes"
+    assert secret not in run.stderr
+    # a bucket that does not exist: the error names the path, never the credentials
+    config["data"] = {"path": "s3://no-such-bucket/data", "storage_options": options}
+    config["output"]["path"] = "s3://bucket/models/x"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    run = subprocess.run([str(BIN / "gmm"), "fit", "c.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2 and "no-such-bucket" in run.stderr.splitlines()[-1], run.stderr
+    assert secret not in run.stderr

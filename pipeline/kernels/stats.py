@@ -168,7 +168,8 @@ def block_summary(X: np.ndarray, sample_weight: np.ndarray | None) -> Summary:
     if sample_weight is None:
         weight_sum, max_weight = float(X.shape[0]), 1.0 if X.shape[0] else 0.0
     else:
-        weight_sum = float(sample_weight.sum())
+        with np.errstate(over="ignore"):  # a sum past float64's range is reported by Summary.problem
+            weight_sum = float(sample_weight.sum())
         max_weight = float(sample_weight.max()) if sample_weight.size else 0.0
     return Summary((int(X.shape[0]),), weight_sum, max_weight, np.nan_to_num(minimum, nan=np.inf),
                    np.nan_to_num(maximum, nan=-np.inf), int(missing.sum()), int(missing.any(axis=1).sum()))
