@@ -83,8 +83,11 @@ class Checkpoint:
             meta = json.loads(arrays[META].item())
         except (KeyError, ValueError, TypeError):
             return "foreign", None
-        return ("ours", {**arrays, META: meta}) if isinstance(meta, dict) and meta.get("kind") == _KIND else (
-            "foreign", None)
+        return (
+            ("ours", {**arrays, META: meta})
+            if isinstance(meta, dict) and meta.get("kind") == _KIND
+            else ("foreign", None)
+        )
 
     def resume(self) -> tuple[Resumed | None, str]:
         """The saved runs if the checkpoint belongs to this fit, and why not otherwise ("" when absent).
@@ -106,10 +109,18 @@ class Checkpoint:
                 return None, "the data changed since it was written"
             return None, "it was written by a different config"
         try:
-            runs = [SavedRun(r["candidate"], {name: arrays[f"run{i}_{name}"] for name in r["arrays"]},
-                             r["lower_bound"], r["objective"], list(r["history"]), int(r["n_iter"]),
-                             bool(r["converged"]))
-                    for i, r in enumerate(meta["runs"])]
+            runs = [
+                SavedRun(
+                    r["candidate"],
+                    {name: arrays[f"run{i}_{name}"] for name in r["arrays"]},
+                    r["lower_bound"],
+                    r["objective"],
+                    list(r["history"]),
+                    int(r["n_iter"]),
+                    bool(r["converged"]),
+                )
+                for i, r in enumerate(meta["runs"])
+            ]
             hyper = list(meta["hyperparameters"])
         except (KeyError, TypeError, ValueError):
             return None, "it is damaged (its runs cannot be read)"
@@ -120,10 +131,23 @@ class Checkpoint:
         if not self.enabled:
             return
         arrays = {f"run{i}_{name}": value for i, run in enumerate(runs) for name, value in run.arrays.items()}
-        meta = {"kind": _KIND, "identity": self.identity, "hyperparameters": hyperparameters,
-                "runs": [{"candidate": r.candidate, "arrays": list(r.arrays), "lower_bound": r.lower_bound,
-                          "objective": r.objective, "history": r.history, "n_iter": r.n_iter,
-                          "converged": r.converged} for r in runs]}
+        meta = {
+            "kind": _KIND,
+            "identity": self.identity,
+            "hyperparameters": hyperparameters,
+            "runs": [
+                {
+                    "candidate": r.candidate,
+                    "arrays": list(r.arrays),
+                    "lower_bound": r.lower_bound,
+                    "objective": r.objective,
+                    "history": r.history,
+                    "n_iter": r.n_iter,
+                    "converged": r.converged,
+                }
+                for r in runs
+            ],
+        }
         arrays[META] = np.array(json.dumps(meta))
         storage.write_bytes(self.path, npz_bytes(arrays), self.storage_options)
 

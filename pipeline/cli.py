@@ -28,13 +28,25 @@ EXIT_NOT_CONVERGED = 3
 # --------------------------------------------------------------------------- #
 # Shared options: one definition each
 # --------------------------------------------------------------------------- #
-SET = click.Option(["--set", "overrides"], multiple=True, metavar="KEY=VALUE",
-                   help="Override a config key (dotted path), typed as YAML.")
-SCHEDULER = click.Option(["--scheduler"], default=None, metavar="ADDRESS",
-                         help="Address of a running Dask scheduler (wins over DASK_SCHEDULER_ADDRESS and "
-                              "cluster.address).")
-LOG_FORMAT = click.Option(["--log-format"], type=click.Choice(["text", "json"]), default="text", show_default=True,
-                          help="Progress and errors on stderr as text lines or JSON objects.")
+SET = click.Option(
+    ["--set", "overrides"],
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key (dotted path), typed as YAML.",
+)
+SCHEDULER = click.Option(
+    ["--scheduler"],
+    default=None,
+    metavar="ADDRESS",
+    help="Address of a running Dask scheduler (wins over DASK_SCHEDULER_ADDRESS and cluster.address).",
+)
+LOG_FORMAT = click.Option(
+    ["--log-format"],
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Progress and errors on stderr as text lines or JSON objects.",
+)
 CONFIG = click.Argument(["config_path"], metavar="CONFIG")
 MODEL_DIR = click.Argument(["model_dir"], metavar="DIR")
 
@@ -60,8 +72,9 @@ def _run(console: Console, fn, *args, **kwargs):
         console.error(message)
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the top level reports every failure; an unexpected one is a bug
-        console.error(f"{type(exc).__name__}: {exc} (an unexpected failure: please report it with the traceback "
-                      "above)", exc)
+        console.error(
+            f"{type(exc).__name__}: {exc} (an unexpected failure: please report it with the traceback above)", exc
+        )
         sys.exit(1)
 
 
@@ -133,18 +146,28 @@ def _parse_types(text: str) -> list[str]:
     types = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
     unknown = [t for t in types if t not in COVARIANCE_TYPES]
     if unknown or not types:
-        raise InputError(f"--covariance-types: {unknown[0] if unknown else text!r} is not one of "
-                         f"{', '.join(COVARIANCE_TYPES)}")
+        raise InputError(
+            f"--covariance-types: {unknown[0] if unknown else text!r} is not one of {', '.join(COVARIANCE_TYPES)}"
+        )
     return types
 
 
 @main.command(params=[CONFIG, SET, SCHEDULER, LOG_FORMAT])
 @click.option("--k", "k_text", required=True, metavar="2..12", help="Candidate numbers of components.")
-@click.option("--criterion", type=click.Choice(CRITERIA), default="bic", show_default=True,
-              help="How the best candidate is chosen (each lower is better; ICL is BIC plus the classification "
-                   "entropy term, as mclust's).")
-@click.option("--covariance-types", default=None, metavar="full,diag,...",
-              help="Candidate covariance types (default: model.covariance_type of the config).")
+@click.option(
+    "--criterion",
+    type=click.Choice(CRITERIA),
+    default="bic",
+    show_default=True,
+    help="How the best candidate is chosen (each lower is better; ICL is BIC plus the classification "
+    "entropy term, as mclust's).",
+)
+@click.option(
+    "--covariance-types",
+    default=None,
+    metavar="full,diag,...",
+    help="Candidate covariance types (default: model.covariance_type of the config).",
+)
 def select(config_path, overrides, scheduler, log_format, k_text, criterion, covariance_types):
     """Fit every candidate in shared passes, print the BIC/AIC/ICL table, write the best model."""
     console = _setup(log_format)
@@ -152,16 +175,22 @@ def select(config_path, overrides, scheduler, log_format, k_text, criterion, cov
     ks = _run(console, _parse_ks, k_text)
     types = _run(console, _parse_types, covariance_types or config.model.covariance_type)
     outcome = _run(console, job.select, config, ks, types, criterion, scheduler=scheduler, emit=console)
-    echo(f"{'K':>3}  {'covariance':<10} {'log_likelihood':>16} {'BIC':>14} {'AIC':>14} {'ICL':>14} {'iter':>5}"
-         "  converged")
+    echo(
+        f"{'K':>3}  {'covariance':<10} {'log_likelihood':>16} {'BIC':>14} {'AIC':>14} {'ICL':>14} {'iter':>5}"
+        "  converged"
+    )
     for i, row in enumerate(outcome.table):
         mark = "  <- best" if i == outcome.best else ""
-        echo(f"{row['n_components']:>3}  {row['covariance_type']:<10} {row['log_likelihood']:>16.6g} "
-             f"{row['bic']:>14.6g} {row['aic']:>14.6g} {row['icl']:>14.6g} {row['n_iter']:>5}  "
-             f"{str(row['converged']):<9}{mark}")
+        echo(
+            f"{row['n_components']:>3}  {row['covariance_type']:<10} {row['log_likelihood']:>16.6g} "
+            f"{row['bic']:>14.6g} {row['aic']:>14.6g} {row['icl']:>14.6g} {row['n_iter']:>5}  "
+            f"{str(row['converged']):<9}{mark}"
+        )
     best = outcome.table[outcome.best]
-    echo(f"best by {criterion.upper()}: K={best['n_components']} {best['covariance_type']}; model and "
-         f"{SELECTION_FILE} in {outcome.path}")
+    echo(
+        f"best by {criterion.upper()}: K={best['n_components']} {best['covariance_type']}; model and "
+        f"{SELECTION_FILE} in {outcome.path}"
+    )
 
 
 @main.command(params=[SCHEDULER, LOG_FORMAT])
@@ -170,14 +199,27 @@ def select(config_path, overrides, scheduler, log_format, k_text, criterion, cov
 @click.option("--output", "output_dir", required=True, metavar="DIR", help="Directory to write.")
 @click.option("--keep", default="", metavar="COL,...", help="Input columns to pass through.")
 @click.option("--probabilities", is_flag=True, help="Also write prob_0 .. prob_{K-1}.")
-@click.option("--uncertainty", is_flag=True,
-              help="Also write uncertainty (1 - the largest probability) and entropy (of the probabilities).")
+@click.option(
+    "--uncertainty",
+    is_flag=True,
+    help="Also write uncertainty (1 - the largest probability) and entropy (of the probabilities).",
+)
 def score(scheduler, log_format, model_dir, input_path, output_dir, keep, probabilities, uncertainty):
     """Write label, log_likelihood (and probabilities) for every row, one Parquet file per input file."""
     console = _setup(log_format)
     columns = [c.strip() for c in keep.split(",") if c.strip()]
-    _run(console, scoring.score, model_dir, input_path, output_dir, columns, probabilities, uncertainty,
-         scheduler=scheduler, emit=console)
+    _run(
+        console,
+        scoring.score,
+        model_dir,
+        input_path,
+        output_dir,
+        columns,
+        probabilities,
+        uncertainty,
+        scheduler=scheduler,
+        emit=console,
+    )
 
 
 @main.command(params=[MODEL_DIR])
@@ -188,9 +230,10 @@ def inspect(model_dir, as_json):
     if as_json:
         echo(json.dumps(summary, default=str))
         return
-    echo(f"model {summary['path']}: {summary['n_components']} components x {summary['n_features']} features, "
-         f"covariance {summary['covariance_type']}" + (", variational" if summary["algorithm"] == "variational"
-                                                        else ""))
+    echo(
+        f"model {summary['path']}: {summary['n_components']} components x {summary['n_features']} features, "
+        f"covariance {summary['covariance_type']}" + (", variational" if summary["algorithm"] == "variational" else "")
+    )
     if summary.get("n_iter") is not None and summary.get("converged") is not None:
         state = "converged" if summary["converged"] else "not converged"
         echo(f"  {state} after {summary['n_iter']} iterations, lower bound {summary['lower_bound']:.6f}")
@@ -203,15 +246,21 @@ def inspect(model_dir, as_json):
         echo(f"  BIC {summary['bic']:.6g}  AIC {summary['aic']:.6g}{icl}  on {summary['n_samples']} rows")
     if summary.get("prior"):
         prior = summary["prior"]
-        echo(f"  prior: shrinkage {prior['shrinkage']:g}, dof {prior['dof']:g} (mclust's conjugate prior; "
-             "--json for its mean and scale)")
+        echo(
+            f"  prior: shrinkage {prior['shrinkage']:g}, dof {prior['dof']:g} (mclust's conjugate prior; "
+            "--json for its mean and scale)"
+        )
     if summary.get("effective_components") is not None:
-        echo(f"  effective components: {summary['effective_components']} (weight above "
-             f"{summary['effective_threshold']:g})")
+        echo(
+            f"  effective components: {summary['effective_components']} (weight above "
+            f"{summary['effective_threshold']:g})"
+        )
     if summary.get("missing"):
         m = summary["missing"]
-        echo(f"  nan_policy {m['nan_policy']}: {m['n_missing_values']} missing values in {m['n_incomplete_rows']} "
-             f"rows used, {m['n_dropped_rows']} rows dropped")
+        echo(
+            f"  nan_policy {m['nan_policy']}: {m['n_missing_values']} missing values in {m['n_incomplete_rows']} "
+            f"rows used, {m['n_dropped_rows']} rows dropped"
+        )
     if summary.get("collapsed_components"):
         echo(f"  collapsed components (held up by reg_covar alone): {summary['collapsed_components']}")
     names = summary["feature_names"]
@@ -244,8 +293,10 @@ def report(model_dir, data_path, output):
 def generate(output, n_samples, n_features, n_components, partitions, seed):
     """Write synthetic mixture data as partitioned Parquet, with the truth in DIR/_truth."""
     _run(_setup(), synthetic.generate, output, n_samples, n_features, n_components, partitions, seed)
-    echo(f"wrote {n_samples} rows x {n_features} features in {partitions} files to {output} "
-         f"(true parameters in {output}/{synthetic.TRUTH_DIR})")
+    echo(
+        f"wrote {n_samples} rows x {n_features} features in {partitions} files to {output} "
+        f"(true parameters in {output}/{synthetic.TRUTH_DIR})"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from distributed import Client, LocalCluster
 
@@ -54,8 +54,12 @@ def security_of(config: SecurityConfig | None):
         path = Path(getattr(config, key))
         if not path.is_file() or not os.access(path, os.R_OK):
             raise InputError(f"cluster.security.{key} {str(path)!r} is not a readable file")
-    return Security(tls_ca_file=config.ca_file, tls_client_cert=config.cert_file, tls_client_key=config.key_file,
-                    require_encryption=True)
+    return Security(
+        tls_ca_file=config.ca_file,
+        tls_client_cert=config.cert_file,
+        tls_client_key=config.key_file,
+        require_encryption=True,
+    )
 
 
 async def _handshake(address: str, timeout: float, connection_args: dict) -> None:
@@ -79,9 +83,10 @@ def probe_scheduler(address: str, timeout: float, security=None) -> None:
     with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever runs in this thread
         try:
             pool.submit(asyncio.run, _handshake(address, timeout, connection_args)).result()
-        except (asyncio.TimeoutError, TimeoutError):
-            raise EnvironmentFault(f"the Dask scheduler at {address!r} did not answer within {timeout:g} s "
-                                   "(cluster.connect_timeout)") from None
+        except TimeoutError:
+            raise EnvironmentFault(
+                f"the Dask scheduler at {address!r} did not answer within {timeout:g} s (cluster.connect_timeout)"
+            ) from None
         except (OSError, ValueError) as exc:
             raise EnvironmentFault(f"cannot reach the Dask scheduler at {address!r}: {_reason(exc)}") from None
 
@@ -121,13 +126,16 @@ def _wait_for_workers(client: Client, address: str, timeout: float) -> None:
     try:
         client.wait_for_workers(1, timeout=timeout)
     except (DaskTimeoutError, TimeoutError):
-        raise EnvironmentFault(f"the Dask scheduler at {address!r} has no workers after {timeout:g} s "
-                               "(cluster.worker_timeout); start workers or check them") from None
+        raise EnvironmentFault(
+            f"the Dask scheduler at {address!r} has no workers after {timeout:g} s "
+            "(cluster.worker_timeout); start workers or check them"
+        ) from None
 
 
 @contextmanager
-def connect(address: str | None, settings: ClusterConfig, on_connect: Callable[[Client], None] | None = None
-            ) -> Iterator[Client]:
+def connect(
+    address: str | None, settings: ClusterConfig, on_connect: Callable[[Client], None] | None = None
+) -> Iterator[Client]:
     """A Client on ``address``, or on a LocalCluster started (and stopped) here from ``settings``.
 
     Every wait is bounded: reaching the scheduler by ``connect_timeout``, its
@@ -147,11 +155,17 @@ def connect(address: str | None, settings: ClusterConfig, on_connect: Callable[[
                 on_connect(client)
             yield client
         return
-    with LocalCluster(
-        n_workers=settings.n_workers, threads_per_worker=settings.threads_per_worker,
-        memory_limit=settings.memory_limit, processes=True, dashboard_address=dashboard_address(settings.dashboard),
-        scheduler_kwargs={"dashboard": settings.dashboard is not False},
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=settings.n_workers,
+            threads_per_worker=settings.threads_per_worker,
+            memory_limit=settings.memory_limit,
+            processes=True,
+            dashboard_address=dashboard_address(settings.dashboard),
+            scheduler_kwargs={"dashboard": settings.dashboard is not False},
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         if on_connect:
             on_connect(client)
         yield client
@@ -173,8 +187,14 @@ def session(settings: ClusterConfig, scheduler: str | None, emit: Callable[[dict
         info = client.scheduler_info(n_workers=-1)
         off = address is None and settings.dashboard is False
         dashboard = client.dashboard_link if "dashboard" in info.get("services", {}) and not off else None
-        emit({"event": "start", "scheduler": client.scheduler.address, "dashboard": dashboard,
-              "n_workers": len(info["workers"])})
+        emit(
+            {
+                "event": "start",
+                "scheduler": client.scheduler.address,
+                "dashboard": dashboard,
+                "n_workers": len(info["workers"]),
+            }
+        )
 
     return connect(address, settings, on_connect=announce)
 

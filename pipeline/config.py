@@ -31,11 +31,14 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     path: str = Field(min_length=1, description="file, directory (hive partitions allowed), glob, or fsspec URL")
-    columns: list[str] | None = Field(None, min_length=1, description="null: every numeric column but the weight column")
+    columns: list[str] | None = Field(
+        None, min_length=1, description="null: every numeric column but the weight column"
+    )
     weight_column: str | None = Field(None, description="optional non-negative per-row frequency weight")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="handed to fsspec")
     nan_policy: Literal[NAN_POLICIES] = Field(
-        "error", description="rows with NaN: fail, drop them, or use their observed values (marginalize)")
+        "error", description="rows with NaN: fail, drop them, or use their observed values (marginalize)"
+    )
 
 
 class PriorConfig(_Section):
@@ -47,8 +50,14 @@ class PriorConfig(_Section):
     scale: float | list[list[float]] | None = None
 
 
-_VARIATIONAL_KEYS = ("weight_concentration_prior_type", "weight_concentration_prior", "mean_precision_prior",
-                     "mean_prior", "degrees_of_freedom_prior", "covariance_prior")
+_VARIATIONAL_KEYS = (
+    "weight_concentration_prior_type",
+    "weight_concentration_prior",
+    "mean_precision_prior",
+    "mean_prior",
+    "degrees_of_freedom_prior",
+    "covariance_prior",
+)
 
 
 class ModelConfig(_Section):
@@ -61,7 +70,8 @@ class ModelConfig(_Section):
     tol: float = Field(1e-3, ge=0)
     random_state: int | None = Field(0, ge=0)
     dtype: Literal[DTYPES] = Field(
-        "float64", description="arithmetic of the E-step and of a chunk's moments; sums and the M-step stay float64")
+        "float64", description="arithmetic of the E-step and of a chunk's moments; sums and the M-step stay float64"
+    )
     prior: Literal["default"] | PriorConfig | None = Field(None, description="mclust's conjugate prior (MAP EM)")
     algorithm: Literal[ALGORITHMS] = "em"
     weight_concentration_prior_type: Literal[WEIGHT_PRIOR_TYPES] = "dirichlet_process"
@@ -78,8 +88,10 @@ class ModelConfig(_Section):
             if given:
                 raise ValueError(f"model.{given[0]} applies only with model.algorithm: variational")
         elif self.prior is not None:
-            raise ValueError("model.prior applies only with model.algorithm: em "
-                             "(the variational mixture has its own priors, model.*_prior)")
+            raise ValueError(
+                "model.prior applies only with model.algorithm: em "
+                "(the variational mixture has its own priors, model.*_prior)"
+            )
         return self
 
 
@@ -200,7 +212,9 @@ def _describe(error: dict) -> str:
 def validate(raw: Any, source: str) -> Config:
     """Validate a parsed config mapping; the first problem becomes an InputError."""
     if not isinstance(raw, dict):
-        raise InputError(f"{source}: expected a mapping of sections (data, model, cluster, output), got {type(raw).__name__}")
+        raise InputError(
+            f"{source}: expected a mapping of sections (data, model, cluster, output), got {type(raw).__name__}"
+        )
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
@@ -252,8 +266,9 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     except OSError as exc:
         raise InputError(f"config file {str(path)!r}: {exc.strerror}") from None
     if len(content) > MAX_CONFIG_BYTES:
-        raise InputError(f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES >> 20} MiB; "
-                         "a config is a few dozen keys")
+        raise InputError(
+            f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES >> 20} MiB; a config is a few dozen keys"
+        )
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -286,4 +301,3 @@ def fit_identity(config: Config, fingerprint: str | None) -> dict[str, Any]:
     dumped = config.model_dump(mode="json")
     data = {key: value for key, value in dumped["data"].items() if key != "storage_options"}
     return {"data": data, "model": dumped["model"], "data_fingerprint": fingerprint}
-

@@ -22,32 +22,43 @@ def _finite_or_none(value):
 
 def _iteration(event: dict[str, Any]) -> str:
     candidate = f"[{event['candidate']}] " if "candidate" in event else ""
-    return (f"iteration {event['iteration']}: {candidate}lower_bound={event['lower_bound']:.6f} "
-            f"change={event['change']:.3g} seconds={event['seconds']:.3f}"
-            + (f" dtype={event['dtype']}" if "dtype" in event else ""))
+    return (
+        f"iteration {event['iteration']}: {candidate}lower_bound={event['lower_bound']:.6f} "
+        f"change={event['change']:.3g} seconds={event['seconds']:.3f}"
+        + (f" dtype={event['dtype']}" if "dtype" in event else "")
+    )
 
 
 def _data(event: dict[str, Any]) -> str:
     why = {"drop": "with NaN/inf", "marginalize": "with every value missing"}.get(event.get("nan_policy"), "")
     dropped = f", dropped {event['dropped_rows']} rows {why}".rstrip() if event["dropped_rows"] else ""
-    missing = (f", {event['missing_values']} missing values in {event['incomplete_rows']} rows (marginalized)"
-               if event.get("missing_values") else "")
+    missing = (
+        f", {event['missing_values']} missing values in {event['incomplete_rows']} rows (marginalized)"
+        if event.get("missing_values")
+        else ""
+    )
     where = "held in cluster memory" if event["persisted"] else "re-read every iteration"
-    return (f"data {event['path']}: {event['n_rows']} rows x {event['n_features']} features "
-            f"in {event['n_partitions']} partitions ({where}){dropped}{missing}")
+    return (
+        f"data {event['path']}: {event['n_rows']} rows x {event['n_features']} features "
+        f"in {event['n_partitions']} partitions ({where}){dropped}{missing}"
+    )
 
 
 def _done(event: dict[str, Any]) -> str:
     state = "converged" if event["converged"] else "did NOT converge"
-    return (f"{state} after {event['n_iter']} iterations: lower_bound={event['lower_bound']:.6f} "
-            f"bic={event['bic']:.6g}; model written to {event['model']} ({event['seconds']:.1f} s)")
+    return (
+        f"{state} after {event['n_iter']} iterations: lower_bound={event['lower_bound']:.6f} "
+        f"bic={event['bic']:.6g}; model written to {event['model']} ({event['seconds']:.1f} s)"
+    )
 
 
 _TEXT = {
     "iteration": _iteration,
     "data": _data,
     "done": _done,
-    "start": lambda e: f"scheduler {e['scheduler']} with {e['n_workers']} workers; dashboard: {e['dashboard'] or 'off'}",
+    "start": lambda e: (
+        f"scheduler {e['scheduler']} with {e['n_workers']} workers; dashboard: {e['dashboard'] or 'off'}"
+    ),
     "resume": lambda e: f"resuming from iteration {e['iteration']} ({e['checkpoint']})",
     "restart": lambda e: f"starting over: {e['reason']} ({e['checkpoint']})",
     "scored": lambda e: f"scored {e['rows']} rows of {e['files']} files into {e['output']}",

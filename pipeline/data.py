@@ -148,15 +148,21 @@ def _select_columns(first: _Footer, columns, weight_column) -> list[str]:
     names = schema.names
     if weight_column is not None:
         if weight_column not in names:
-            raise InputError(f"{first.path}: data.weight_column {weight_column!r} not found; "
-                             f"available columns: {', '.join(names)}")
+            raise InputError(
+                f"{first.path}: data.weight_column {weight_column!r} not found; available columns: {', '.join(names)}"
+            )
         _check_unique(first, [weight_column])
         if not _is_numeric(schema.field(weight_column).type):
-            raise InputError(f"{first.path}: data.weight_column {weight_column!r} is "
-                             f"{schema.field(weight_column).type}, expected a numeric column of weights")
+            raise InputError(
+                f"{first.path}: data.weight_column {weight_column!r} is "
+                f"{schema.field(weight_column).type}, expected a numeric column of weights"
+            )
     if columns is None:
-        chosen = [n for n in dict.fromkeys(names) if n != weight_column
-                  and all(_is_numeric(schema.field(i).type) for i in schema.get_all_field_indices(n))]
+        chosen = [
+            n
+            for n in dict.fromkeys(names)
+            if n != weight_column and all(_is_numeric(schema.field(i).type) for i in schema.get_all_field_indices(n))
+        ]
         if not chosen:
             raise InputError(f"{first.path}: no numeric columns; columns are: {', '.join(names)}")
         _check_unique(first, chosen)
@@ -166,13 +172,17 @@ def _select_columns(first: _Footer, columns, weight_column) -> list[str]:
         raise InputError(f"data.columns names {twice!r} more than once")
     for name in columns:
         if name not in names:
-            raise InputError(f"{first.path}: column {name!r} of data.columns not found; available columns: {', '.join(names)}")
+            raise InputError(
+                f"{first.path}: column {name!r} of data.columns not found; available columns: {', '.join(names)}"
+            )
         _check_unique(first, [name])
         if not _is_numeric(schema.field(name).type):
             raise InputError(f"{first.path}: column {name!r} is {schema.field(name).type}, not numeric")
     if weight_column in columns:
-        raise InputError(f"data.weight_column {weight_column!r} is also in data.columns; a column is a feature or "
-                         "the weights, not both")
+        raise InputError(
+            f"data.weight_column {weight_column!r} is also in data.columns; a column is a feature or "
+            "the weights, not both"
+        )
     return list(columns)
 
 
@@ -181,8 +191,9 @@ def _check_unique(footer: _Footer, needed: list[str]) -> None:
     counts = Counter(footer.schema.names)
     for name in needed:
         if counts[name] > 1:
-            raise InputError(f"{footer.path}: {counts[name]} columns are named {name!r}; rename them so that "
-                             "each name is unique")
+            raise InputError(
+                f"{footer.path}: {counts[name]} columns are named {name!r}; rename them so that each name is unique"
+            )
 
 
 def _check_same_schema(footers: list[_Footer], needed: list[str]) -> None:
@@ -236,8 +247,10 @@ def open_dataset(
     names = _select_columns(footers[0], columns, weight_column)
     for name in passthrough:
         if name not in footers[0].schema.names:
-            raise InputError(f"{footers[0].path}: column {name!r} to keep not found; "
-                             f"available columns: {', '.join(footers[0].schema.names)}")
+            raise InputError(
+                f"{footers[0].path}: column {name!r} to keep not found; "
+                f"available columns: {', '.join(footers[0].schema.names)}"
+            )
     needed = names + ([weight_column] if weight_column else [])
     _check_same_schema(footers, needed + [c for c in passthrough if c not in needed])
     digest = hashlib.sha256(repr((names, weight_column, nan_policy)).encode())
@@ -302,8 +315,10 @@ def read_partition(
     if nan_policy == "marginalize":
         infinite = np.isinf(X).any(axis=1)
         if infinite.any():
-            raise InputError(f"{part.path}: {int(infinite.sum())} rows have infinite values in the selected columns; "
-                             "a missing value is NaN (or null), an infinite one is an error")
+            raise InputError(
+                f"{part.path}: {int(infinite.sum())} rows have infinite values in the selected columns; "
+                "a missing value is NaN (or null), an infinite one is an error"
+            )
         bad = np.isnan(X).all(axis=1)
     else:
         bad = ~np.isfinite(X).all(axis=1)
@@ -340,7 +355,11 @@ def block_source(dataset: ParquetDataset) -> BlockSource:
 
     blocks = [
         dask.delayed(_read_block, pure=True)(
-            dataset.fs, part, dataset.feature_names, dataset.weight_column, dataset.nan_policy,
+            dataset.fs,
+            part,
+            dataset.feature_names,
+            dataset.weight_column,
+            dataset.nan_policy,
             dask_key_name=f"read-parquet-{dataset.fingerprint[:16]}-{i}",
         )
         for i, part in enumerate(dataset.partitions)

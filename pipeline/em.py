@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -77,13 +78,18 @@ def _fit_block(X, sample_weight, row_offset, preps):
 def _check_finite(stats: kernels.Stats, iteration: int) -> None:
     if stats.weight_sum <= 0:
         raise InputError("the data has no rows with positive weight")
-    finite = (math.isfinite(stats.log_likelihood) and np.isfinite(stats.nk).all() and np.isfinite(stats.s1).all()
-              and np.isfinite(stats.s2).all())
+    finite = (
+        math.isfinite(stats.log_likelihood)
+        and np.isfinite(stats.nk).all()
+        and np.isfinite(stats.s1).all()
+        and np.isfinite(stats.s2).all()
+    )
     if not finite:
         raise NumericalError(
             f"iteration {iteration}: the E-step gave a non-finite log-likelihood or moments "
             f"(log-likelihood {stats.log_likelihood!r}); values or weights too large for float64 arithmetic, "
-            "or a degenerate start: rescale the data or the weights")
+            "or a degenerate start: rescale the data or the weights"
+        )
 
 
 def run_em(
@@ -123,8 +129,10 @@ def run_em(
                 new_state = run.algorithm.m_step(stats, prep.shift)
                 scores = run.algorithm.scores(stats, run.state, new_state)
                 if not (math.isfinite(scores.lower_bound) and math.isfinite(scores.objective)):
-                    raise NumericalError(f"iteration {run.n_iter + 1}: the lower bound is not finite "
-                                         f"({scores.lower_bound!r}); rescale the data or the weights")
+                    raise NumericalError(
+                        f"iteration {run.n_iter + 1}: the lower bound is not finite "
+                        f"({scores.lower_bound!r}); rescale the data or the weights"
+                    )
                 changes.append(scores.objective - run.objective)
                 run.state, run.lower_bound, run.objective = new_state, scores.lower_bound, scores.objective
                 run.history.append(scores.lower_bound)

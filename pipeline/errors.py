@@ -10,6 +10,7 @@ exit code 1.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 
@@ -31,6 +32,22 @@ class EnvironmentFault(RuntimeError):
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when a method needs a fitted model (as scikit-learn's)."""
+
+
+def not_fitted(message: str) -> NotFittedError:
+    """A NotFittedError that is also scikit-learn's, when scikit-learn is loaded (it is, whenever it calls us)."""
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return NotFittedError(message)
+    both = _BOTH.get(sklearn_exceptions.NotFittedError)
+    if both is None:
+        both = _BOTH[sklearn_exceptions.NotFittedError] = type(
+            "NotFittedError", (NotFittedError, sklearn_exceptions.NotFittedError), {"__module__": __name__}
+        )
+    return both(message)
+
+
+_BOTH: dict[type, type] = {}
 
 
 class PipelineWarning(UserWarning):

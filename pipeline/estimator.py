@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline import em, init, kernels
 from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES
-from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, NotFittedError
+from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
 from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names, is_dask
 from pipeline.kernels.algorithms import EMStep, collapsed_components
 from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
@@ -63,8 +63,9 @@ class _Mixture:
         valid = self._get_param_names()
         for name, value in params.items():
             if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
-                                 f"Valid parameters are: {valid!r}.")
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. Valid parameters are: {valid!r}."
+                )
             setattr(self, name, value)
         return self
 
@@ -76,8 +77,11 @@ class _Mixture:
     def __sklearn_tags__(self):
         from sklearn.utils import InputTags, Tags, TargetTags
 
-        return Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False),
-                    input_tags=InputTags(allow_nan=self.nan_policy != "error"))
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            input_tags=InputTags(allow_nan=self.nan_policy != "error"),
+        )
 
     def _more_tags(self) -> dict:  # scikit-learn before 1.6
         return {"allow_nan": self.nan_policy != "error", "requires_y": False}
@@ -87,8 +91,10 @@ class _Mixture:
 
     def _check_is_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                                 "appropriate arguments before using this estimator.")
+            raise not_fitted(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
 
     def _rng(self) -> np.random.Generator:
         if isinstance(self.random_state, np.random.Generator):
@@ -108,30 +114,52 @@ class _Mixture:
     def _check_common(self) -> None:
         name = type(self).__name__
         checks = [
-            (isinstance(self.n_components, numbers.Integral) and not isinstance(self.n_components, bool)
-             and self.n_components >= 1, "n_components", "an int in the range [1, inf)"),
+            (
+                isinstance(self.n_components, numbers.Integral)
+                and not isinstance(self.n_components, bool)
+                and self.n_components >= 1,
+                "n_components",
+                "an int in the range [1, inf)",
+            ),
             (self.covariance_type in COVARIANCE_TYPES, "covariance_type", f"a str among {list(COVARIANCE_TYPES)}"),
-            (isinstance(self.tol, numbers.Real) and math.isfinite(self.tol) and self.tol >= 0, "tol",
-             "a float in the range [0.0, inf)"),
-            (isinstance(self.reg_covar, numbers.Real) and math.isfinite(self.reg_covar) and self.reg_covar >= 0,
-             "reg_covar", "a float in the range [0.0, inf)"),
-            (isinstance(self.max_iter, numbers.Integral) and self.max_iter >= 0, "max_iter",
-             "an int in the range [0, inf)"),
+            (
+                isinstance(self.tol, numbers.Real) and math.isfinite(self.tol) and self.tol >= 0,
+                "tol",
+                "a float in the range [0.0, inf)",
+            ),
+            (
+                isinstance(self.reg_covar, numbers.Real) and math.isfinite(self.reg_covar) and self.reg_covar >= 0,
+                "reg_covar",
+                "a float in the range [0.0, inf)",
+            ),
+            (
+                isinstance(self.max_iter, numbers.Integral) and self.max_iter >= 0,
+                "max_iter",
+                "an int in the range [0, inf)",
+            ),
             (isinstance(self.n_init, numbers.Integral) and self.n_init >= 1, "n_init", "an int in the range [1, inf)"),
             (self.init_params in INIT_METHODS, "init_params", f"a str among {list(INIT_METHODS)}"),
             (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0, "verbose", "an int >= 0"),
-            (isinstance(self.verbose_interval, numbers.Integral) and self.verbose_interval >= 1, "verbose_interval",
-             "an int in the range [1, inf)"),
+            (
+                isinstance(self.verbose_interval, numbers.Integral) and self.verbose_interval >= 1,
+                "verbose_interval",
+                "an int in the range [1, inf)",
+            ),
             (_dtype_name(self.dtype) in DTYPES, "dtype", f"one of {DTYPES}"),
             (self.nan_policy in NAN_POLICIES, "nan_policy", f"a str among {list(NAN_POLICIES)}"),
-            (self.random_state is None or isinstance(self.random_state, (np.random.Generator, np.random.RandomState))
-             or (isinstance(self.random_state, numbers.Integral) and self.random_state >= 0), "random_state",
-             "None, an int >= 0, a numpy Generator or RandomState"),
+            (
+                self.random_state is None
+                or isinstance(self.random_state, (np.random.Generator, np.random.RandomState))
+                or (isinstance(self.random_state, numbers.Integral) and self.random_state >= 0),
+                "random_state",
+                "None, an int >= 0, a numpy Generator or RandomState",
+            ),
         ]
         for ok, param, expected in checks:
             if not ok:
-                raise ValueError(f"The {param!r} parameter of {name} must be {expected}. Got "
-                                 f"{getattr(self, param)!r} instead.")
+                raise ValueError(
+                    f"The {param!r} parameter of {name} must be {expected}. Got {getattr(self, param)!r} instead."
+                )
 
     # ------------------------------------------------------------------ fitting
     def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int]:
@@ -141,8 +169,9 @@ class _Mixture:
         source, summary = scan(source)
         n_rows = sum(summary.n_rows)
         if n_rows < max(2, self.n_components):
-            raise ValueError(f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                             f"n_samples = {n_rows}")
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, n_samples = {n_rows}"
+            )
         problem = summary.problem([f"column {j}" for j in range(X.shape[1])], "sample_weight")
         if problem:
             raise ValueError(problem)
@@ -160,8 +189,10 @@ class _Mixture:
                 if self.verbose == 1:
                     print(f"  Iteration {rep.iteration}")
                 else:
-                    print(f"  Iteration {rep.iteration}\t time lapse {time.perf_counter() - started:.5f}s\t "
-                          f"ll change {rep.changes[best]:.5f}")
+                    print(
+                        f"  Iteration {rep.iteration}\t time lapse {time.perf_counter() - started:.5f}s\t "
+                        f"ll change {rep.changes[best]:.5f}"
+                    )
 
         return report
 
@@ -178,12 +209,20 @@ class _Mixture:
             print(f"Initialization {state}." + (f" lower bound {self.lower_bound_:.5f}." if self.verbose >= 2 else ""))
         collapsed = collapsed_components(best.params, self.reg_covar)
         if collapsed.size:
-            warnings.warn(f"{collapsed.size} of {self.n_components} components collapsed onto single points or none "
-                          f"({collapsed.tolist()}); reg_covar alone keeps their covariances positive definite. Set "
-                          "prior='default' or reduce n_components.", CollapsedComponentsWarning, stacklevel=3)
+            warnings.warn(
+                f"{collapsed.size} of {self.n_components} components collapsed onto single points or none "
+                f"({collapsed.tolist()}); reg_covar alone keeps their covariances positive definite. Set "
+                "prior='default' or reduce n_components.",
+                CollapsedComponentsWarning,
+                stacklevel=3,
+            )
         if not self.converged_ and self.max_iter > 0:
-            warnings.warn("Best performing initialization did not converge. Try different init parameters, "
-                          "or increase max_iter, tol, or check for degenerate data.", ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit the mixture.
@@ -205,8 +244,9 @@ class _Mixture:
         sample_weight = check_sample_weight(sample_weight, X)
         source, summary, n_rows = self._source(X, sample_weight)
         runs = self._runs(source, X.shape[1])
-        em.run_em(source, runs, tol=self.tol, max_iter=self.max_iter, dtype=self.dtype,
-                  on_iteration=self._verbose_reporter())
+        em.run_em(
+            source, runs, tol=self.tol, max_iter=self.max_iter, dtype=self.dtype, on_iteration=self._verbose_reporter()
+        )
         self._finish(runs, X.shape[1], names, summary, n_rows)
         return self
 
@@ -217,8 +257,9 @@ class _Mixture:
     # ------------------------------------------------------------------ using a fitted model
     def _params(self) -> kernels.Params:
         self._check_is_fitted()
-        return kernels.Params(self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
-                              self.covariance_type)
+        return kernels.Params(
+            self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
+        )
 
     def _rowwise(self, X, fn, columns: int | None, dtype):
         params = self._params()
@@ -258,13 +299,11 @@ class _Mixture:
         """
         params = self._params()
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one "
-                             "sample.")
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample.")
         rng = self._rng()
         counts = rng.multinomial(n_samples, params.weights / params.weights.sum())
         covariances = kernels.dense_covariances(params)
-        parts = [rng.multivariate_normal(params.means[k], covariances[k], size=count)
-                 for k, count in enumerate(counts)]
+        parts = [rng.multivariate_normal(params.means[k], covariances[k], size=count) for k, count in enumerate(counts)]
         return np.vstack(parts), np.repeat(np.arange(self.n_components), counts)
 
 
@@ -318,9 +357,27 @@ class GaussianMixture(_Mixture):
         With a prior: its resolved hyperparameters.
     """
 
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100, n_init=1,
-                 init_params="kmeans", weights_init=None, means_init=None, precisions_init=None, random_state=None,
-                 warm_start=False, verbose=0, verbose_interval=10, dtype="float64", prior=None, nan_policy="error"):
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        dtype="float64",
+        prior=None,
+        nan_policy="error",
+    ):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -343,11 +400,15 @@ class GaussianMixture(_Mixture):
         self._check_common()
         prior = self.prior
         if not (prior is None or (isinstance(prior, str) and prior == "default") or isinstance(prior, dict)):
-            raise ValueError(f"The 'prior' parameter of GaussianMixture must be None, 'default' or a dict with keys "
-                             f"among {list(PRIOR_KEYS)}. Got {prior!r} instead.")
+            raise ValueError(
+                f"The 'prior' parameter of GaussianMixture must be None, 'default' or a dict with keys "
+                f"among {list(PRIOR_KEYS)}. Got {prior!r} instead."
+            )
         if isinstance(prior, dict) and set(prior) - set(PRIOR_KEYS):
-            raise ValueError(f"The 'prior' parameter of GaussianMixture has unknown keys "
-                             f"{sorted(set(prior) - set(PRIOR_KEYS))}; expected keys among {list(PRIOR_KEYS)}.")
+            raise ValueError(
+                f"The 'prior' parameter of GaussianMixture has unknown keys "
+                f"{sorted(set(prior) - set(PRIOR_KEYS))}; expected keys among {list(PRIOR_KEYS)}."
+            )
 
     def _algorithm(self, moments: kernels.DataMoments | None) -> EMStep:
         if self.prior is None:
@@ -360,21 +421,37 @@ class GaussianMixture(_Mixture):
     def _runs(self, source: BlockSource, n_features: int) -> list[em.EMRun]:
         k, ct = self.n_components, self.covariance_type
         if self.warm_start and self.__sklearn_is_fitted__():
-            algorithm = self._algorithm(self._moments(source, self.means_)) if self.prior is not None else (
-                self._algorithm(None))
+            algorithm = (
+                self._algorithm(self._moments(source, self.means_))
+                if self.prior is not None
+                else (self._algorithm(None))
+            )
             objective = self.lower_bound_ if self.prior is None else -math.inf
             return [em.EMRun(algorithm, self._params(), self.lower_bound_, objective)]
         whole = init.explicit_params(None, ct, k, n_features, self.weights_init, self.means_init, self.precisions_init)
         if whole is not None:
             moments = self._moments(source, whole.means) if self.prior is not None else None
             return [em.EMRun(self._algorithm(moments), whole)]
-        starts = init.start_statistics(source, [(k, ct)], init_params=self.init_params, n_init=self.n_init,
-                                       seed=self._seed(), with_moments=self.prior is not None)
+        starts = init.start_statistics(
+            source,
+            [(k, ct)],
+            init_params=self.init_params,
+            n_init=self.n_init,
+            seed=self._seed(),
+            with_moments=self.prior is not None,
+        )
         algorithm = self._algorithm(starts.moments)
         runs = []
         for spec, stats in zip(starts.specs[0], starts.stats[0]):
-            start = init.explicit_params(algorithm.m_step(stats, spec.shift), ct, k, n_features, self.weights_init,
-                                         self.means_init, self.precisions_init)
+            start = init.explicit_params(
+                algorithm.m_step(stats, spec.shift),
+                ct,
+                k,
+                n_features,
+                self.weights_init,
+                self.means_init,
+                self.precisions_init,
+            )
             runs.append(em.EMRun(algorithm, start))
         return runs
 
@@ -420,10 +497,23 @@ class GaussianMixture(_Mixture):
             raise ImportError("to_sklearn needs scikit-learn: pip install gmm-pipeline[sklearn]") from None
         self._check_is_fitted()
         seed = self.random_state if isinstance(self.random_state, (int, type(None))) else None
-        ours = {name: value for name, value in self.get_params().items() if name not in ("dtype", "prior", "nan_policy")}
+        ours = {
+            name: value for name, value in self.get_params().items() if name not in ("dtype", "prior", "nan_policy")
+        }
         sk = SkGaussianMixture(**{**ours, "random_state": seed})
-        for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "converged_",
-                     "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_", "feature_names_in_"):
+        for attr in (
+            "weights_",
+            "means_",
+            "covariances_",
+            "precisions_",
+            "precisions_cholesky_",
+            "converged_",
+            "n_iter_",
+            "lower_bound_",
+            "lower_bounds_",
+            "n_features_in_",
+            "feature_names_in_",
+        ):
             if hasattr(self, attr):
                 setattr(sk, attr, getattr(self, attr))
         return sk
@@ -435,10 +525,18 @@ class GaussianMixture(_Mixture):
         """
         params = self._params()
         names = getattr(self, "feature_names_in_", None)
-        info = describe(params, [f"x{i}" for i in range(self.n_features_in_)] if names is None else list(names),
-                        named_features=names is not None, converged=self.converged_, n_iter=self.n_iter_, lower_bound=self.lower_bound_,
-                        history=self.lower_bounds_, n_samples=getattr(self, "n_samples_", None),
-                        weight_sum=getattr(self, "weight_sum_", None), prior=getattr(self, "prior_", None))
+        info = describe(
+            params,
+            [f"x{i}" for i in range(self.n_features_in_)] if names is None else list(names),
+            named_features=names is not None,
+            converged=self.converged_,
+            n_iter=self.n_iter_,
+            lower_bound=self.lower_bound_,
+            history=self.lower_bounds_,
+            n_samples=getattr(self, "n_samples_", None),
+            weight_sum=getattr(self, "weight_sum_", None),
+            prior=getattr(self, "prior_", None),
+        )
         save_model(path, params, info, storage_options)
 
 
@@ -465,12 +563,18 @@ def from_saved(saved: SavedModel) -> GaussianMixture:
     gm = GaussianMixture(n_components=p.n_components, covariance_type=p.covariance_type)
     prior = None
     if info.prior is not None:
-        prior = Prior(info.prior["shrinkage"], np.asarray(info.prior["mean"]), info.prior["dof"],
-                      np.asarray(info.prior["scale"]))
+        prior = Prior(
+            info.prior["shrinkage"], np.asarray(info.prior["mean"]), info.prior["dof"], np.asarray(info.prior["scale"])
+        )
         gm.prior = {k: v for k, v in info.prior.items()}
-    run = em.EMRun(EMStep(p.covariance_type, 0.0, prior), p, -math.inf if info.lower_bound is None else
-                   info.lower_bound, history=list(info.history), n_iter=info.n_iter or 0,
-                   converged=bool(info.converged))
+    run = em.EMRun(
+        EMStep(p.covariance_type, 0.0, prior),
+        p,
+        -math.inf if info.lower_bound is None else info.lower_bound,
+        history=list(info.history),
+        n_iter=info.n_iter or 0,
+        converged=bool(info.converged),
+    )
     gm._set_fitted(run, p.n_features)
     if info.named_features:
         gm.feature_names_in_ = np.array(info.feature_names, dtype=object)

@@ -9,8 +9,9 @@ pass over the data.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,18 +79,26 @@ def _needs_moments(m: ModelConfig) -> bool:
     return m.prior is not None
 
 
-def make_algorithm(m: ModelConfig, candidate: Candidate, moments: kernels.DataMoments | None,
-                   hyperparameters: dict | None = None):
+def make_algorithm(
+    m: ModelConfig, candidate: Candidate, moments: kernels.DataMoments | None, hyperparameters: dict | None = None
+):
     """The algorithm of a candidate: EM, or MAP EM under the prior (resolved from the data's moments)."""
     ct = candidate.covariance_type
     if m.prior is None:
         return EMStep(ct, m.reg_covar)
     if hyperparameters is not None:  # resolved before (a checkpoint)
-        prior = Prior(hyperparameters["shrinkage"], np.asarray(hyperparameters["mean"]),
-                      hyperparameters["dof"], np.asarray(hyperparameters["scale"]))
+        prior = Prior(
+            hyperparameters["shrinkage"],
+            np.asarray(hyperparameters["mean"]),
+            hyperparameters["dof"],
+            np.asarray(hyperparameters["scale"]),
+        )
     else:
-        given = {} if m.prior == "default" else {k: getattr(m.prior, k) for k in PRIOR_KEYS
-                                                   if getattr(m.prior, k) is not None}
+        given = (
+            {}
+            if m.prior == "default"
+            else {k: getattr(m.prior, k) for k in PRIOR_KEYS if getattr(m.prior, k) is not None}
+        )
         prior = default_prior(moments, candidate.n_components, ct, **given)
     try:
         check_prior(prior, ct, prior.mean.shape[0] if prior.mean.ndim == 1 else 0)
@@ -116,14 +125,22 @@ def check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, config
             raise InputError(f"{where}: column {constant[0]!r} is constant; set model.reg_covar > 0 or drop the column")
 
 
-def _iteration_event(candidate: Candidate | None, runs: list[em.EMRun], changes: dict[int, float],
-                     rep: em.IterationReport, dtype: str) -> dict[str, Any]:
+def _iteration_event(
+    candidate: Candidate | None, runs: list[em.EMRun], changes: dict[int, float], rep: em.IterationReport, dtype: str
+) -> dict[str, Any]:
     best = max(runs, key=lambda r: r.lower_bound)
-    event = {"event": "iteration", "iteration": rep.iteration, "lower_bound": best.lower_bound,
-             "change": changes[id(best)], "seconds": rep.seconds, "active_starts": len(runs)}
+    event = {
+        "event": "iteration",
+        "iteration": rep.iteration,
+        "lower_bound": best.lower_bound,
+        "change": changes[id(best)],
+        "seconds": rep.seconds,
+        "active_starts": len(runs),
+    }
     if candidate is not None:
-        event.update(candidate=candidate.label, n_components=candidate.n_components,
-                     covariance_type=candidate.covariance_type)
+        event.update(
+            candidate=candidate.label, n_components=candidate.n_components, covariance_type=candidate.covariance_type
+        )
     if dtype != "float64":  # what the iteration ran in: float64 where float32 is not accurate enough
         event["dtype"] = "float32" if all(d == "float32" for d in rep.dtypes) else "float64"
     return event
@@ -155,9 +172,20 @@ def fit_candidates(
     source, summary = passes.scan(source)
     check_summary(summary, dataset, config, max(c.n_components for c in candidates))
     n_rows = sum(summary.n_rows)
-    emit({"event": "data", "path": config.data.path, "n_rows": n_rows, "n_features": len(dataset.feature_names),
-          "n_partitions": len(dataset.partitions), "dropped_rows": dataset.n_rows - n_rows, "persisted": persisted,
-          "nan_policy": dataset.nan_policy, "missing_values": summary.n_missing, "incomplete_rows": summary.n_incomplete})
+    emit(
+        {
+            "event": "data",
+            "path": config.data.path,
+            "n_rows": n_rows,
+            "n_features": len(dataset.feature_names),
+            "n_partitions": len(dataset.partitions),
+            "dropped_rows": dataset.n_rows - n_rows,
+            "persisted": persisted,
+            "nan_policy": dataset.nan_policy,
+            "missing_values": summary.n_missing,
+            "incomplete_rows": summary.n_incomplete,
+        }
+    )
 
     groups = _resume(config, candidates, checkpoint, emit) if checkpoint is not None else None
     if groups is None:
@@ -166,16 +194,25 @@ def fit_candidates(
 
     def report(rep: em.IterationReport) -> None:
         if checkpoint is not None:
-            checkpoint.save([SavedRun(c, r.algorithm.arrays(r.state), r.lower_bound, r.objective, r.history,
-                                      r.n_iter, r.converged) for c, g in enumerate(groups) for r in g], hyper)
+            checkpoint.save(
+                [
+                    SavedRun(
+                        c, r.algorithm.arrays(r.state), r.lower_bound, r.objective, r.history, r.n_iter, r.converged
+                    )
+                    for c, g in enumerate(groups)
+                    for r in g
+                ],
+                hyper,
+            )
         changes = {id(r): c for r, c in zip(rep.runs, rep.changes)}
         for candidate, group in zip(candidates, groups):
             active = [r for r in group if id(r) in changes]
             if active:
                 emit(_iteration_event(candidate if len(candidates) > 1 else None, active, changes, rep, m.dtype))
 
-    em.run_em(source, [r for g in groups for r in g], tol=m.tol, max_iter=m.max_iter, dtype=m.dtype,
-              on_iteration=report)
+    em.run_em(
+        source, [r for g in groups for r in g], tol=m.tol, max_iter=m.max_iter, dtype=m.dtype, on_iteration=report
+    )
     bests = [em.best_run(g) for g in groups]
     fits = em.final_fits(source, [b.params for b in bests])
     outcomes = []
@@ -193,9 +230,14 @@ def _start(config: Config, source, candidates: list[Candidate], warm: kernels.Pa
         moments = init.data_moments(source, warm.means.mean(axis=0)) if _needs_moments(m) else None
         return [[em.EMRun(make_algorithm(m, candidates[0], moments), warm)]]
     try:
-        starts = init.start_statistics(source, [(c.n_components, c.covariance_type) for c in candidates],
-                                       init_params=m.init, n_init=m.n_init, seed=seed,
-                                       with_moments=_needs_moments(m))
+        starts = init.start_statistics(
+            source,
+            [(c.n_components, c.covariance_type) for c in candidates],
+            init_params=m.init,
+            n_init=m.n_init,
+            seed=seed,
+            with_moments=_needs_moments(m),
+        )
     except ValueError as exc:
         raise InputError(f"{config.data.path}: {exc}") from None
     groups = []
@@ -205,16 +247,18 @@ def _start(config: Config, source, candidates: list[Candidate], warm: kernels.Pa
     return groups
 
 
-def _resume(config: Config, candidates: list[Candidate], checkpoint: Checkpoint, emit: Emit
-            ) -> list[list[em.EMRun]] | None:
+def _resume(
+    config: Config, candidates: list[Candidate], checkpoint: Checkpoint, emit: Emit
+) -> list[list[em.EMRun]] | None:
     resumed, reason = checkpoint.resume()
     if resumed is None:
         if reason:
             emit({"event": "restart", "checkpoint": checkpoint.path, "reason": f"checkpoint not used: {reason}"})
         return None
     try:
-        algorithms = [make_algorithm(config.model, c, None, h) for c, h in zip(candidates, resumed.hyperparameters,
-                                                                               strict=True)]
+        algorithms = [
+            make_algorithm(config.model, c, None, h) for c, h in zip(candidates, resumed.hyperparameters, strict=True)
+        ]
         groups: list[list[em.EMRun]] = [[] for _ in candidates]
         for saved in resumed.runs:
             algorithm = algorithms[saved.candidate]
@@ -223,13 +267,21 @@ def _resume(config: Config, candidates: list[Candidate], checkpoint: Checkpoint,
             kernels.check_params(params)
             if params.n_components != candidates[saved.candidate].n_components:
                 raise ValueError("its runs have another number of components")
-            groups[saved.candidate].append(em.EMRun(algorithm, state, saved.lower_bound, saved.objective,
-                                                    saved.history, saved.n_iter, saved.converged))
+            groups[saved.candidate].append(
+                em.EMRun(
+                    algorithm, state, saved.lower_bound, saved.objective, saved.history, saved.n_iter, saved.converged
+                )
+            )
         if not all(groups):
             raise ValueError("a candidate has no run")
     except (KeyError, ValueError, TypeError, IndexError, InputError) as exc:
-        emit({"event": "restart", "checkpoint": checkpoint.path,
-              "reason": f"checkpoint not used: it is damaged ({str(exc).splitlines()[0][:120]})"})
+        emit(
+            {
+                "event": "restart",
+                "checkpoint": checkpoint.path,
+                "reason": f"checkpoint not used: it is damaged ({str(exc).splitlines()[0][:120]})",
+            }
+        )
         return None
     emit({"event": "resume", "iteration": max(r.n_iter for g in groups for r in g), "checkpoint": checkpoint.path})
     return groups

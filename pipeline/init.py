@@ -59,8 +59,11 @@ def _start_block(X, sample_weight, row_offset, specs, moments_shift):
         if spec.seed is None:
             out.append(kernels.hard_assignment_statistics(X, sample_weight, spec.shift, spec.covariance_type))
         else:
-            out.append(kernels.random_resp_statistics(X, sample_weight, row_offset, spec.seed, spec.shift,
-                                                      spec.covariance_type))
+            out.append(
+                kernels.random_resp_statistics(
+                    X, sample_weight, row_offset, spec.seed, spec.shift, spec.covariance_type
+                )
+            )
     if moments_shift is not None:
         out.append(_moments_block(X, sample_weight, moments_shift))
     return tuple(out)
@@ -191,8 +194,10 @@ def start_statistics(
     start of every candidate (and, if asked, the data's mean and covariance).
     """
     sample, sample_w = draw_sample(source, np.random.default_rng(seed))
-    specs = [[_spec(sample, sample_w, k, ct, init_params, start_rng(seed, k, ct, r)) for r in range(n_init)]
-             for k, ct in candidates]
+    specs = [
+        [_spec(sample, sample_w, k, ct, init_params, start_rng(seed, k, ct, r)) for r in range(n_init)]
+        for k, ct in candidates
+    ]
     flat = [spec for group in specs for spec in group]
     shift = _sample_mean(sample, sample_w, source.n_features) if with_moments else None
     results = source.run(_start_block, flat, shift, combine=add_tuples)
@@ -233,8 +238,10 @@ def check_weights(weights, n_components: int) -> np.ndarray:
     weights = _as_float_array(weights, "weights")
     _check_shape(weights, (n_components,), "weights")
     if (weights < 0).any() or (weights > 1).any():
-        raise ValueError(f"The parameter 'weights' should be in the range [0, 1], but got max value "
-                         f"{weights.max():.5f}, min value {weights.min():.5f}")
+        raise ValueError(
+            f"The parameter 'weights' should be in the range [0, 1], but got max value "
+            f"{weights.max():.5f}, min value {weights.min():.5f}"
+        )
     if not np.allclose(np.abs(1.0 - weights.sum()), 0.0):
         raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {weights.sum():.5f}")
     return weights
@@ -259,8 +266,15 @@ def check_precisions(precisions, covariance_type: str, n_components: int, n_feat
     return precisions
 
 
-def explicit_params(start: kernels.Params | None, covariance_type: str, n_components: int, n_features: int,
-                    weights_init=None, means_init=None, precisions_init=None) -> kernels.Params | None:
+def explicit_params(
+    start: kernels.Params | None,
+    covariance_type: str,
+    n_components: int,
+    n_features: int,
+    weights_init=None,
+    means_init=None,
+    precisions_init=None,
+) -> kernels.Params | None:
     """``start`` with the given parts in its place, each checked; or the whole start when all three are given.
 
     Raises
@@ -270,18 +284,35 @@ def explicit_params(start: kernels.Params | None, covariance_type: str, n_compon
     """
     weights = None if weights_init is None else check_weights(weights_init, n_components)
     means = None if means_init is None else check_means(means_init, n_components, n_features)
-    precisions = None if precisions_init is None else check_precisions(precisions_init, covariance_type,
-                                                                        n_components, n_features)
+    precisions = (
+        None
+        if precisions_init is None
+        else check_precisions(precisions_init, covariance_type, n_components, n_features)
+    )
     if start is None:
         if weights is None or means is None or precisions is None:
             return None
         prec_chol = kernels.precision_cholesky_from_precisions(precisions, covariance_type)
-        return kernels.Params(weights, means, kernels.covariances_from_precision_cholesky(prec_chol, covariance_type),
-                              prec_chol, covariance_type)
+        return kernels.Params(
+            weights,
+            means,
+            kernels.covariances_from_precision_cholesky(prec_chol, covariance_type),
+            prec_chol,
+            covariance_type,
+        )
     if precisions is not None:
         prec_chol = kernels.precision_cholesky_from_precisions(precisions, covariance_type)
-        start = kernels.Params(start.weights, start.means,
-                               kernels.covariances_from_precision_cholesky(prec_chol, covariance_type), prec_chol,
-                               covariance_type)
-    return kernels.Params(start.weights if weights is None else weights, start.means if means is None else means,
-                          start.covariances, start.precisions_cholesky, covariance_type)
+        start = kernels.Params(
+            start.weights,
+            start.means,
+            kernels.covariances_from_precision_cholesky(prec_chol, covariance_type),
+            prec_chol,
+            covariance_type,
+        )
+    return kernels.Params(
+        start.weights if weights is None else weights,
+        start.means if means is None else means,
+        start.covariances,
+        start.precisions_cholesky,
+        covariance_type,
+    )

@@ -54,7 +54,8 @@ def feature_names(X) -> np.ndarray | None:
             f"{types} as feature name / column name types. If you want feature names to be stored and validated, "
             "you must convert them all to strings, by using X.columns = X.columns.astype(str) for example. "
             "Otherwise you can remove feature / column names from your input data, or convert them all to a "
-            "non-string data type.")
+            "non-string data type."
+        )
     return names if types == ["str"] else None
 
 
@@ -66,12 +67,16 @@ def check_feature_names(estimator, X) -> None:
     if fitted is None and given is None:
         return
     if fitted is None:
-        warnings.warn(f"X has feature names, but {name} was fitted without feature names", FeatureNamesWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"X has feature names, but {name} was fitted without feature names", FeatureNamesWarning, stacklevel=3
+        )
         return
     if given is None:
-        warnings.warn(f"X does not have valid feature names, but {name} was fitted with feature names",
-                      FeatureNamesWarning, stacklevel=3)
+        warnings.warn(
+            f"X does not have valid feature names, but {name} was fitted with feature names",
+            FeatureNamesWarning,
+            stacklevel=3,
+        )
         return
     if len(fitted) == len(given) and (fitted == given).all():
         return
@@ -96,14 +101,10 @@ def _to_float(X, name: str) -> np.ndarray:
     array = np.asarray(X)
     if np.iscomplexobj(array):
         raise ValueError(f"Complex data not supported\n{array}\n")
-    try:
-        return np.asarray(array, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must hold numbers convertible to float64: {exc}") from None
+    return np.asarray(array, dtype=np.float64)  # what is not a number fails as in scikit-learn (TypeError, ValueError)
 
 
-def check_rows(X, estimator_name: str, *, n_features: int | None = None, min_samples: int = 1,
-               allow_nan: bool = False):
+def check_rows(X, estimator_name: str, *, n_features: int | None = None, min_samples: int = 1, allow_nan: bool = False):
     """Rows as a float64 NumPy array (or Dask array), checked as scikit-learn's ``check_array``.
 
     Parameters
@@ -122,13 +123,18 @@ def check_rows(X, estimator_name: str, *, n_features: int | None = None, min_sam
     ndarray or dask.array.Array of shape (n_samples, n_features), float64
     """
     if _is_sparse(X):
-        raise TypeError("Sparse data was passed for X, but dense data is required. Use '.toarray()' to convert to "
-                        "a dense numpy array.")
+        raise TypeError(
+            "Sparse data was passed for X, but dense data is required. Use '.toarray()' to convert to "
+            "a dense numpy array."
+        )
     if is_dask(X):
         if hasattr(X, "to_dask_array"):  # Dask DataFrame: every column, as pandas
             dtypes = list(X.dtypes)
-            if not all(np.issubdtype(np.dtype(str(t)), np.number) or str(t) == "bool" for t in dtypes
-                       if str(t) not in ("category",)):
+            if not all(
+                np.issubdtype(np.dtype(str(t)), np.number) or str(t) == "bool"
+                for t in dtypes
+                if str(t) not in ("category",)
+            ):
                 raise ValueError("X must hold numbers convertible to float64: a column of X is not numeric")
             X = X.to_dask_array(lengths=True)
         array = X
@@ -139,16 +145,22 @@ def check_rows(X, estimator_name: str, *, n_features: int | None = None, min_sam
     if array.ndim != 2:
         if array.ndim == 1:
             raise ValueError(
-                "Expected 2D array, got 1D array instead: reshape your data with X.reshape(-1, 1) if it has a "
-                "single feature or X.reshape(1, -1) if it contains a single sample.")
+                f"Expected 2D array, got 1D array instead:\narray={array!r}.\nReshape your data either using "
+                "array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) if it contains a "
+                "single sample."
+            )
         raise ValueError(f"Found array with dim {array.ndim}. {estimator_name} expected <= 2.")
     n, d = array.shape
     if isinstance(n, numbers.Integral) and n < min_samples:
-        raise ValueError(f"Found array with {n} sample(s) (shape={tuple(array.shape)}) while a minimum of "
-                         f"{min_samples} is required by {estimator_name}.")
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={tuple(array.shape)}) while a minimum of "
+            f"{min_samples} is required by {estimator_name}."
+        )
     if d < 1:
-        raise ValueError(f"Found array with 0 feature(s) (shape={tuple(array.shape)}) while a minimum of 1 is "
-                         f"required by {estimator_name}.")
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(array.shape)}) while a minimum of 1 is "
+            f"required by {estimator_name}."
+        )
     if n_features is not None and d != n_features:
         raise ValueError(f"X has {d} features, but {estimator_name} is expecting {n_features} features as input.")
     if is_dask(array):
@@ -156,8 +168,10 @@ def check_rows(X, estimator_name: str, *, n_features: int | None = None, min_sam
     if np.isinf(array).any():
         raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
     if not allow_nan and np.isnan(array).any():
-        raise ValueError(f"Input X contains NaN. {estimator_name} does not accept missing values encoded as NaN "
-                         "with nan_policy='error': set nan_policy='marginalize' (or 'drop').")
+        raise ValueError(
+            f"Input X contains NaN. {estimator_name} does not accept missing values encoded as NaN "
+            "with nan_policy='error': set nan_policy='marginalize' (or 'drop')."
+        )
     return array
 
 

@@ -9,9 +9,10 @@ the config, the data's footers, and the output (:mod:`pipeline.outputs`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pipeline import cluster, data, fitting, outputs, storage
 from pipeline.checkpoint import Checkpoint
@@ -87,39 +88,75 @@ def _warm_start(config: Config, dataset: data.ParquetDataset):
         raise InputError(f"model.init {path!r} is neither one of {', '.join(INIT_METHODS)} nor a model directory")
     saved = load_saved_model(path, config.data.storage_options)
     if saved.info.feature_names != dataset.feature_names:
-        raise InputError(f"model.init {path!r}: its features {saved.info.feature_names} do not match the data's "
-                         f"{dataset.feature_names}")
+        raise InputError(
+            f"model.init {path!r}: its features {saved.info.feature_names} do not match the data's "
+            f"{dataset.feature_names}"
+        )
     p = saved.params
     if (p.n_components, p.covariance_type) != (m.n_components, m.covariance_type):
-        raise InputError(f"model.init {path!r} has n_components={p.n_components}, covariance_type="
-                         f"{p.covariance_type}; the config asks for {m.n_components}, {m.covariance_type}")
+        raise InputError(
+            f"model.init {path!r} has n_components={p.n_components}, covariance_type="
+            f"{p.covariance_type}; the config asks for {m.n_components}, {m.covariance_type}"
+        )
     return p
 
 
-def _model_info(config: Config, dataset: data.ParquetDataset, fitted: fitting.Fitted, outcome: fitting.Outcome,
-                **fields: Any) -> ModelInfo:
+def _model_info(
+    config: Config, dataset: data.ParquetDataset, fitted: fitting.Fitted, outcome: fitting.Outcome, **fields: Any
+) -> ModelInfo:
     run, summary = outcome.run, fitted.summary
-    chosen = config.model_copy(update={"model": config.model.model_copy(update={
-        "n_components": outcome.candidate.n_components, "covariance_type": outcome.candidate.covariance_type})})
+    chosen = config.model_copy(
+        update={
+            "model": config.model.model_copy(
+                update={
+                    "n_components": outcome.candidate.n_components,
+                    "covariance_type": outcome.candidate.covariance_type,
+                }
+            )
+        }
+    )
     missing = None
     if dataset.nan_policy != "error":
-        missing = MissingValues(nan_policy=dataset.nan_policy, n_missing_values=summary.n_missing,
-                                n_incomplete_rows=summary.n_incomplete,
-                                n_dropped_rows=dataset.n_rows - fitted.n_rows)
-    return describe(run.params, dataset.feature_names, converged=run.converged, n_iter=run.n_iter,
-                    lower_bound=run.lower_bound, history=run.history, n_samples=fitted.n_rows,
-                    weight_sum=outcome.fit.weight_sum, bic=outcome.bic, aic=outcome.aic, icl=outcome.icl,
-                    config=recorded(chosen), data_fingerprint=dataset.fingerprint, algorithm=config.model.algorithm,
-                    prior=outcome.hyperparameters, missing=missing, collapsed_components=outcome.collapsed, **fields)
+        missing = MissingValues(
+            nan_policy=dataset.nan_policy,
+            n_missing_values=summary.n_missing,
+            n_incomplete_rows=summary.n_incomplete,
+            n_dropped_rows=dataset.n_rows - fitted.n_rows,
+        )
+    return describe(
+        run.params,
+        dataset.feature_names,
+        converged=run.converged,
+        n_iter=run.n_iter,
+        lower_bound=run.lower_bound,
+        history=run.history,
+        n_samples=fitted.n_rows,
+        weight_sum=outcome.fit.weight_sum,
+        bic=outcome.bic,
+        aic=outcome.aic,
+        icl=outcome.icl,
+        config=recorded(chosen),
+        data_fingerprint=dataset.fingerprint,
+        algorithm=config.model.algorithm,
+        prior=outcome.hyperparameters,
+        missing=missing,
+        collapsed_components=outcome.collapsed,
+        **fields,
+    )
 
 
 def _warn_collapsed(outcome: fitting.Outcome, emit: Emit) -> None:
     if outcome.collapsed:
         k = outcome.candidate.n_components
-        emit({"event": "warning", "category": "CollapsedComponentsWarning",
-              "message": f"{len(outcome.collapsed)} of {k} components ({outcome.candidate.label}) collapsed onto "
-                         f"single points or none: {outcome.collapsed}; reg_covar alone keeps their covariances "
-                         "positive definite (set model.prior: default, or reduce model.n_components)"})
+        emit(
+            {
+                "event": "warning",
+                "category": "CollapsedComponentsWarning",
+                "message": f"{len(outcome.collapsed)} of {k} components ({outcome.candidate.label}) collapsed onto "
+                f"single points or none: {outcome.collapsed}; reg_covar alone keeps their covariances "
+                "positive definite (set model.prior: default, or reduce model.n_components)",
+            }
+        )
 
 
 def fit(config: Config, *, scheduler: str | None = None, force: bool = False, emit: Emit = _ignore) -> FitOutcome:
@@ -156,27 +193,51 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         if force:
             checkpoint.remove()
         with cluster.session(config.cluster, scheduler, emit) as client:
-            fitted = fitting.fit_candidates(config, dataset, [Candidate(m.n_components, m.covariance_type)],
-                                            client=client, emit=emit, checkpoint=checkpoint, warm=warm)
+            fitted = fitting.fit_candidates(
+                config,
+                dataset,
+                [Candidate(m.n_components, m.covariance_type)],
+                client=client,
+                emit=emit,
+                checkpoint=checkpoint,
+                warm=warm,
+            )
         (outcome,) = fitted.outcomes
         save_model(output, outcome.run.params, _model_info(config, dataset, fitted, outcome), options)
         checkpoint.remove()
     _warn_collapsed(outcome, emit)
     run = outcome.run
-    emit({"event": "done", "model": output, "converged": run.converged, "n_iter": run.n_iter,
-          "lower_bound": run.lower_bound, "bic": outcome.bic, "seconds": time.perf_counter() - started})
+    emit(
+        {
+            "event": "done",
+            "model": output,
+            "converged": run.converged,
+            "n_iter": run.n_iter,
+            "lower_bound": run.lower_bound,
+            "bic": outcome.bic,
+            "seconds": time.perf_counter() - started,
+        }
+    )
     return FitOutcome(output, run.converged, run.n_iter, run.lower_bound)
 
 
 def _selection_csv(table: list[dict[str, Any]]) -> bytes:
     lines = [",".join(SELECTION_COLUMNS)]
-    lines += [",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in SELECTION_COLUMNS)
-              for row in table]
+    lines += [
+        ",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in SELECTION_COLUMNS) for row in table
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
-def select(config: Config, ks: list[int], covariance_types: list[str], criterion: str = "bic", *,
-           scheduler: str | None = None, emit: Emit = _ignore) -> SelectOutcome:
+def select(
+    config: Config,
+    ks: list[int],
+    covariance_types: list[str],
+    criterion: str = "bic",
+    *,
+    scheduler: str | None = None,
+    emit: Emit = _ignore,
+) -> SelectOutcome:
     """Fit every candidate (K, covariance type) in shared passes and write the best model.
 
     Every EM iteration is one pass over the data that serves every candidate
@@ -192,30 +253,59 @@ def select(config: Config, ks: list[int], covariance_types: list[str], criterion
     started = time.perf_counter()
     output, options = config.output.path, config.output_storage_options
     if _init_directory(config) is not None:
-        raise InputError(f"model.init {config.model.init!r}: gmm select starts every candidate afresh; "
-                         f"use one of {', '.join(INIT_METHODS)}")
+        raise InputError(
+            f"model.init {config.model.init!r}: gmm select starts every candidate afresh; "
+            f"use one of {', '.join(INIT_METHODS)}"
+        )
     cluster.check(config.cluster, scheduler)
     dataset = _open(config)
     candidates = [Candidate(k, ct) for ct in covariance_types for k in ks]
     identity = {**fit_identity(config, dataset.fingerprint), "candidates": [c.label for c in candidates]}
-    with outputs.writing(output, "output.path", "model", lambda p: is_model_directory(p, options),
-                         {"data.path": config.data.path}, options):
+    with outputs.writing(
+        output,
+        "output.path",
+        "model",
+        lambda p: is_model_directory(p, options),
+        {"data.path": config.data.path},
+        options,
+    ):
         checkpoint = Checkpoint(output, identity, options)
         with cluster.session(config.cluster, scheduler, emit) as client:
-            fitted = fitting.fit_candidates(config, dataset, candidates, client=client, emit=emit,
-                                            checkpoint=checkpoint)
-        table = [{"n_components": o.candidate.n_components, "covariance_type": o.candidate.covariance_type,
-                  "log_likelihood": o.fit.log_likelihood, "bic": o.bic, "aic": o.aic, "icl": o.icl,
-                  "n_iter": o.run.n_iter, "converged": o.run.converged} for o in fitted.outcomes]
+            fitted = fitting.fit_candidates(
+                config, dataset, candidates, client=client, emit=emit, checkpoint=checkpoint
+            )
+        table = [
+            {
+                "n_components": o.candidate.n_components,
+                "covariance_type": o.candidate.covariance_type,
+                "log_likelihood": o.fit.log_likelihood,
+                "bic": o.bic,
+                "aic": o.aic,
+                "icl": o.icl,
+                "n_iter": o.run.n_iter,
+                "converged": o.run.converged,
+            }
+            for o in fitted.outcomes
+        ]
         chosen = min(range(len(table)), key=lambda i: table[i][criterion])
         outcome = fitted.outcomes[chosen]
         info = _model_info(config, dataset, fitted, outcome, selection=SelectionRef(criterion=criterion))
         save_model(output, outcome.run.params, info, options, extra_files={SELECTION_FILE: _selection_csv(table)})
         checkpoint.remove()
     _warn_collapsed(outcome, emit)
-    emit({"event": "done", "model": output, "converged": outcome.run.converged, "n_iter": outcome.run.n_iter,
-          "lower_bound": outcome.run.lower_bound, "bic": outcome.bic, "seconds": time.perf_counter() - started,
-          "n_components": outcome.candidate.n_components, "covariance_type": outcome.candidate.covariance_type})
+    emit(
+        {
+            "event": "done",
+            "model": output,
+            "converged": outcome.run.converged,
+            "n_iter": outcome.run.n_iter,
+            "lower_bound": outcome.run.lower_bound,
+            "bic": outcome.bic,
+            "seconds": time.perf_counter() - started,
+            "n_components": outcome.candidate.n_components,
+            "covariance_type": outcome.candidate.covariance_type,
+        }
+    )
     return SelectOutcome(output, table, chosen)
 
 

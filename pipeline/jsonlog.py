@@ -22,8 +22,9 @@ class JsonFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
-        return json.dumps({"event": "log", "level": record.levelname, "logger": record.name,
-                           "message": _scrub(message)})
+        return json.dumps(
+            {"event": "log", "level": record.levelname, "logger": record.name, "message": _scrub(message)}
+        )
 
 
 class TextFormatter(logging.Formatter):

@@ -126,7 +126,7 @@ def describe(params: kernels.Params, feature_names: list[str], **fields: Any) ->
     """model.yaml for ``params``: the parameters' own keys filled in, ``fields`` (any other key of ModelInfo) given."""
     return ModelInfo(
         format_version=FORMAT_VERSION,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         n_components=params.n_components,
         n_features=params.n_features,
         feature_names=list(feature_names),
@@ -245,8 +245,10 @@ def load_saved_model(path: str | Path, storage_options: dict | None = None) -> S
     missing = [name for name in ARRAY_NAMES if name not in arrays]
     if missing:
         raise InputError(f"{npz_path}: no array {missing[0]!r}")
-    params = kernels.Params(covariance_type=info.covariance_type,
-                            **{name: np.asarray(arrays[name], dtype=np.float64) for name in ARRAY_NAMES})
+    params = kernels.Params(
+        covariance_type=info.covariance_type,
+        **{name: np.asarray(arrays[name], dtype=np.float64) for name in ARRAY_NAMES},
+    )
     _check_consistent(params, info, npz_path, yaml_path)
     extra = {name: value for name, value in arrays.items() if name not in ARRAY_NAMES}
     return SavedModel(params, info, extra)
@@ -259,12 +261,16 @@ def _check_consistent(params: kernels.Params, info: ModelInfo, npz_path: str, ya
         raise InputError(f"{npz_path}: not a valid mixture: {exc}") from None
     k, d = params.means.shape
     if (info.n_components, info.n_features) != (k, d):
-        raise InputError(f"{yaml_path}: says {info.n_components} components x {info.n_features} features, "
-                         f"but its arrays hold {k} x {d}")
+        raise InputError(
+            f"{yaml_path}: says {info.n_components} components x {info.n_features} features, "
+            f"but its arrays hold {k} x {d}"
+        )
     if len(info.feature_names) != d:
         raise InputError(f"{yaml_path}: lists {len(info.feature_names)} feature_names for {d} features")
     if len(set(info.feature_names)) != d:
         raise InputError(f"{yaml_path}: feature_names are not unique")
-    if not (np.allclose(info.weights, params.weights, rtol=1e-12, atol=0)
-            and np.allclose(info.means, params.means, rtol=1e-12, atol=1e-300)):
+    if not (
+        np.allclose(info.weights, params.weights, rtol=1e-12, atol=0)
+        and np.allclose(info.means, params.means, rtol=1e-12, atol=1e-300)
+    ):
         raise InputError(f"{yaml_path}: its weights or means differ from those in {npz_path}")

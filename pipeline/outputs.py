@@ -18,10 +18,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import fsspec
 
@@ -47,7 +47,8 @@ class Location:
             return False
         if self.pattern:
             return fnmatch.fnmatchcase(other.path, self.path) or any(
-                fnmatch.fnmatchcase(parent, self.path) for parent in _parents(other.path))
+                fnmatch.fnmatchcase(parent, self.path) for parent in _parents(other.path)
+            )
         return other.path == self.path or other.path.startswith(self.path.rstrip("/") + "/")
 
 
@@ -68,7 +69,7 @@ def locate(path: str | Path) -> Location:
     if pattern:  # resolve the part before the first wildcard
         magic = min(absolute.find(ch) for ch in _MAGIC if ch in absolute)
         head, _, _ = absolute[:magic].rpartition("/")
-        absolute = os.path.realpath(head or "/") + absolute[len(head):]
+        absolute = os.path.realpath(head or "/") + absolute[len(head) :]
     else:
         absolute = os.path.realpath(absolute)
     return Location("file", absolute, pattern)
@@ -83,11 +84,15 @@ def check_apart(output: str, what: str, inputs: dict[str, str | None]) -> None:
         source = locate(value)
         if source.contains(out):
             relation = "is" if out.path == source.path else "lies inside"
-            raise InputError(f"{what} {output!r} {relation} {name} {value!r}; writing there would destroy or "
-                             "mix with what is read: choose another output")
+            raise InputError(
+                f"{what} {output!r} {relation} {name} {value!r}; writing there would destroy or "
+                "mix with what is read: choose another output"
+            )
         if not source.pattern and Location(out.protocol, out.path).contains(source):
-            raise InputError(f"{what} {output!r} contains {name} {value!r}; replacing it would destroy what is "
-                             "read: choose another output")
+            raise InputError(
+                f"{what} {output!r} contains {name} {value!r}; replacing it would destroy what is "
+                "read: choose another output"
+            )
 
 
 def _existing_kind(path: str, storage_options: dict | None) -> str | None:
@@ -107,8 +112,9 @@ def _existing_kind(path: str, storage_options: dict | None) -> str | None:
     return "file"
 
 
-def check_replaceable(path: str, what: str, owned: Callable[[str], bool], kind: str,
-                      storage_options: dict | None = None) -> None:
+def check_replaceable(
+    path: str, what: str, owned: Callable[[str], bool], kind: str, storage_options: dict | None = None
+) -> None:
     """InputError unless ``path`` is absent, an empty directory, or ``owned(path)`` proves it is our earlier output."""
     try:
         existing = _existing_kind(path, storage_options)
@@ -118,11 +124,20 @@ def check_replaceable(path: str, what: str, owned: Callable[[str], bool], kind: 
         return
     if existing == "file" and kind == "report" and owned(path):
         return
-    found = "a file" if existing == "file" else "a directory that is not " + {"model": "a model directory (no "
-            "model.yaml with format_version)", "score": f"a score output (no {SCORE_MARKER})",
-            "report": "a report"}[kind]
-    raise InputError(f"{what} {path!r} exists and is {found}; this command replaces only its own earlier "
-                     "output: remove it or choose another path")
+    found = (
+        "a file"
+        if existing == "file"
+        else "a directory that is not "
+        + {
+            "model": "a model directory (no model.yaml with format_version)",
+            "score": f"a score output (no {SCORE_MARKER})",
+            "report": "a report",
+        }[kind]
+    )
+    raise InputError(
+        f"{what} {path!r} exists and is {found}; this command replaces only its own earlier "
+        "output: remove it or choose another path"
+    )
 
 
 def is_score_output(path: str) -> bool:
@@ -202,8 +217,10 @@ def output_lock(output: str, what: str) -> Iterator[None]:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise EnvironmentFault(f"{what} {output!r}: cannot lock {path!r} ({exc.strerror})") from None
-            raise InputError(f"{what} {output!r} is being written by another run ({holder}); wait for it, or if "
-                             f"it is gone, remove {path!r}") from None
+            raise InputError(
+                f"{what} {output!r} is being written by another run ({holder}); wait for it, or if "
+                f"it is gone, remove {path!r}"
+            ) from None
         try:  # the file may have been removed by the holder between our open and our lock: try again then
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -232,8 +249,14 @@ def _read_holder(fd: int) -> str:
 
 
 @contextmanager
-def writing(output: str, what: str, kind: str, owned: Callable[[str], bool], inputs: dict[str, str | None],
-            storage_options: dict | None) -> Iterator[None]:
+def writing(
+    output: str,
+    what: str,
+    kind: str,
+    owned: Callable[[str], bool],
+    inputs: dict[str, str | None],
+    storage_options: dict | None,
+) -> Iterator[None]:
     """Check ``output`` (apart from the inputs, replaceable, writable) and hold its lock while the block runs.
 
     Directories made for it are removed again if the block fails.

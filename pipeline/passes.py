@@ -25,8 +25,9 @@ from __future__ import annotations
 import operator
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import dask
 import numpy as np
@@ -162,8 +163,9 @@ class BlockSource:
         if len(ranges) * len(pickle.dumps(shared.value, protocol=5)) > EMBED_BYTES:
             shared = dask.delayed(shared, pure=False)
         level = [
-            dask.delayed(_fold, pure=False)(fn, combine, n_blocks, start, offsets[start:stop], shared,
-                                           *self.blocks[start:stop])
+            dask.delayed(_fold, pure=False)(
+                fn, combine, n_blocks, start, offsets[start:stop], shared, *self.blocks[start:stop]
+            )
             for start, stop in ranges
         ]
         while len(level) > 1:
@@ -207,20 +209,25 @@ def await_result(client, future, worker_timeout: float):
         except (DaskTimeoutError, TimeoutError):
             pass
         except CancelledError:
-            raise EnvironmentFault(f"the computation on the Dask scheduler at {client.scheduler.address} was "
-                                   "cancelled (the scheduler restarted, or the connection to it was lost)") from None
+            raise EnvironmentFault(
+                f"the computation on the Dask scheduler at {client.scheduler.address} was "
+                "cancelled (the scheduler restarted, or the connection to it was lost)"
+            ) from None
         try:
             n_workers = len(client.nthreads())
         except OSError as exc:
-            raise EnvironmentFault(f"lost the connection to the Dask scheduler at {client.scheduler.address}: {exc}"
-                                   ) from None
+            raise EnvironmentFault(
+                f"lost the connection to the Dask scheduler at {client.scheduler.address}: {exc}"
+            ) from None
         if n_workers:
             without_workers = None
             continue
         without_workers = without_workers or time.monotonic()
         if time.monotonic() - without_workers > worker_timeout:
-            raise EnvironmentFault(f"the Dask scheduler at {client.scheduler.address} has had no workers for "
-                                   f"{worker_timeout:g} s (cluster.worker_timeout); start workers or check them")
+            raise EnvironmentFault(
+                f"the Dask scheduler at {client.scheduler.address} has had no workers for "
+                f"{worker_timeout:g} s (cluster.worker_timeout); start workers or check them"
+            )
 
 
 def balanced_ranges(n_rows: list[int], n_ranges: int) -> list[tuple[int, int]]:
@@ -247,8 +254,9 @@ def _current_client():
     return client if dask.base.get_scheduler() == client.get else None
 
 
-def blocks_from_arrays(X, sample_weight=None, rows_per_block: int | None = None, drop_missing: bool = False
-                       ) -> BlockSource:
+def blocks_from_arrays(
+    X, sample_weight=None, rows_per_block: int | None = None, drop_missing: bool = False
+) -> BlockSource:
     """A BlockSource over an in-memory or Dask array.
 
     Parameters

@@ -1,7 +1,12 @@
-"""Pictures of a fitted model: convergence, the BIC/AIC curve of a selection, components over the data.
+"""Pictures of a fitted model: convergence, the criteria of a selection, components over the data.
 
 Needs matplotlib (``pip install gmm-pipeline[plot]``).  Runs on the client:
 the data panel reads a small, evenly spread sample of rows with pyarrow.
+The components are drawn on the two leading principal axes of the
+*standardised* data (each feature divided by its standard deviation), so one
+large-scale column cannot make the first axis; each axis names the features
+that load on it most.  The HTML page is self-contained (the picture and the
+tables inline, no script, nothing fetched).
 """
 
 from __future__ import annotations
@@ -13,139 +18,254 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from pipeline import data, outputs, storage
+from pipeline import data, kernels, outputs, storage
 from pipeline.errors import InputError
-from pipeline.model import load_saved_model
+from pipeline.model import SELECTION_FILE, ModelInfo, load_saved_model
 
 SAMPLE_ROWS = 5000
+CRITERIA_STYLE = {"bic": ("BIC", "-"), "aic": ("AIC", "--"), "icl": ("ICL", ":")}
 
 
 def _sample_rows(path: str, feature_names: list[str], rows: int = SAMPLE_ROWS) -> np.ndarray:
-    """Up to ``rows`` rows spread over the files (a first row group's worth of each)."""
-    fs, files = data.list_files(path)
-    per_file = max(1, rows // len(files))
+    """Up to ``rows`` complete rows spread over the files (the first row group's worth of each)."""
+    dataset = data.open_dataset(path, columns=feature_names)
+    per_file = max(1, rows // len(dataset.files))
     parts = []
-    for name in files:
-        with fs.open(name, "rb") as f:
-            pf = pq.ParquetFile(f)
-            missing = [c for c in feature_names if c not in pf.schema_arrow.names]
-            if missing:
-                raise InputError(f"{name}: column {missing[0]!r} of the model is missing")
-            if pf.num_row_groups == 0:
-                continue
-            table = pf.read_row_group(0, columns=feature_names).slice(0, per_file)
+    for name in dataset.files:
+        try:
+            with dataset.fs.open(name, "rb") as f:
+                pf = data.open_parquet(f)
+                if pf.num_row_groups == 0:
+                    continue
+                table = pf.read_row_group(0, columns=feature_names).slice(0, per_file)
+        except OSError as exc:
+            raise InputError(f"{name}: cannot read Parquet data ({exc})") from None
         parts.append(np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in feature_names]))
-    X = np.concatenate(parts) if parts else np.empty((0, len(feature_names)))
+    X = np.concatenate(parts).astype(float) if parts else np.empty((0, len(feature_names)))
     return X[np.isfinite(X).all(axis=1)]
 
 
-def _dense_covariances(params) -> np.ndarray:
-    k, d = params.n_components, params.n_features
-    cov = params.covariances
-    return {"full": lambda: cov, "tied": lambda: np.repeat(cov[None], k, axis=0),
-            "diag": lambda: np.stack([np.diag(c) for c in cov]),
-            "spherical": lambda: np.stack([c * np.eye(d) for c in cov])}[params.covariance_type]()
-
-
-def _principal_axes(params, sample: np.ndarray) -> np.ndarray:
-    """The two leading principal axes (D, 2) of the sample, or of the mixture itself without data."""
-    if sample.shape[0] > 2:
-        spread = np.cov(sample, rowvar=False)
-    else:
-        covs = _dense_covariances(params)
-        mean = params.weights @ params.means
-        centred = params.means - mean
-        spread = np.einsum("k,kij->ij", params.weights, covs) + (centred.T * params.weights) @ centred
-    spread = np.atleast_2d(spread)
-    values, vectors = np.linalg.eigh(spread)
-    axes = vectors[:, np.argsort(values)[::-1][:2]]
-    if axes.shape[1] == 1:
-        axes = np.column_stack([axes, np.zeros_like(axes)])
-    return axes
-
-
-def _read_selection(model_dir: str) -> list[dict] | None:
-    path = storage.join(model_dir, "selection.csv")
-    if not storage.exists(path):
+def _read_selection(model_dir: str, info: ModelInfo) -> list[dict] | None:
+    if info.selection is None:
         return None
+    path = storage.join(model_dir, Path(info.selection.file).name)
     return list(csv.DictReader(io.StringIO(storage.read_bytes(path).decode())))
 
 
+def standardised_axes(params: kernels.Params, sample: np.ndarray):
+    """The standardisation (centre, scale) and the two leading principal axes of the standardised data.
+
+    Without a sample, the mixture's own mean and total covariance stand for the data's.
+
+    Returns
+    -------
+    centre, scale : ndarray of shape (n_features,)
+    axes : ndarray of shape (n_features, 2)
+    explained : ndarray of shape (2,)
+        Share of the standardised variance along each axis.
+    """
+    if sample.shape[0] > 2:
+        centre, spread = sample.mean(axis=0), np.atleast_2d(np.cov(sample, rowvar=False))
+    else:
+        centre = params.weights @ params.means
+        deviations = params.means - centre
+        spread = (
+            np.einsum("k,kij->ij", params.weights, kernels.dense_covariances(params))
+            + (deviations.T * params.weights) @ deviations
+        )
+    scale = np.sqrt(np.clip(np.diag(spread), np.finfo(float).tiny, None))
+    correlation = spread / np.outer(scale, scale)
+    values, vectors = np.linalg.eigh(correlation)
+    order = np.argsort(values)[::-1][:2]
+    axes, explained = vectors[:, order], values[order] / max(values.sum(), np.finfo(float).tiny)
+    if axes.shape[1] == 1:  # one feature: the second axis is empty
+        axes, explained = np.column_stack([axes, np.zeros_like(axes)]), np.append(explained, 0.0)
+    axes = axes * np.where(axes[np.abs(axes).argmax(axis=0), [0, 1]] < 0, -1, 1)  # largest loading positive
+    return centre, scale, axes, explained
+
+
+def axis_label(index: int, loadings: np.ndarray, explained: float, names: list[str], shown: int = 3) -> str:
+    """``PC1 (54%): 0.62 x3 − 0.55 x1 + 0.41 x0 …``: the features that load most on a standardised axis."""
+    order = np.argsort(-np.abs(loadings))[:shown]
+    terms = [f"{'−' if loadings[j] < 0 else '+'} {abs(loadings[j]):.2f} {names[j]}" for j in order]
+    text = " ".join(terms).lstrip("+ ")
+    more = " …" if len(names) > shown else ""
+    return f"PC{index + 1} ({100 * explained:.0f}% of standardised variance): {text}{more}"
+
+
+def _convergence(ax, info: ModelInfo):
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    history = info.history
+    iterations = np.arange(1, len(history) + 1)
+    ax.plot(iterations, history, marker="o", markersize=3, label="mean log-likelihood")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    ax.yaxis.set_major_formatter(formatter)
+    state = "converged" if info.converged else "not converged"
+    ax.set(
+        title=f"Convergence: {state} after {info.n_iter} iterations",
+        xlabel="iteration",
+        ylabel="mean log-likelihood per row",
+    )
+    ax.grid(alpha=0.3)
+    changes = np.abs(np.diff(history))
+    if changes.size and changes.max() > 0:
+        twin = ax.twinx()
+        twin.semilogy(
+            iterations[1:],
+            np.where(changes > 0, changes, np.nan),
+            color="tab:red",
+            linestyle="--",
+            marker=".",
+            label="|change| (right axis, log)",
+        )
+        twin.set_ylabel("|change| between iterations", color="tab:red")
+        twin.tick_params(axis="y", colors="tab:red")
+        lines = ax.get_lines() + twin.get_lines()
+        ax.legend(
+            lines,
+            [line.get_label() for line in lines],
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.14),
+            ncol=2,
+            fontsize=8,
+            frameon=False,
+        )
+
+
+def _selection(axes, selection: list[dict], info: ModelInfo, params: kernels.Params):
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    criterion = info.selection.criterion
+    types = list(dict.fromkeys(row["covariance_type"] for row in selection))
+    for ax, ct in zip(axes, types):
+        rows = sorted((r for r in selection if r["covariance_type"] == ct), key=lambda r: int(r["n_components"]))
+        ks = [int(r["n_components"]) for r in rows]
+        for key, (label, style) in CRITERIA_STYLE.items():
+            if key not in rows[0]:
+                continue
+            values = [float(r[key]) for r in rows]
+            chosen = key == criterion
+            ax.plot(
+                ks,
+                values,
+                linestyle=style,
+                marker="o" if chosen else None,
+                linewidth=2.2 if chosen else 1,
+                label=f"{label}{' (chose the model)' if chosen else ''}",
+                color="black" if chosen else None,
+            )
+        if ct == params.covariance_type:
+            best = next(r for r in rows if int(r["n_components"]) == params.n_components)
+            ax.plot(
+                [params.n_components],
+                [float(best[criterion])],
+                marker="*",
+                markersize=16,
+                color="tab:orange",
+                linestyle="none",
+                label=f"chosen: K={params.n_components} {ct}",
+            )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.6g}"))
+        ax.set(title=f"{ct} covariances", xlabel="n_components (K)", ylabel="criterion (lower is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+
+
+def _components(ax, params: kernels.Params, info: ModelInfo, sample: np.ndarray):
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Ellipse
+
+    names = info.feature_names
+    centre, scale, axes, explained = standardised_axes(params, sample)
+    colours = plt.cm.tab10(np.arange(params.n_components) % 10)
+    if sample.shape[0]:
+        labels = kernels.estimate_log_resp(np.asfortranarray(sample), params)[1].argmax(axis=1)
+        projected = ((sample - centre) / scale) @ axes
+        ax.scatter(projected[:, 0], projected[:, 1], s=3, c=colours[labels], alpha=0.3, linewidths=0)
+    handles = []
+    for k, cov in enumerate(kernels.dense_covariances(params)):
+        mean2 = ((params.means[k] - centre) / scale) @ axes
+        cov2 = axes.T @ (cov / np.outer(scale, scale)) @ axes
+        values, vectors = np.linalg.eigh(cov2)
+        angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+        for sigma, style in ((1.0, "-"), (2.0, "--")):
+            ax.add_patch(
+                Ellipse(
+                    mean2,
+                    2 * sigma * np.sqrt(max(values[-1], 0)),
+                    2 * sigma * np.sqrt(max(values[0], 0)),
+                    angle=angle,
+                    fill=False,
+                    color=colours[k],
+                    linestyle=style,
+                    linewidth=1.8,
+                )
+            )
+        ax.plot(*mean2, marker="x", color=colours[k], markersize=8)
+        ax.annotate(
+            f"{k}", mean2, xytext=(4, 4), textcoords="offset points", fontsize=9, weight="bold", color=colours[k]
+        )
+        handles.append(
+            Line2D([], [], color=colours[k], marker="x", label=f"component {k}: weight {params.weights[k]:.3f}")
+        )
+    handles += [
+        Line2D([], [], color="grey", linestyle="-", label="1σ ellipse (39% of its mass in 2-D)"),
+        Line2D([], [], color="grey", linestyle="--", label="2σ ellipse (86%)"),
+    ]
+    ax.autoscale_view()
+    ax.set_aspect("equal", adjustable="datalim")
+    where = f"{sample.shape[0]} sample rows" if sample.shape[0] else "no data given: the mixture alone"
+    ax.set_title(f"{params.n_components} components ({params.covariance_type}); {where}")
+    ax.set_xlabel(axis_label(0, axes[:, 0], explained[0], names), fontsize=8)
+    ax.set_ylabel(axis_label(1, axes[:, 1], explained[1], names), fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+
+
 def draw(model_dir: str, data_path: str | None = None):
-    """A matplotlib Figure with the report's panels."""
+    """A matplotlib Figure with the report's panels, and the model's ModelInfo."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.patches import Ellipse
     except ImportError:
         raise InputError("gmm report needs matplotlib: pip install gmm-pipeline[plot]") from None
     saved = load_saved_model(model_dir)
     params, info = saved.params, saved.info
-    selection = _read_selection(model_dir)
+    selection = _read_selection(model_dir, info)
     sample = _sample_rows(data_path, info.feature_names) if data_path else np.empty((0, params.n_features))
-    n_panels = 2 + (selection is not None)
-    fig, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 5), squeeze=False)
-    axes = axes[0]
+    n_types = len({row["covariance_type"] for row in selection}) if selection else 0
+    fig = plt.figure(figsize=(max(14.0, 4.6 * n_types), 5.8 * (2 if selection else 1)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1]) if selection else (fig, None)
+    left, right = top.subplots(1, 2, width_ratios=[1, 1.6])
+    _convergence(left, info)
+    _components(right, params, info, sample)
+    if selection:
+        _selection(bottom.subplots(1, n_types, squeeze=False)[0], selection, info, params)
+        bottom.suptitle(
+            f"Model selection by {info.selection.criterion.upper()} over {len(selection)} candidates "
+            "(lower is better; the bold line is the criterion that chose the model)",
+            fontsize=12,
+            weight="bold",
+        )
+    return fig, info, selection
 
-    history = info.history
-    ax = axes[0]
-    ax.plot(range(1, len(history) + 1), history, marker="o", markersize=3)
-    ax.set(title=f"Convergence ({'converged' if info.converged else 'not converged'}, "
-                 f"{info.n_iter} iterations)",
-           xlabel="iteration", ylabel="mean log-likelihood")
-    ax.grid(alpha=0.3)
-    changes = np.abs(np.diff(history))
-    if changes.size and changes.max() > 0:
-        twin = ax.twinx()
-        twin.semilogy(range(2, len(history) + 1), np.where(changes > 0, changes, np.nan), color="tab:red",
-                      linestyle="--", marker=".", label="|change|")
-        twin.set_ylabel("|change| (log scale)", color="tab:red")
 
-    if selection is not None:
-        ax = axes[1]
-        for ct in dict.fromkeys(row["covariance_type"] for row in selection):
-            rows = sorted((r for r in selection if r["covariance_type"] == ct), key=lambda r: int(r["n_components"]))
-            ks = [int(r["n_components"]) for r in rows]
-            ax.plot(ks, [float(r["bic"]) for r in rows], marker="o", label=f"BIC {ct}")
-            ax.plot(ks, [float(r["aic"]) for r in rows], marker="s", linestyle="--", label=f"AIC {ct}")
-        ax.axvline(params.n_components, color="grey", linestyle=":", label=f"chosen K={params.n_components}")
-        ax.set(title="Model selection", xlabel="n_components", ylabel="criterion (lower is better)")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-
-    ax = axes[-1]
-    projection = _principal_axes(params, sample)
-    colours = plt.cm.tab10(np.arange(params.n_components) % 10)
-    if sample.shape[0]:
-        from pipeline.kernels import estimate_log_resp
-
-        labels = estimate_log_resp(np.asfortranarray(sample), params)[1].argmax(axis=1)
-        projected = sample @ projection
-        ax.scatter(projected[:, 0], projected[:, 1], s=3, c=colours[labels], alpha=0.35, linewidths=0)
-    for k, cov in enumerate(_dense_covariances(params)):
-        centre = params.means[k] @ projection
-        cov2 = projection.T @ cov @ projection
-        values, vectors = np.linalg.eigh(cov2)
-        angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
-        for scale in (1.0, 2.0):
-            ax.add_patch(Ellipse(centre, 2 * scale * np.sqrt(max(values[-1], 0)), 2 * scale * np.sqrt(max(values[0], 0)),
-                                 angle=angle, fill=False, color=colours[k], linewidth=2 if scale == 1 else 1))
-        ax.annotate(f"{k} ({params.weights[k]:.2f})", centre, fontsize=9, ha="center", weight="bold")
-    ax.autoscale_view()
-    where = f"{sample.shape[0]} sample rows" if sample.shape[0] else "no data given"
-    ax.set(title=f"{params.n_components} components ({params.covariance_type}) on the 2 leading principal axes",
-           xlabel=f"PC1 ({where})", ylabel="PC2")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig, info
+def _html_table(rows: list[list[str]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_report(model_dir: str, output: str, data_path: str | None = None) -> None:
-    """Write the report as a PNG, or as an HTML page embedding it with the model's summary.
+    """Write the report as a PNG, or as a self-contained HTML page embedding it with the model's summary.
 
     An existing ``output`` is replaced only if it is an earlier report (it carries the generator mark).
     """
@@ -154,17 +274,50 @@ def write_report(model_dir: str, output: str, data_path: str | None = None) -> N
         raise InputError(f"--output {output!r}: expected a .png or .html file")
     outputs.check_apart(output, "--output", {"the model": model_dir, "--data": data_path})
     outputs.check_replaceable(output, "--output", outputs.is_report, "report")
-    fig, info = draw(model_dir, data_path)
+    fig, info, selection = draw(model_dir, data_path)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": outputs.REPORT_MARK})
     png = buffer.getvalue()
     if suffix == ".png":
         storage.write_bytes(output, png)
         return
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(getattr(info, k)))}</td></tr>"
-                   for k in ("n_samples", "converged", "n_iter", "lower_bound", "bic", "aic", "data_fingerprint"))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><meta name='generator' content='{outputs.REPORT_MARK}'>"
-            f"<title>gmm report: {html.escape(model_dir)}</title>"
-            f"</head><body><h1>Gaussian mixture: {html.escape(model_dir)}</h1><table>{rows}</table>"
-            f"<img alt='report' src='data:image/png;base64,{base64.b64encode(png).decode()}'></body></html>")
+    summary = [
+        [key, str(getattr(info, key))]
+        for key in (
+            "n_components",
+            "covariance_type",
+            "n_samples",
+            "converged",
+            "n_iter",
+            "lower_bound",
+            "bic",
+            "aic",
+            "icl",
+            "data_fingerprint",
+        )
+    ]
+    tables = _html_table(summary, ["", "value"])
+    if selection:
+        header = list(selection[0])
+        tables += f"<h2>Selection ({html.escape(SELECTION_FILE)})</h2>" + _html_table(
+            [[row[h] for h in header] for row in selection], header
+        )
+    weights = _html_table(
+        [
+            [str(k), f"{w:.4f}", ", ".join(f"{v:.4g}" for v in mean)]
+            for k, (w, mean) in enumerate(zip(info.weights, info.means))
+        ],
+        ["component", "weight", f"mean ({', '.join(info.feature_names)})"],
+    )
+    title = html.escape(f"gmm report: {model_dir}")
+    page = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='generator' content='{outputs.REPORT_MARK}'><link rel='icon' href='data:,'>"
+        f"<title>{title}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;"
+        f"margin:1em 0}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}img{{max-width:100%}}"
+        f"</style></head><body><h1>{title}</h1>"
+        f"<img alt='convergence, components and selection of the model' "
+        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        f"<h2>Model</h2>{tables}<h2>Components</h2>{weights}</body></html>"
+    )
     storage.write_bytes(output, page.encode())

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import dask
 import numpy as np
@@ -30,27 +31,34 @@ UNCERTAINTY_COLUMNS = ("uncertainty", "entropy")
 
 def output_columns(n_components: int, probabilities: bool, uncertainty: bool) -> list[str]:
     """The columns ``gmm score`` writes before the kept ones."""
-    return [*LABEL_COLUMNS, *([f"prob_{k}" for k in range(n_components)] if probabilities else []),
-            *(UNCERTAINTY_COLUMNS if uncertainty else [])]
+    return [
+        *LABEL_COLUMNS,
+        *([f"prob_{k}" for k in range(n_components)] if probabilities else []),
+        *(UNCERTAINTY_COLUMNS if uncertainty else []),
+    ]
 
 
-def output_schema(input_schema: pa.Schema, n_components: int, keep: list[str], probabilities: bool,
-                  uncertainty: bool) -> pa.Schema:
+def output_schema(
+    input_schema: pa.Schema, n_components: int, keep: list[str], probabilities: bool, uncertainty: bool
+) -> pa.Schema:
     names = output_columns(n_components, probabilities, uncertainty)
     fields = [pa.field(name, pa.int32() if name == "label" else pa.float64()) for name in names]
     return pa.schema(fields + [input_schema.field(name) for name in keep])
 
 
-def _score_table(table: pa.Table, path: str, feature_names, keep, params, probabilities, uncertainty, schema
-                 ) -> pa.Table:
+def _score_table(
+    table: pa.Table, path: str, feature_names, keep, params, probabilities, uncertainty, schema
+) -> pa.Table:
     X = np.empty((len(feature_names), table.num_rows))
     for j, name in enumerate(feature_names):
         X[j] = table.column(name).to_numpy(zero_copy_only=False)
     X = X.T
     bad = int((~np.isfinite(X).all(axis=1)).sum())
     if bad:
-        raise InputError(f"{path}: {bad} rows have NaN or infinite values in the model's features; "
-                         "every row must be scored, so clean them first")
+        raise InputError(
+            f"{path}: {bad} rows have NaN or infinite values in the model's features; "
+            "every row must be scored, so clean them first"
+        )
     log_prob_norm, log_resp = kernels.estimate_log_resp(X, params)
     columns = [pa.array(log_resp.argmax(axis=1).astype(np.int32)), pa.array(log_prob_norm)]
     resp = np.exp(log_resp)
@@ -62,8 +70,16 @@ def _score_table(table: pa.Table, path: str, feature_names, keep, params, probab
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def score_file(fs, path: str, out_path: str, feature_names: list[str], keep: list[str],
-               params: kernels.Params, probabilities: bool, uncertainty: bool = False) -> int | BlockError:
+def score_file(
+    fs,
+    path: str,
+    out_path: str,
+    feature_names: list[str],
+    keep: list[str],
+    params: kernels.Params,
+    probabilities: bool,
+    uncertainty: bool = False,
+) -> int | BlockError:
     """Write the scores and the kept columns of every row of ``path``.
 
     Returns the number of rows written, or a BlockError naming the file.
@@ -77,8 +93,9 @@ def score_file(fs, path: str, out_path: str, feature_names: list[str], keep: lis
             with pq.ParquetWriter(out_path, schema) as writer:
                 for group in range(pf.num_row_groups):
                     table = pf.read_row_group(group, columns=columns)
-                    writer.write_table(_score_table(table, path, feature_names, keep, params, probabilities,
-                                                    uncertainty, schema))
+                    writer.write_table(
+                        _score_table(table, path, feature_names, keep, params, probabilities, uncertainty, schema)
+                    )
                     n_rows += table.num_rows
             return n_rows
     except InputError as exc:
@@ -131,19 +148,36 @@ def score(
         raise InputError(f"--keep {clash[0]!r} would collide with an output column of the same name")
     dataset = data.open_dataset(input_path, columns=names, passthrough=list(keep))
     root = _input_root(input_path, dataset.fs)
-    marker = json.dumps({"kind": "gmm score output", "model": str(model_path), "input": str(input_path),
-                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-    with outputs.writing(output_path, "--output", "score", outputs.is_score_output,
-                 {"--input": input_path, "--model": str(model_path)}, None), \
-            storage.staged_directory(output_path, replaceable=lambda p: outputs.is_score_output(str(p))) as staging, \
-            cluster.session(settings, scheduler, emit):
+    marker = json.dumps(
+        {
+            "kind": "gmm score output",
+            "model": str(model_path),
+            "input": str(input_path),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
+    with (
+        outputs.writing(
+            output_path,
+            "--output",
+            "score",
+            outputs.is_score_output,
+            {"--input": input_path, "--model": str(model_path)},
+            None,
+        ),
+        storage.staged_directory(output_path, replaceable=lambda p: outputs.is_score_output(str(p))) as staging,
+        cluster.session(settings, scheduler, emit),
+    ):
         params = dask.delayed(saved.params, pure=True)
         tasks = []
         for path in dataset.files:
-            target = staging / path[len(root):].lstrip("/")
+            target = staging / path[len(root) :].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
-            tasks.append(dask.delayed(score_file, pure=False)(
-                dataset.fs, path, str(target), names, list(keep), params, probabilities, uncertainty))
+            tasks.append(
+                dask.delayed(score_file, pure=False)(
+                    dataset.fs, path, str(target), names, list(keep), params, probabilities, uncertainty
+                )
+            )
         results = dask.compute(*tasks)
         errors = [r for r in results if isinstance(r, BlockError)]
         if errors:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import fsspec
 
@@ -118,8 +118,9 @@ def staged_directory(path: str | Path, replaceable: Callable[[Path], bool] = lam
         if path.exists() or path.is_symlink():
             empty = path.is_dir() and not path.is_symlink() and not any(path.iterdir())
             if not (empty or (path.is_dir() and not path.is_symlink() and replaceable(path))):
-                raise InputError(f"{str(path)!r} appeared while this command ran and is not its own output; "
-                                 "nothing was replaced")
+                raise InputError(
+                    f"{str(path)!r} appeared while this command ran and is not its own output; nothing was replaced"
+                )
             retired = path.parent / f".{path.name}.old-{tag}"
             os.rename(path, retired)
             os.rename(staging, path)
@@ -133,8 +134,12 @@ def staged_directory(path: str | Path, replaceable: Callable[[Path], bool] = lam
             shutil.rmtree(staging)
 
 
-def write_directory(path: str | Path, files: dict[str, bytes], storage_options: dict | None = None,
-                    replaceable: Callable[[Path], bool] = lambda p: False) -> None:
+def write_directory(
+    path: str | Path,
+    files: dict[str, bytes],
+    storage_options: dict | None = None,
+    replaceable: Callable[[Path], bool] = lambda p: False,
+) -> None:
     """Write ``files`` (in order) as the whole content of directory ``path``.
 
     Locally the directory is written complete beside its destination and

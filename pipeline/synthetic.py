@@ -47,8 +47,12 @@ def generate(
     Params
         The true parameters.
     """
-    for name, value, low in (("n-samples", n_samples, 1), ("n-features", n_features, 1),
-                             ("n-components", n_components, 1), ("partitions", partitions, 1)):
+    for name, value, low in (
+        ("n-samples", n_samples, 1),
+        ("n-features", n_features, 1),
+        ("n-components", n_components, 1),
+        ("partitions", partitions, 1),
+    ):
         if value < low:
             raise InputError(f"--{name} must be >= {low}, got {value}")
     if partitions > n_samples:

@@ -60,7 +60,7 @@ def gmm(cwd, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
 
 
 def error_line(run: subprocess.CompletedProcess) -> str:
-    """The one ``error:`` line of a failed run (the last line of stderr), checking there is exactly one and no traceback."""
+    """The one ``error:`` line of a failed run (the last of stderr); checks there is one and no traceback."""
     lines = run.stderr.strip().splitlines()
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], run.stderr

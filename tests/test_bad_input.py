@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from helpers import make_blobs, write_parquet
+
 from pipeline import GaussianMixture
 from pipeline.errors import ComponentCollapseError
 
@@ -53,8 +53,11 @@ def assert_user_error(run, pattern, cwd, output="out"):
 
 
 def fit(tmp_path, client, data=None, model=None, extra_args=()):
-    config = {"data": data or {"path": "data"}, "model": {"n_components": 3, **(model or {})},
-              "output": {"path": "out"}}
+    config = {
+        "data": data or {"path": "data"},
+        "model": {"n_components": 3, **(model or {})},
+        "output": {"path": "out"},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     return run_gmm(tmp_path, "fit", "c.yaml", "--scheduler", client.scheduler.address, *extra_args)
 
@@ -63,15 +66,23 @@ def fit(tmp_path, client, data=None, model=None, extra_args=()):
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        ("data: {path: data}\nmodel: {covariance: full}\n",
-         r"c\.yaml: unknown key 'model\.covariance'; did you mean 'model\.covariance_type'\?"),
+        (
+            "data: {path: data}\nmodel: {covariance: full}\n",
+            r"c\.yaml: unknown key 'model\.covariance'; did you mean 'model\.covariance_type'\?",
+        ),
         ("data: {path: data}\nmodle: {}\n", r"unknown key 'modle'; did you mean 'model'\?"),
         ("data: {path: data}\nmodel: {n_components: three}\n", r"model\.n_components: Input should be a valid integer"),
         ("data: {path: data}\nmodel: {tol: -1.0}\n", r"model\.tol: Input should be greater than or equal to 0"),
-        ("data: {path: data}\nmodel: {reg_covar: -1.0e-6}\n", r"model\.reg_covar: Input should be greater than or equal to 0"),
+        (
+            "data: {path: data}\nmodel: {reg_covar: -1.0e-6}\n",
+            r"model\.reg_covar: Input should be greater than or equal to 0",
+        ),
         ("data: {path: data}\nmodel: {max_iter: 0}\n", r"model\.max_iter: Input should be greater than or equal to 1"),
         ("data: {path: data}\nmodel: {n_init: 0}\n", r"model\.n_init: Input should be greater than or equal to 1"),
-        ("data: {path: data}\nmodel: {covariance_type: round}\n", r"model\.covariance_type: Input should be 'full', 'tied', 'diag' or 'spherical'"),
+        (
+            "data: {path: data}\nmodel: {covariance_type: round}\n",
+            r"model\.covariance_type: Input should be 'full', 'tied', 'diag' or 'spherical'",
+        ),
         ("data: {path: data}\nmodel: {dtype: float16}\n", r"model\.dtype: Input should be 'float64' or 'float32'"),
         ("data: {path: data}\nmodel:\n  n_components: 3\n   tol: 1\n", r"c\.yaml:4:\d+: invalid YAML"),
         ("- just\n- a list\n", r"c\.yaml: expected a mapping of sections"),
@@ -104,9 +115,11 @@ def test_a_config_mistake_through_the_installed_command(tmp_path):
 
 def test_unknown_init_names_the_key(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(40), 2)
-    assert_user_error(fit(tmp_path, client, model={"init": "kmean"}),
-                      r"model\.init 'kmean' is neither one of kmeans, k-means\+\+, random, random_from_data nor a model directory",
-                      tmp_path)
+    assert_user_error(
+        fit(tmp_path, client, model={"init": "kmean"}),
+        r"model\.init 'kmean' is neither one of kmeans, k-means\+\+, random, random_from_data nor a model directory",
+        tmp_path,
+    )
 
 
 # --------------------------------------------------------------------------- data path
@@ -139,23 +152,34 @@ def test_permission_denied_is_named(tmp_path):
     paths[0].chmod(0o000)
     (tmp_path / "c.yaml").write_text("data: {path: data}\noutput: {path: out}\n")
     # Root reads anything; without CAP_DAC_OVERRIDE it meets file permissions like any user.
-    run = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", GMM, "fit", "c.yaml"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", GMM, "fit", "c.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert_user_error(run, r"part-000\.parquet: permission denied", tmp_path)
 
 
 # --------------------------------------------------------------------------- schema
 def test_missing_column_lists_the_available_ones(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(44), 2)
-    assert_user_error(fit(tmp_path, client, data={"path": "data", "columns": ["x0", "height"]}),
-                      r"column 'height' of data\.columns not found; available columns: x0, x1, x2", tmp_path)
+    assert_user_error(
+        fit(tmp_path, client, data={"path": "data", "columns": ["x0", "height"]}),
+        r"column 'height' of data\.columns not found; available columns: x0, x1, x2",
+        tmp_path,
+    )
 
 
 def test_non_numeric_column(tmp_path, client):
     X = make_blobs(45)
     write_parquet(tmp_path / "data", X, 2, extra={"city": np.array(["a", "b"] * (X.shape[0] // 2))})
-    assert_user_error(fit(tmp_path, client, data={"path": "data", "columns": ["x0", "city"]}),
-                      r"column 'city' is string, not numeric", tmp_path)
+    assert_user_error(
+        fit(tmp_path, client, data={"path": "data", "columns": ["x0", "city"]}),
+        r"column 'city' is string, not numeric",
+        tmp_path,
+    )
 
 
 def test_no_numeric_columns(tmp_path, client):
@@ -168,14 +192,17 @@ def test_files_disagreeing_on_columns(tmp_path, client):
     X = make_blobs(46)
     write_parquet(tmp_path / "data", X, 2)
     pq.write_table(pa.table({"x0": X[:5, 0], "x1": X[:5, 1]}), tmp_path / "data" / "part-002.parquet")
-    assert_user_error(fit(tmp_path, client),
-                      r"part-002\.parquet: column 'x2' is missing \(present in .*part-000\.parquet\)", tmp_path)
+    assert_user_error(
+        fit(tmp_path, client), r"part-002\.parquet: column 'x2' is missing \(present in .*part-000\.parquet\)", tmp_path
+    )
 
 
 def test_files_disagreeing_on_types(tmp_path, client):
     X = make_blobs(47)
     write_parquet(tmp_path / "data", X, 2)
-    pq.write_table(pa.table({"x0": X[:5, 0], "x1": X[:5, 1], "x2": np.arange(5)}), tmp_path / "data" / "part-002.parquet")
+    pq.write_table(
+        pa.table({"x0": X[:5, 0], "x1": X[:5, 1], "x2": np.arange(5)}), tmp_path / "data" / "part-002.parquet"
+    )
     assert_user_error(fit(tmp_path, client), r"part-002\.parquet: column 'x2' is int64, but double in", tmp_path)
 
 
@@ -185,7 +212,7 @@ def test_files_disagreeing_on_types(tmp_path, client):
         (None, r"data\.weight_column 'w' not found; available columns: x0, x1, x2"),
         (-1.0, r"weight column 'w' has \d+ negative, NaN or infinite values"),
         (np.nan, r"weight column 'w' has \d+ negative, NaN or infinite values"),
-        (0.0, r"weight column 'w' sums to 0"),
+        (0.0, r"weight column 'w' sums to zero"),
     ],
 )
 def test_bad_weight_columns(tmp_path, client, weights, pattern):
@@ -205,9 +232,12 @@ def test_nan_rows_are_counted_and_the_file_named(tmp_path, client):
     X[[3, 7], 1] = np.nan
     X[500, 0] = np.inf
     write_parquet(tmp_path / "data", X, 2)
-    assert_user_error(fit(tmp_path, client),
-                      r"part-000\.parquet: 2 rows have NaN or infinite values in the selected columns; "
-                      r"clean the data or set data\.nan_policy: drop", tmp_path)
+    assert_user_error(
+        fit(tmp_path, client),
+        r"part-000\.parquet: 2 rows have NaN or infinite values in the selected columns; "
+        r"clean the data or set data\.nan_policy: drop",
+        tmp_path,
+    )
 
 
 def test_nan_policy_drop_reports_the_count(tmp_path, client):
@@ -249,8 +279,9 @@ def test_constant_column_works_with_reg_covar_and_is_named_without(tmp_path, cli
     write_parquet(tmp_path / "data", X, 2)
     assert fit(tmp_path, client).returncode == 0
     shutil.rmtree(tmp_path / "out")
-    assert_user_error(fit(tmp_path, client, model={"reg_covar": 0.0}),
-                      r"column 'x2' is constant; set model\.reg_covar > 0", tmp_path)
+    assert_user_error(
+        fit(tmp_path, client, model={"reg_covar": 0.0}), r"column 'x2' is constant; set model\.reg_covar > 0", tmp_path
+    )
 
 
 def test_collapsing_component_stops_with_advice(tmp_path, client):
@@ -258,8 +289,12 @@ def test_collapsing_component_stops_with_advice(tmp_path, client):
     X = np.concatenate([make_blobs(53, n_per=100), [[50.0, 50.0, 50.0]] * 2])
     write_parquet(tmp_path / "data", X, 2)
     run = fit(tmp_path, client, model={"n_components": 4, "reg_covar": 0.0})
-    assert_user_error(run, r"component \d is not positive definite: ill-defined empirical covariance .*increase "
-                           r"reg_covar .*model\.prior: default.*or reduce n_components", tmp_path)
+    assert_user_error(
+        run,
+        r"component \d is not positive definite: ill-defined empirical covariance .*increase "
+        r"reg_covar .*model\.prior: default.*or reduce n_components",
+        tmp_path,
+    )
 
 
 def test_collapse_in_the_python_api_is_a_clear_value_error():
@@ -278,7 +313,9 @@ def model_dir(tmp_path):
 
 def test_inspect_a_directory_that_is_not_a_model(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_user_error(run_gmm(tmp_path, "inspect", "empty"), r"empty: not a model directory \(no model\.yaml\)", tmp_path)
+    assert_user_error(
+        run_gmm(tmp_path, "inspect", "empty"), r"empty: not a model directory \(no model\.yaml\)", tmp_path
+    )
 
 
 def test_inspect_a_model_whose_arrays_fail_their_sha256(tmp_path, model_dir):
@@ -293,15 +330,19 @@ def test_inspect_a_newer_format_version(tmp_path, model_dir):
     info = yaml.safe_load((model_dir / "model.yaml").read_text())
     info["format_version"] = 99
     (model_dir / "model.yaml").write_text(yaml.safe_dump(info))
-    assert_user_error(run_gmm(tmp_path, "inspect", "m"), r"format_version 99 is newer than this gmm-pipeline reads", tmp_path)
+    assert_user_error(
+        run_gmm(tmp_path, "inspect", "m"), r"format_version 99 is newer than this gmm-pipeline reads", tmp_path
+    )
 
 
 def test_init_from_a_model_with_other_features(tmp_path, client, model_dir):
     X = make_blobs(55)
     write_parquet(tmp_path / "data", X, 2, names=["a", "b", "c"])
-    assert_user_error(fit(tmp_path, client, model={"init": "m"}),
-                      r"model\.init 'm': its features \['x0', 'x1', 'x2'\] do not match the data's \['a', 'b', 'c'\]",
-                      tmp_path)
+    assert_user_error(
+        fit(tmp_path, client, model={"init": "m"}),
+        r"model\.init 'm': its features \['x0', 'x1', 'x2'\] do not match the data's \['a', 'b', 'c'\]",
+        tmp_path,
+    )
 
 
 def test_init_from_a_directory_that_is_not_a_model(tmp_path, client):

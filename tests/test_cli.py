@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import COVARIANCE_TYPES, make_blobs, sklearn_start, whitened_errors, write_parquet
 from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from helpers import COVARIANCE_TYPES, make_blobs, sklearn_start, whitened_errors, write_parquet
 from pipeline import job, kernels, load_model
 from pipeline.config import load_config
 from pipeline.model import describe, save_model
@@ -45,15 +45,22 @@ def fit_parquet_from_sklearns_start(tmp_path, client, X, covariance_type, emit=l
     config = write_config(
         tmp_path / "c.yaml",
         data={"path": str(tmp_path / "data")},
-        model={"n_components": 3, "covariance_type": covariance_type, "init": str(tmp_path / "start"),
-               "tol": 0.0, "max_iter": 15, **model},
+        model={
+            "n_components": 3,
+            "covariance_type": covariance_type,
+            "init": str(tmp_path / "start"),
+            "tol": 0.0,
+            "max_iter": 15,
+            **model,
+        },
         output={"path": str(tmp_path / "model")},
     )
     job.fit(load_config(config), scheduler=client.scheduler.address, emit=emit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkConvergenceWarning)
-        sk = SkGMM(3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p, tol=0,
-                   max_iter=15).fit(X)
+        sk = SkGMM(
+            3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p, tol=0, max_iter=15
+        ).fit(X)
     return load_model(tmp_path / "model"), sk, yaml.safe_load((tmp_path / "model" / "model.yaml").read_text())
 
 
@@ -74,8 +81,9 @@ def test_float32_from_the_config_stays_within_its_claim_on_the_cluster(tmp_path,
     ours, sk, info = fit_parquet_from_sklearns_start(tmp_path, client, X, "full", emit=events.append, dtype="float32")
     assert info["config"]["model"]["dtype"] == "float32"
     assert [e["dtype"] for e in events if e["event"] == "iteration"] == ["float32"] * 15
-    mean_error, cov_error = whitened_errors(ours.means_, ours.covariances_, sk.means_, sk.covariances_,
-                                            sk.precisions_cholesky_, "full")
+    mean_error, cov_error = whitened_errors(
+        ours.means_, ours.covariances_, sk.means_, sk.covariances_, sk.precisions_cholesky_, "full"
+    )
     # The claim for one M-step at the float32 route's limit is 1e-5 and 1e-3; this near the centre, a few 1e-5.
     assert mean_error < 1e-5 and cov_error < 1e-4
     assert cov_error > 1e-8  # float32 was used: further from sklearn than float64's round-off
@@ -83,8 +91,14 @@ def test_float32_from_the_config_stays_within_its_claim_on_the_cluster(tmp_path,
 
 def test_a_model_written_before_a_config_key_existed_is_still_this_fit(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(32), n_files=2)
-    config = load_config(write_config(tmp_path / "c.yaml", data={"path": str(tmp_path / "data")},
-                                      model={"n_components": 3, "max_iter": 3}, output={"path": str(tmp_path / "m")}))
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            data={"path": str(tmp_path / "data")},
+            model={"n_components": 3, "max_iter": 3},
+            output={"path": str(tmp_path / "m")},
+        )
+    )
     assert not job.fit(config, scheduler=client.scheduler.address).skipped
     info_file = tmp_path / "m" / "model.yaml"
     info = yaml.safe_load(info_file.read_text())
@@ -96,8 +110,22 @@ def test_a_model_written_before_a_config_key_existed_is_still_this_fit(tmp_path,
 
 
 def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
-    run = gmm("generate", "--output", "data", "--n-samples", 20000, "--n-features", 3, "--n-components", 3,
-              "--partitions", 4, "--seed", 3, cwd=tmp_path)
+    run = gmm(
+        "generate",
+        "--output",
+        "data",
+        "--n-samples",
+        20000,
+        "--n-features",
+        3,
+        "--n-components",
+        3,
+        "--partitions",
+        4,
+        "--seed",
+        3,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3}, output={"path": "out/m"})
     run = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", "--set", "model.dtype=float32", cwd=tmp_path)
@@ -113,9 +141,28 @@ def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
     np.testing.assert_allclose(fitted.means_[order], truth.means_, atol=0.1)
     np.testing.assert_allclose(fitted.covariances_[order], truth.covariances_, atol=0.15)
     info = yaml.safe_load((tmp_path / "out" / "m" / "model.yaml").read_text())
-    expected = {"format_version", "created", "n_components", "n_features", "feature_names", "covariance_type",
-                "weights", "means", "converged", "n_iter", "lower_bound", "history", "n_samples", "weight_sum",
-                "bic", "aic", "config", "data_fingerprint", "versions", "arrays"}
+    expected = {
+        "format_version",
+        "created",
+        "n_components",
+        "n_features",
+        "feature_names",
+        "covariance_type",
+        "weights",
+        "means",
+        "converged",
+        "n_iter",
+        "lower_bound",
+        "history",
+        "n_samples",
+        "weight_sum",
+        "bic",
+        "aic",
+        "config",
+        "data_fingerprint",
+        "versions",
+        "arrays",
+    }
     assert expected <= set(info)
     assert info["n_samples"] == 20000 and info["config"]["cluster"]["n_workers"] == 2
 
@@ -147,8 +194,12 @@ def hold_port(port: int, timeout: float = 120):
 
 def test_json_log_format_and_require_convergence(tmp_path):
     write_parquet(tmp_path / "data", make_blobs(31), n_files=3)
-    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 1, "tol": 0.0},
-                 output={"path": "m"})
+    write_config(
+        tmp_path / "c.yaml",
+        data={"path": "data"},
+        model={"n_components": 3, "max_iter": 1, "tol": 0.0},
+        output={"path": "m"},
+    )
     # Dask warns about every graph above this size: its warnings (and log records) must be JSON too
     env = {**os.environ, "DASK_DISTRIBUTED__ADMIN__LARGE_GRAPH_WARNING_THRESHOLD": "1"}
     with hold_port(8787):  # the dashboard's port is taken: another one is used, without Dask's warning block
@@ -167,8 +218,9 @@ def test_json_log_format_and_require_convergence(tmp_path):
 
 def test_dashboard_off_and_on_a_chosen_port(tmp_path):
     write_parquet(tmp_path / "data", make_blobs(33), n_files=2)
-    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 2},
-                 output={"path": "m"})
+    write_config(
+        tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 2}, output={"path": "m"}
+    )
     off = gmm("fit", "c.yaml", "--set", "cluster.dashboard=false", cwd=tmp_path)
     assert off.returncode == 0 and "dashboard: off" in off.stderr, off.stderr
     with socket.socket() as sock:
@@ -207,16 +259,28 @@ def test_weight_column_counts_like_repeated_rows(tmp_path, client):
     write_parquet(tmp_path / "weighted", X, 3, extra={"w": w})
     write_parquet(tmp_path / "repeated", np.repeat(X, w.astype(int), axis=0), 2)
     start = {"n_components": 3, "init": "random_from_data", "random_state": 4, "tol": 0.0, "max_iter": 6}
-    for name, data in (("a", {"path": str(tmp_path / "weighted"), "weight_column": "w"}),
-                       ("b", {"path": str(tmp_path / "repeated")})):
-        config = write_config(tmp_path / f"{name}.yaml", data=data, model={**start, "max_iter": 1},
-                              output={"path": str(tmp_path / f"{name}0")})
+    for name, data in (
+        ("a", {"path": str(tmp_path / "weighted"), "weight_column": "w"}),
+        ("b", {"path": str(tmp_path / "repeated")}),
+    ):
+        config = write_config(
+            tmp_path / f"{name}.yaml",
+            data=data,
+            model={**start, "max_iter": 1},
+            output={"path": str(tmp_path / f"{name}0")},
+        )
         job.fit(load_config(config), scheduler=client.scheduler.address)
     # Same start for both (from the weighted fit's first M-step), then EM on each.
-    for name, data in (("a", {"path": str(tmp_path / "weighted"), "weight_column": "w"}),
-                       ("b", {"path": str(tmp_path / "repeated")})):
-        config = write_config(tmp_path / f"{name}.yaml", data=data,
-                              model={**start, "init": str(tmp_path / "a0")}, output={"path": str(tmp_path / name)})
+    for name, data in (
+        ("a", {"path": str(tmp_path / "weighted"), "weight_column": "w"}),
+        ("b", {"path": str(tmp_path / "repeated")}),
+    ):
+        config = write_config(
+            tmp_path / f"{name}.yaml",
+            data=data,
+            model={**start, "init": str(tmp_path / "a0")},
+            output={"path": str(tmp_path / name)},
+        )
         job.fit(load_config(config), scheduler=client.scheduler.address)
     a, b = load_model(tmp_path / "a"), load_model(tmp_path / "b")
     for attr in ("weights_", "means_", "covariances_"):

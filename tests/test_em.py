@@ -4,10 +4,10 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import COVARIANCE_TYPES, em_runs, make_blobs, sklearn_start, sklearn_start_params, whitened_errors
 from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from helpers import COVARIANCE_TYPES, em_runs, make_blobs, sklearn_start, sklearn_start_params, whitened_errors
 from pipeline import GaussianMixture, em, init, kernels, passes
 from pipeline.errors import ConvergenceWarning
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
@@ -17,8 +17,9 @@ ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 
 def sklearn_fit(X, covariance_type, start, max_iter):
     w, m, p = start
-    sk = SkGMM(3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p,
-               tol=0, max_iter=max_iter)
+    sk = SkGMM(
+        3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p, tol=0, max_iter=max_iter
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkConvergenceWarning)
         return sk.fit(X)
@@ -37,8 +38,9 @@ def test_parity_with_sklearn_on_numpy(covariance_type):
     start = sklearn_start(X, 3, covariance_type)
     theirs = sklearn_fit(X, covariance_type, start, max_iter=25)
     w, m, p = start
-    ours = GaussianMixture(3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p,
-                           tol=0, max_iter=25)
+    ours = GaussianMixture(
+        3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p, tol=0, max_iter=25
+    )
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         ours.fit(X)
     assert_same_fit(ours, theirs)
@@ -69,12 +71,21 @@ def test_float32_fit_stays_within_its_claim_of_sklearns(covariance_type):
     start = sklearn_start(X, 3, covariance_type)
     theirs = sklearn_fit(X, covariance_type, start, max_iter=25)
     w, m, p = start
-    ours = GaussianMixture(3, covariance_type=covariance_type, weights_init=w, means_init=m, precisions_init=p,
-                           tol=0, max_iter=25, dtype="float32")
+    ours = GaussianMixture(
+        3,
+        covariance_type=covariance_type,
+        weights_init=w,
+        means_init=m,
+        precisions_init=p,
+        tol=0,
+        max_iter=25,
+        dtype="float32",
+    )
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         ours.fit(X)
-    mean_error, cov_error = whitened_errors(ours.means_, ours.covariances_, theirs.means_, theirs.covariances_,
-                                            theirs.precisions_cholesky_, covariance_type)
+    mean_error, cov_error = whitened_errors(
+        ours.means_, ours.covariances_, theirs.means_, theirs.covariances_, theirs.precisions_cholesky_, covariance_type
+    )
     # The claim for one M-step is 1e-5 (means, in standard deviations) and 1e-3 (covariances, relative) at the
     # float32 route's limit; this near the centre, 25 iterations stay within a few 1e-5 of float64 (measured).
     assert mean_error < 1e-5 and cov_error < 1e-4
@@ -91,19 +102,21 @@ def test_an_iteration_too_far_from_the_centre_for_float32_runs_in_float64_and_sa
     near = rng.normal(size=(300, 2))
     far = np.concatenate([near, 300 + 0.5 * rng.normal(size=(300, 2))])
     reports = []
-    for X, means, variances in ((near, [[-1, 0], [1, 0]], [[1.0, 1.0], [1.0, 1.0]]),
-                                (far, [[0, 0], [300, 300]], [[1.0, 1.0], [0.25, 0.25]])):
+    for X, means, variances in (
+        (near, [[-1, 0], [1, 0]], [[1.0, 1.0], [1.0, 1.0]]),
+        (far, [[0, 0], [300, 300]], [[1.0, 1.0], [0.25, 0.25]]),
+    ):
         start = kernels.make_params([0.5, 0.5], means, variances, "diag")
-        em.run_em(blocks_from_arrays(X), em_runs([start]), tol=0.0, max_iter=2, dtype="float32",
-                  on_iteration=reports.append)
+        em.run_em(
+            blocks_from_arrays(X), em_runs([start]), tol=0.0, max_iter=2, dtype="float32", on_iteration=reports.append
+        )
     assert [r.dtypes for r in reports] == [["float32"], ["float32"], ["float64"], ["float64"]]
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_lower_bound_never_decreases(covariance_type):
     X = make_blobs(12)
-    gm = GaussianMixture(3, covariance_type=covariance_type, init_params="random", tol=0, max_iter=40,
-                         random_state=0)
+    gm = GaussianMixture(3, covariance_type=covariance_type, init_params="random", tol=0, max_iter=40, random_state=0)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         gm.fit(X)
     steps = np.diff(gm.lower_bounds_)
@@ -147,16 +160,21 @@ def test_persisted_blocks_are_folded_by_one_task_per_worker_thread(client, monke
         for start, stop in source.ranges:  # each range is held by one worker
             assert len({w for b in source.blocks[start:stop] for w in holders[b.key]}) == 1
         with get_task_stream(client) as stream:
-            stats = source.run(em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples)
+            stats = source.run(
+                em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples
+            )
     # one fold task per worker thread, carrying the E-step constants, and one task joining them: nothing else
     assert len(stream.data) == 3
-    single = split_source(X, [0, X.shape[0]]).run(em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),),
-                                                  combine=passes.add_tuples)
+    single = split_source(X, [0, X.shape[0]]).run(
+        em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples
+    )
     np.testing.assert_allclose(stats[0].s2, single[0].s2, rtol=1e-12)
     # Arguments whose copies would exceed EMBED_BYTES go as one key the fold tasks share, with the same result.
     monkeypatch.setattr(passes, "EMBED_BYTES", 0)
     with client.as_current(), get_task_stream(client) as stream:
-        shared = source.run(em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples)
+        shared = source.run(
+            em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples
+        )
     assert len(stream.data) == 4  # and one more: the shared arguments
     np.testing.assert_array_equal(shared[0].s2, stats[0].s2)
 
@@ -182,8 +200,10 @@ def test_one_partition_equals_many_with_empty_ones(covariance_type):
 def first_m_steps(source, candidates, init_params, n_init, seed, reg_covar=1e-6):
     """Every start of every candidate after its first M-step, as lists per candidate."""
     starts = init.start_statistics(source, candidates, init_params=init_params, n_init=n_init, seed=seed)
-    return [[kernels.m_step(s, spec.shift, spec.covariance_type, reg_covar) for spec, s in zip(specs, stats)]
-            for specs, stats in zip(starts.specs, starts.stats)]
+    return [
+        [kernels.m_step(s, spec.shift, spec.covariance_type, reg_covar) for spec, s in zip(specs, stats)]
+        for specs, stats in zip(starts.specs, starts.stats)
+    ]
 
 
 @pytest.mark.parametrize("init_params", init.INIT_METHODS)

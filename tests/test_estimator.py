@@ -5,9 +5,9 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import COVARIANCE_TYPES, make_blobs
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from helpers import COVARIANCE_TYPES, make_blobs
 from pipeline import GaussianMixture, load_model
 from pipeline.errors import ConvergenceWarning, NotFittedError
 
@@ -87,7 +87,9 @@ def test_input_errors_are_sklearn_style(fitted):
         GaussianMixture(5).fit(X[:3])
     with pytest.raises(ValueError, match="'covariance_type' parameter of GaussianMixture must be a str among"):
         GaussianMixture(2, covariance_type="round").fit(X)
-    with pytest.raises(ValueError, match=r"'dtype' parameter of GaussianMixture must be one of \('float64', 'float32'\)"):
+    with pytest.raises(
+        ValueError, match=r"'dtype' parameter of GaussianMixture must be one of \('float64', 'float32'\)"
+    ):
         GaussianMixture(2, dtype=np.float16).fit(X)
 
 
@@ -103,8 +105,9 @@ def test_frequency_weights_equal_repeated_rows():
     w = (np.arange(X.shape[0]) % 3).astype(float)  # 0, 1 and 2 copies
     repeated = np.repeat(X, w.astype(int), axis=0)
     start = GaussianMixture(3, max_iter=0, random_state=0).fit(X)
-    kw = dict(weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_, tol=0,
-              max_iter=8)
+    kw = dict(
+        weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_, tol=0, max_iter=8
+    )
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         a = GaussianMixture(3, **kw).fit(X, sample_weight=w)
     with pytest.warns(ConvergenceWarning, match="did not converge"):

@@ -16,14 +16,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from helpers import assert_user_error, gmm, make_blobs, tree_digest, write_config, write_parquet
+
 from pipeline import GaussianMixture
 
 
 def _text(name, content):
     def setup(d):
         (d / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+
     return setup
 
 
@@ -36,6 +37,7 @@ def _config(**sections):
             else:
                 base.setdefault(section, {}).update(values)
         write_config(d / "h.yaml", **base)
+
     return setup
 
 
@@ -43,6 +45,7 @@ def _table(name, **columns):
     def setup(d):
         (d / "t").mkdir(exist_ok=True)
         pq.write_table(pa.table(columns), d / "t" / name)
+
     return setup
 
 
@@ -51,12 +54,14 @@ def _model_yaml(change):
         info = yaml.safe_load((d / "m" / "model.yaml").read_text())
         change(info)
         (d / "m" / "model.yaml").write_text(yaml.safe_dump(info))
+
     return setup
 
 
 def _symlink(name, target):
     def setup(d):
         os.symlink(d / target, d / name)
+
     return setup
 
 
@@ -79,8 +84,9 @@ def _npz_with_pickle(d):
         for name, value in arrays.items():
             member = io.BytesIO()
             pickled = name == "weights"  # an object array: loading it would unpickle
-            np.lib.format.write_array(member, np.array([{"evil": 1}], dtype=object) if pickled else value,
-                                      allow_pickle=pickled)
+            np.lib.format.write_array(
+                member, np.array([{"evil": 1}], dtype=object) if pickled else value, allow_pickle=pickled
+            )
             z.writestr(f"{name}.npy", member.getvalue())
     (d / "m" / "model.npz").write_bytes(buffer.getvalue())
     info = yaml.safe_load((d / "m" / "model.yaml").read_text())
@@ -103,30 +109,69 @@ CASES = {
     "config is one string": (_text("h.yaml", "hello\n"), FIT, 2, r"expected a mapping of sections"),
     "config over 1 MiB": (_text("h.yaml", "data: {path: data}\n#" + "x" * (1 << 20)), FIT, 2, r"larger than 1 MiB"),
     "YAML alias bomb": (_alias_bomb, FIT, 2, r"expands to more than 100000 values"),
-    "YAML python tag": (_text("h.yaml", "data: !!python/object/apply:os.system ['true']\n"), FIT, 2,
-                        r"invalid YAML: .*constructor"),
-    "YAML nested 100000 deep": (_text("h.yaml", "data: " + "[" * 100_000 + "]" * 100_000 + "\n"), FIT, 2,
-                                r"h\.yaml.*invalid YAML"),
+    "YAML python tag": (
+        _text("h.yaml", "data: !!python/object/apply:os.system ['true']\n"),
+        FIT,
+        2,
+        r"invalid YAML: .*constructor",
+    ),
+    "YAML nested 100000 deep": (
+        _text("h.yaml", "data: " + "[" * 100_000 + "]" * 100_000 + "\n"),
+        FIT,
+        2,
+        r"h\.yaml.*invalid YAML",
+    ),
     "config not UTF-8": (_text("h.yaml", b"data: {path: \xff\xfe}\n"), FIT, 2, r"is not UTF-8 text"),
     "empty data.path": (_config(data={"path": ""}), FIT, 2, r"data\.path: String should have at least 1 character"),
     "empty data.columns": (_config(data={"columns": []}), FIT, 2, r"data\.columns: List should have at least 1 item"),
-    "a column twice in data.columns": (_config(data={"columns": ["x0", "x0"]}), FIT, 2,
-                                       r"data\.columns names 'x0' more than once"),
-    "weights also a feature": (_config(data={"columns": ["x0", "x1"], "weight_column": "x1"}), FIT, 2,
-                               r"data\.weight_column 'x1' is also in data\.columns"),
-    "n_components a float": (_config(model={"n_components": 3.5}), FIT, 2, r"model\.n_components: Input should be a "
-                                                                            r"valid integer"),
-    "n_components a bool": (_config(model={"n_components": True}), FIT, 2, r"model\.n_components: Input should be a "
-                                                                           r"valid integer"),
+    "a column twice in data.columns": (
+        _config(data={"columns": ["x0", "x0"]}),
+        FIT,
+        2,
+        r"data\.columns names 'x0' more than once",
+    ),
+    "weights also a feature": (
+        _config(data={"columns": ["x0", "x1"], "weight_column": "x1"}),
+        FIT,
+        2,
+        r"data\.weight_column 'x1' is also in data\.columns",
+    ),
+    "n_components a float": (
+        _config(model={"n_components": 3.5}),
+        FIT,
+        2,
+        r"model\.n_components: Input should be a "
+        r"valid integer",
+    ),
+    "n_components a bool": (
+        _config(model={"n_components": True}),
+        FIT,
+        2,
+        r"model\.n_components: Input should be a "
+        r"valid integer",
+    ),
     "tol infinite": (_config(model={"tol": float("inf")}), FIT, 2, r"model\.tol: Input should be a finite number"),
-    "negative random_state": (_config(model={"random_state": -1}), FIT, 2, r"model\.random_state: Input should be "
-                                                                           r"greater than or equal to 0"),
-    "memory_limit banana": (_config(cluster={"memory_limit": "banana"}), FIT, 2,
-                            r"cluster\.memory_limit: expected 'auto', bytes >= 0 or a size such as 4GiB"),
+    "negative random_state": (
+        _config(model={"random_state": -1}),
+        FIT,
+        2,
+        r"model\.random_state: Input should be "
+        r"greater than or equal to 0",
+    ),
+    "memory_limit banana": (
+        _config(cluster={"memory_limit": "banana"}),
+        FIT,
+        2,
+        r"cluster\.memory_limit: expected 'auto', bytes >= 0 or a size such as 4GiB",
+    ),
     "100000 workers": (_config(cluster={"n_workers": 100_000}), FIT, 2, r"cluster\.n_workers: Input should be less"),
     "dashboard nonsense": (_config(cluster={"dashboard": "here"}), FIT, 2, r"cluster\.dashboard: expected true, false"),
-    "variational key with EM": (_config(model={"mean_precision_prior": 2.0}), FIT, 2,
-                                r"model\.mean_precision_prior applies only with model\.algorithm: variational"),
+    "variational key with EM": (
+        _config(model={"mean_precision_prior": 2.0}),
+        FIT,
+        2,
+        r"model\.mean_precision_prior applies only with model\.algorithm: variational",
+    ),
     "prior with a stray key": (_config(model={"prior": {"shrink": 1}}), FIT, 2, r"unknown key 'model\.prior\.shrink'"),
     "empty output.path": (_config(output={"path": ""}), FIT, 2, r"output\.path: String should have at least 1"),
     # --------------------------------------------------------------- the command line
@@ -137,64 +182,151 @@ CASES = {
     "bad --criterion": (NOTHING, ("select", "c.yaml", "--k", "2", "--criterion", "xyz"), 2, r"'xyz' is not one of"),
     "--k too many": (NOTHING, ("select", "c.yaml", "--k", "1..5000"), 2, r"5000 candidates; at most 1000"),
     "--k zero": (NOTHING, ("select", "c.yaml", "--k", "0..3"), 2, r"needs at least one K, each >= 1"),
-    "empty --covariance-types": (NOTHING, ("select", "c.yaml", "--k", "2", "--covariance-types", ","), 2,
-                                 r"--covariance-types: ',' is not one of"),
-    "malformed --scheduler": (NOTHING, ("fit", "c.yaml", "--scheduler", "tcp://host:port"), 2,
-                              r"scheduler address 'tcp://host:port' is malformed"),
-    "tls:// without cluster.security": (NOTHING, ("fit", "c.yaml", "--scheduler", "tls://127.0.0.1:8786"), 2,
-                                        r"uses TLS: set cluster\.security"),
-    "TLS files missing": (_config(cluster={"security": {"ca_file": "ca.pem", "cert_file": "c.pem",
-                                                        "key_file": "k.pem"}}),
-                          ("fit", "h.yaml", "--scheduler", "tls://127.0.0.1:8786"), 2,
-                          r"cluster\.security\.ca_file 'ca\.pem' is not a readable file"),
-    "nothing listens at --scheduler": (_config(cluster={"connect_timeout": 1}),
-                                       ("fit", "h.yaml", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"), 1,
-                                       r"cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:\d+'"),
-    "generate 0 features": (NOTHING, ("generate", "--output", "g", "--n-samples", "10", "--n-features", "0",
-                                      "--n-components", "2"), 2, r"Invalid value for '--n-features': 0 is not in the range 1<=x<=10000"),
-    "generate more files than rows": (NOTHING, ("generate", "--output", "g", "--n-samples", "3", "--n-features", "2",
-                                                "--n-components", "2", "--partitions", "9"), 2,
-                                      r"--partitions 9 is more than --n-samples 3"),
+    "empty --covariance-types": (
+        NOTHING,
+        ("select", "c.yaml", "--k", "2", "--covariance-types", ","),
+        2,
+        r"--covariance-types: ',' is not one of",
+    ),
+    "malformed --scheduler": (
+        NOTHING,
+        ("fit", "c.yaml", "--scheduler", "tcp://host:port"),
+        2,
+        r"scheduler address 'tcp://host:port' is malformed",
+    ),
+    "tls:// without cluster.security": (
+        NOTHING,
+        ("fit", "c.yaml", "--scheduler", "tls://127.0.0.1:8786"),
+        2,
+        r"uses TLS: set cluster\.security",
+    ),
+    "TLS files missing": (
+        _config(cluster={"security": {"ca_file": "ca.pem", "cert_file": "c.pem", "key_file": "k.pem"}}),
+        ("fit", "h.yaml", "--scheduler", "tls://127.0.0.1:8786"),
+        2,
+        r"cluster\.security\.ca_file 'ca\.pem' is not a readable file",
+    ),
+    "nothing listens at --scheduler": (
+        _config(cluster={"connect_timeout": 1}),
+        ("fit", "h.yaml", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"),
+        1,
+        r"cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:\d+'",
+    ),
+    "generate 0 features": (
+        NOTHING,
+        ("generate", "--output", "g", "--n-samples", "10", "--n-features", "0", "--n-components", "2"),
+        2,
+        r"Invalid value for '--n-features': 0 is not in the range 1<=x<=10000",
+    ),
+    "generate more files than rows": (
+        NOTHING,
+        (
+            "generate",
+            "--output",
+            "g",
+            "--n-samples",
+            "3",
+            "--n-features",
+            "2",
+            "--n-components",
+            "2",
+            "--partitions",
+            "9",
+        ),
+        2,
+        r"--partitions 9 is more than --n-samples 3",
+    ),
     # --------------------------------------------------------------- data
     "glob matching nothing": (_config(data={"path": "data/*.csv"}), FIT, 2, r"holds no Parquet files"),
-    "symlink loop as data": (lambda d: os.symlink(d / "loop", d / "loop"), ("fit", "c.yaml", "--set",
-                                                                            "data.path=loop"), 2, r"data\.path 'loop'"),
-    "a bool column chosen": (_table("p.parquet", a=[1.0, 2.0, 3.0], b=[True, False, True]),
-                             ("fit", "c.yaml", "--set", "data.path=t", "--set", "data.columns=[a, b]"), 2,
-                             r"column 'b' is bool, not numeric"),
-    "timestamp weights": (_table("p.parquet", a=[1.0, 2.0, 3.0], w=pa.array([1, 2, 3], pa.timestamp("s"))),
-                          ("fit", "c.yaml", "--set", "data.path=t", "--set", "data.weight_column=w"), 2,
-                          r"data\.weight_column 'w' is timestamp\[m?s\], expected a numeric column of weights"),
-    "string weights": (_table("p.parquet", a=[1.0, 2.0, 3.0], w=["1", "2", "3"]),
-                       ("fit", "c.yaml", "--set", "data.path=t", "--set", "data.weight_column=w"), 2,
-                       r"data\.weight_column 'w' is string"),
-    "an all-null column": (_table("p.parquet", a=[1.0, 2.0, 3.0, 4.0], b=pa.array([None] * 4, pa.float64())),
-                           ("fit", "c.yaml", "--set", "data.path=t", "--scheduler", "{scheduler}"), 2,
-                           r"4 rows have NaN or infinite values"),
+    "symlink loop as data": (
+        lambda d: os.symlink(d / "loop", d / "loop"),
+        ("fit", "c.yaml", "--set", "data.path=loop"),
+        2,
+        r"data\.path 'loop'",
+    ),
+    "a bool column chosen": (
+        _table("p.parquet", a=[1.0, 2.0, 3.0], b=[True, False, True]),
+        ("fit", "c.yaml", "--set", "data.path=t", "--set", "data.columns=[a, b]"),
+        2,
+        r"column 'b' is bool, not numeric",
+    ),
+    "timestamp weights": (
+        _table("p.parquet", a=[1.0, 2.0, 3.0], w=pa.array([1, 2, 3], pa.timestamp("s"))),
+        ("fit", "c.yaml", "--set", "data.path=t", "--set", "data.weight_column=w"),
+        2,
+        r"data\.weight_column 'w' is timestamp\[m?s\], expected a numeric column of weights",
+    ),
+    "string weights": (
+        _table("p.parquet", a=[1.0, 2.0, 3.0], w=["1", "2", "3"]),
+        ("fit", "c.yaml", "--set", "data.path=t", "--set", "data.weight_column=w"),
+        2,
+        r"data\.weight_column 'w' is string",
+    ),
+    "an all-null column": (
+        _table("p.parquet", a=[1.0, 2.0, 3.0, 4.0], b=pa.array([None] * 4, pa.float64())),
+        ("fit", "c.yaml", "--set", "data.path=t", "--scheduler", "{scheduler}"),
+        2,
+        r"4 rows have NaN or infinite values",
+    ),
     # --------------------------------------------------------------- model files
     "model.yaml a list": (_text("m/model.yaml", "- 1\n- 2\n"), ("inspect", "m"), 2, r"not a gmm-pipeline model file"),
-    "model.yaml extra key": (_model_yaml(lambda i: i.update(evil=1)), ("inspect", "m"), 2,
-                             r"model\.yaml: evil: Extra inputs are not permitted"),
-    "format_version a string": (_model_yaml(lambda i: i.update(format_version="1")), ("inspect", "m"), 2,
-                                r"format_version '1' is newer than this gmm-pipeline reads|format_version"),
-    "arrays file outside the model": (_model_yaml(lambda i: i["arrays"].update(file="../data/part-000.parquet")),
-                                      ("inspect", "m"), 2, r"m/part-000\.parquet: not found"),
+    "model.yaml extra key": (
+        _model_yaml(lambda i: i.update(evil=1)),
+        ("inspect", "m"),
+        2,
+        r"model\.yaml: evil: Extra inputs are not permitted",
+    ),
+    "format_version a string": (
+        _model_yaml(lambda i: i.update(format_version="1")),
+        ("inspect", "m"),
+        2,
+        r"format_version '1' is newer than this gmm-pipeline reads|format_version",
+    ),
+    "arrays file outside the model": (
+        _model_yaml(lambda i: i["arrays"].update(file="../data/part-000.parquet")),
+        ("inspect", "m"),
+        2,
+        r"m/part-000\.parquet: not found",
+    ),
     "a pickled array": (_npz_with_pickle, ("inspect", "m"), 2, r"not a valid array archive"),
     "model dir is a file": (_text("mf", "x"), ("inspect", "mf"), 2, r"mf: not a model directory"),
     # --------------------------------------------------------------- outputs
-    "output a symlink to the data": (_symlink("link", "data"), ("fit", "c.yaml", "--set", "output.path=link"), 2,
-                                     r"output\.path 'link' is data\.path 'data'"),
-    "score output a symlink to the model": (_symlink("link", "m"), ("score", "--model", "m", "--input", "data",
-                                                                    "--output", "link"), 2,
-                                            r"--output 'link' is --model 'm'"),
-    "score output a URL": (NOTHING, ("score", "--model", "m", "--input", "data", "--output", "s3://b/x"), 2,
-                           r"writes to a local or shared directory, not a URL"),
-    "--keep colliding": (NOTHING, ("score", "--model", "m", "--input", "data", "--output", "s", "--keep",
-                                   "uncertainty"), 2, r"--keep 'uncertainty' would collide"),
-    "report into the data": (NOTHING, ("report", "m", "--data", "data", "--output", "data/r.png"), 2,
-                             r"--output 'data/r\.png' lies inside --data 'data'"),
-    "generate over existing": (NOTHING, ("generate", "--output", "data", "--n-samples", "10", "--n-features", "2",
-                                         "--n-components", "2"), 2, r"already exists"),
+    "output a symlink to the data": (
+        _symlink("link", "data"),
+        ("fit", "c.yaml", "--set", "output.path=link"),
+        2,
+        r"output\.path 'link' is data\.path 'data'",
+    ),
+    "score output a symlink to the model": (
+        _symlink("link", "m"),
+        ("score", "--model", "m", "--input", "data", "--output", "link"),
+        2,
+        r"--output 'link' is --model 'm'",
+    ),
+    "score output a URL": (
+        NOTHING,
+        ("score", "--model", "m", "--input", "data", "--output", "s3://b/x"),
+        2,
+        r"writes to a local or shared directory, not a URL",
+    ),
+    "--keep colliding": (
+        NOTHING,
+        ("score", "--model", "m", "--input", "data", "--output", "s", "--keep", "uncertainty"),
+        2,
+        r"--keep 'uncertainty' would collide",
+    ),
+    "report into the data": (
+        NOTHING,
+        ("report", "m", "--data", "data", "--output", "data/r.png"),
+        2,
+        r"--output 'data/r\.png' lies inside --data 'data'",
+    ),
+    "generate over existing": (
+        NOTHING,
+        ("generate", "--output", "data", "--n-samples", "10", "--n-features", "2", "--n-components", "2"),
+        2,
+        r"already exists",
+    ),
 }
 
 
@@ -209,8 +341,9 @@ def model_files(tmp_path_factory):
 def test_hostile_case(tmp_path, model_files, client, case):
     setup, args, code, pattern = CASES[case]
     write_parquet(tmp_path / "data", make_blobs(91), 2)
-    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 3},
-                 output={"path": "out"})
+    write_config(
+        tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 3}, output={"path": "out"}
+    )
     import shutil
 
     shutil.copytree(model_files, tmp_path / "m")

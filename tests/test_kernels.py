@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from helpers import COVARIANCE_TYPES, make_blobs, whitened_errors
 from scipy.stats import multivariate_normal
 
-from helpers import COVARIANCE_TYPES, make_blobs, whitened_errors
 from pipeline import kernels
 from pipeline.errors import ComponentCollapseError
 from pipeline.kernels import estep
@@ -31,8 +31,12 @@ def random_params(covariance_type, k=3, d=3, seed=0):
 
 def dense_covariance(params, k):
     ct, cov, d = params.covariance_type, params.covariances, params.n_features
-    return {"full": lambda: cov[k], "tied": lambda: cov, "diag": lambda: np.diag(cov[k]),
-            "spherical": lambda: cov[k] * np.eye(d)}[ct]()
+    return {
+        "full": lambda: cov[k],
+        "tied": lambda: cov,
+        "diag": lambda: np.diag(cov[k]),
+        "spherical": lambda: cov[k] * np.eye(d),
+    }[ct]()
 
 
 def prepared(params, expanded):
@@ -72,8 +76,13 @@ def test_responsibilities_sum_to_one_and_match_bayes(covariance_type):
     X = make_blobs(2, n_per=50)
     log_prob_norm, log_resp = kernels.estimate_log_resp(X, params)
     np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0, rtol=1e-12)
-    dens = np.stack([params.weights[k] * multivariate_normal(params.means[k], dense_covariance(params, k)).pdf(X)
-                     for k in range(params.n_components)], axis=1)
+    dens = np.stack(
+        [
+            params.weights[k] * multivariate_normal(params.means[k], dense_covariance(params, k)).pdf(X)
+            for k in range(params.n_components)
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(log_prob_norm, np.log(dens.sum(axis=1)), rtol=1e-10)
 
 
@@ -141,8 +150,9 @@ def float32_against_float64(X, params):
     s32, s64 = kernels.block_statistics(X, None, prep32), kernels.block_statistics(X, None, prep64)
     got = kernels.m_step(s32, prep32.shift, params.covariance_type, 1e-6)
     want = kernels.m_step(s64, prep64.shift, params.covariance_type, 1e-6)
-    errors = whitened_errors(got.means, got.covariances, want.means, want.covariances, want.precisions_cholesky,
-                             params.covariance_type)
+    errors = whitened_errors(
+        got.means, got.covariances, want.means, want.covariances, want.precisions_cholesky, params.covariance_type
+    )
     np.testing.assert_allclose(got.weights, want.weights, rtol=1e-5)
     return s32, s64, errors
 

@@ -56,21 +56,55 @@ def remote_cluster(tmp_path: Path, n_workers: int, nanny: bool = True):
     """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (random free ports)."""
     scheduler_file = tmp_path / "scheduler.json"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    procs = [
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
     try:
         deadline = time.time() + 60
         while not scheduler_file.exists() and time.time() < deadline:
             time.sleep(0.1)
         workers = []
         for _ in range(n_workers):
-            args = [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file), "--host", "127.0.0.1",
-                    "--nthreads", "1", "--memory-limit", "2GB", "--dashboard-address", "127.0.0.1:0"]
+            args = [
+                str(BIN / "dask"),
+                "worker",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--memory-limit",
+                "2GB",
+                "--dashboard-address",
+                "127.0.0.1:0",
+            ]
             if not nanny:  # without a nanny, one BLAS thread is ours to set (as README says)
                 args.append("--no-nanny")
-            workers.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                            env={**env, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}))
+            workers.append(
+                subprocess.Popen(
+                    args,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env={**env, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+                )
+            )
         procs += workers
         import json
 
@@ -110,8 +144,9 @@ def test_scheduler_from_the_environment_and_one_worker(tmp_path, dataset, refere
 @contextmanager
 def started_fit(cwd, config, *extra):
     """``gmm fit`` running in its own process group, which is killed on the way out whatever happens."""
-    proc = subprocess.Popen([GMM, "fit", str(config), *extra], cwd=cwd, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [GMM, "fit", str(config), *extra], cwd=cwd, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         yield proc
     finally:

@@ -44,9 +44,15 @@ def peak_rss():
 
 
 def config(data, output, persist):
-    return validate({"data": {"path": str(data)},
-                     "model": {"n_components": 2, "covariance_type": "diag", "max_iter": 1, "tol": 0.0},
-                     "cluster": {"persist": persist}, "output": {"path": str(output)}}, "test")
+    return validate(
+        {
+            "data": {"path": str(data)},
+            "model": {"n_components": 2, "covariance_type": "diag", "max_iter": 1, "tol": 0.0},
+            "cluster": {"persist": persist},
+            "output": {"path": str(output)},
+        },
+        "test",
+    )
 
 
 def test_dataset_three_times_the_cluster_memory_fits_without_persisting(tmp_path, big_dataset):
@@ -57,8 +63,7 @@ def test_dataset_three_times_the_cluster_memory_fits_without_persisting(tmp_path
         small = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=WORKER_LIMIT, dashboard_address=":0")
     with small, Client(small) as client:
         before = set(client.scheduler_info()["workers"])
-        job.fit(config(big_dataset, tmp_path / "ooc", "auto"), scheduler=small.scheduler_address,
-                emit=events.append)
+        job.fit(config(big_dataset, tmp_path / "ooc", "auto"), scheduler=small.scheduler_address, emit=events.append)
         after = set(client.scheduler_info()["workers"])
         peaks = client.run(peak_rss)
     assert before == after, "a worker was restarted"

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from helpers import GMM, assert_user_error, error_line, gmm, make_blobs, tree_digest, write_config, write_parquet
+
 from pipeline import GaussianMixture, load_model
 
 
@@ -31,8 +31,9 @@ from pipeline import GaussianMixture, load_model
 def workdir(tmp_path):
     """A directory with data/ (3 Parquet files) and c.yaml writing to out/."""
     write_parquet(tmp_path / "data", make_blobs(80), 3)
-    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 5},
-                 output={"path": "out"})
+    write_config(
+        tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 5}, output={"path": "out"}
+    )
     return tmp_path
 
 
@@ -41,12 +42,15 @@ def fit(cwd, client, *args, config="c.yaml"):
 
 
 # --------------------------------------------------------------------------- 1. outputs replace only their own kind
-@pytest.mark.parametrize(("output", "pattern"), [
-    ("data", r"output\.path 'data' is data\.path 'data'"),
-    (".", r"output\.path '\.' contains data\.path 'data'"),
-    ("data/model", r"output\.path 'data/model' lies inside data\.path 'data'"),
-    ("data/part-000.parquet", r"lies inside data\.path"),
-])
+@pytest.mark.parametrize(
+    ("output", "pattern"),
+    [
+        ("data", r"output\.path 'data' is data\.path 'data'"),
+        (".", r"output\.path '\.' contains data\.path 'data'"),
+        ("data/model", r"output\.path 'data/model' lies inside data\.path 'data'"),
+        ("data/part-000.parquet", r"lies inside data\.path"),
+    ],
+)
 def test_an_output_on_or_around_the_data_is_refused_and_the_data_kept(workdir, output, pattern):
     before = tree_digest(workdir)
     run = gmm(workdir, "fit", "c.yaml", "--set", f"output.path={output}")
@@ -59,8 +63,10 @@ def test_an_existing_folder_or_file_that_is_not_a_model_is_kept(workdir):
     (workdir / "mine" / "notes.txt").write_text("the user's notes")
     (workdir / "file.bin").write_bytes(b"the user's file")
     before = tree_digest(workdir)
-    for target, found in (("mine", r"a directory that is not a model directory \(no model\.yaml with format_version\)"),
-                          ("file.bin", "a file")):
+    for target, found in (
+        ("mine", r"a directory that is not a model directory \(no model\.yaml with format_version\)"),
+        ("file.bin", "a file"),
+    ):
         run = gmm(workdir, "fit", "c.yaml", "--set", f"output.path={target}")
         assert_user_error(run, rf"output\.path '{target}' exists and is {found}; this command replaces only its own")
     assert tree_digest(workdir) == before
@@ -92,27 +98,50 @@ def scored(workdir, client):
     return workdir
 
 
-@pytest.mark.parametrize(("output", "pattern"), [
-    ("data", r"--output 'data' is --input 'data'"),
-    ("data/scores", r"--output 'data/scores' lies inside --input 'data'"),
-    ("out", r"--output 'out' is --model 'out'"),
-    ("out/scores", r"--output 'out/scores' lies inside --model 'out'"),
-    ("mine", r"--output 'mine' exists and is a directory that is not a score output"),
-])
+@pytest.mark.parametrize(
+    ("output", "pattern"),
+    [
+        ("data", r"--output 'data' is --input 'data'"),
+        ("data/scores", r"--output 'data/scores' lies inside --input 'data'"),
+        ("out", r"--output 'out' is --model 'out'"),
+        ("out/scores", r"--output 'out/scores' lies inside --model 'out'"),
+        ("mine", r"--output 'mine' exists and is a directory that is not a score output"),
+    ],
+)
 def test_score_never_writes_over_its_input_its_model_or_a_users_folder(scored, client, output, pattern):
     (scored / "mine").mkdir()
     (scored / "mine" / "keep.txt").write_text("keep")
     before = tree_digest(scored)
-    run = gmm(scored, "score", "--model", "out", "--input", "data", "--output", output,
-              "--scheduler", client.scheduler.address)
+    run = gmm(
+        scored,
+        "score",
+        "--model",
+        "out",
+        "--input",
+        "data",
+        "--output",
+        output,
+        "--scheduler",
+        client.scheduler.address,
+    )
     assert_user_error(run, pattern)
     assert tree_digest(scored) == before
 
 
 def test_score_replaces_its_own_earlier_output(scored, client):
     for _ in range(2):
-        run = gmm(scored, "score", "--model", "out", "--input", "data", "--output", "scores",
-                  "--scheduler", client.scheduler.address)
+        run = gmm(
+            scored,
+            "score",
+            "--model",
+            "out",
+            "--input",
+            "data",
+            "--output",
+            "scores",
+            "--scheduler",
+            client.scheduler.address,
+        )
         assert run.returncode == 0, run.stderr
     assert (scored / "scores" / "_gmm_score.json").exists() and len(list((scored / "scores").glob("*.parquet"))) == 3
 
@@ -120,9 +149,13 @@ def test_score_replaces_its_own_earlier_output(scored, client):
 def test_report_writes_only_over_its_own_reports(scored):
     (scored / "photo.png").write_bytes(b"\x89PNG the user's picture")
     before = tree_digest(scored)
-    assert_user_error(gmm(scored, "report", "out", "--output", "photo.png"),
-                      r"--output 'photo\.png' exists and is a file; this command replaces only its own")
-    assert_user_error(gmm(scored, "report", "out", "--output", "out/r.png"), r"--output 'out/r\.png' lies inside the model")
+    assert_user_error(
+        gmm(scored, "report", "out", "--output", "photo.png"),
+        r"--output 'photo\.png' exists and is a file; this command replaces only its own",
+    )
+    assert_user_error(
+        gmm(scored, "report", "out", "--output", "out/r.png"), r"--output 'out/r\.png' lies inside the model"
+    )
     assert tree_digest(scored) == before
     for _ in range(2):
         assert gmm(scored, "report", "out", "--output", "r.png").returncode == 0
@@ -134,8 +167,11 @@ SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
 
 def test_storage_options_never_reach_model_checkpoint_logs_or_inspect(workdir, client):
-    config = {"data": {"path": "data", "storage_options": {"key": "AKIDEXAMPLE42", "secret": SECRET}},
-              "model": {"n_components": 3, "max_iter": 200, "tol": 0.0}, "output": {"path": "out"}}
+    config = {
+        "data": {"path": "data", "storage_options": {"key": "AKIDEXAMPLE42", "secret": SECRET}},
+        "model": {"n_components": 3, "max_iter": 200, "tol": 0.0},
+        "output": {"path": "out"},
+    }
     write_config(workdir / "s.yaml", **config)
     for log_format in ("text", "json"):
         run = fit(workdir, client, "--force", "--log-format", log_format, config="s.yaml")
@@ -148,8 +184,13 @@ def test_storage_options_never_reach_model_checkpoint_logs_or_inspect(workdir, c
         assert shown.returncode == 0 and SECRET not in shown.stdout + shown.stderr
     # a checkpoint, as a killed run leaves it
     shutil.rmtree(workdir / "out")
-    proc = subprocess.Popen([GMM, "fit", "s.yaml", "--scheduler", client.scheduler.address], cwd=workdir,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [GMM, "fit", "s.yaml", "--scheduler", client.scheduler.address],
+        cwd=workdir,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for line in proc.stderr:
             if line.startswith("iteration 2:"):
@@ -187,15 +228,29 @@ def test_a_scheduler_that_never_answers_times_out(workdir):
         started = time.monotonic()
         run = gmm(workdir, "fit", "c.yaml", "--scheduler", address, "--set", "cluster.connect_timeout=2")
         assert time.monotonic() - started < 30
-    assert_user_error(run, rf"the Dask scheduler at '{address}' did not answer within 2 s \(cluster\.connect_timeout\)",
-                      code=1)
+    assert_user_error(
+        run, rf"the Dask scheduler at '{address}' did not answer within 2 s \(cluster\.connect_timeout\)", code=1
+    )
     assert not (workdir / "out").exists()
 
 
 def test_a_scheduler_without_workers_times_out(workdir):
-    proc = subprocess.Popen([str(Path(GMM).parent / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                             "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(workdir / "s.json")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(Path(GMM).parent / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(workdir / "s.json"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while not (workdir / "s.json").exists() and time.time() < deadline:
@@ -233,10 +288,13 @@ def test_uniformly_scaled_weights_give_the_unweighted_fit(tmp_path, client, scal
     np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=1e-8)
 
 
-@pytest.mark.parametrize(("weights", "pattern"), [
-    ({5: 1e308}, r"column 'x\d' spans .* overflow float64: rescale it or the weight column 'w'"),
-    ({5: 1e308, 6: 1e308}, r"weight column 'w' sums to more than float64 holds \(largest weight 1e\+308\)"),
-])
+@pytest.mark.parametrize(
+    ("weights", "pattern"),
+    [
+        ({5: 1e308}, r"column 'x\d' spans .* overflow float64: rescale it or the weight column 'w'"),
+        ({5: 1e308, 6: 1e308}, r"weight column 'w' sums to more than float64 holds \(largest weight 1e\+308\)"),
+    ],
+)
 def test_weights_float64_cannot_carry_are_refused(tmp_path, client, weights, pattern):
     X = make_blobs(82)
     w = np.ones(X.shape[0])
@@ -270,8 +328,9 @@ def test_a_page_failing_its_checksum_is_refused(tmp_path, client):
 
 def test_two_columns_of_one_name_are_named(tmp_path):
     (tmp_path / "data").mkdir()
-    table = pa.Table.from_arrays([pa.array([1.0, 2.0]), pa.array([3.0, 4.0]), pa.array([5.0, 6.0])],
-                                 names=["a", "b", "a"])
+    table = pa.Table.from_arrays(
+        [pa.array([1.0, 2.0]), pa.array([3.0, 4.0]), pa.array([5.0, 6.0])], names=["a", "b", "a"]
+    )
     pq.write_table(table, tmp_path / "data" / "p.parquet")
     write_config(tmp_path / "c.yaml", data={"path": "data"}, output={"path": "out"})
     assert_user_error(gmm(tmp_path, "fit", "c.yaml"), r"p\.parquet: 2 columns are named 'a'; rename them", tmp_path)
@@ -295,40 +354,63 @@ def _set(**values):
     def change(arrays, info):
         for key, value in values.items():
             (arrays if key in arrays else info)[key] = value(arrays, info) if callable(value) else value
+
     return change
 
 
-@pytest.mark.parametrize(("change", "pattern"), [
-    (_set(n_components=5), r"model\.yaml: says 5 components x 3 features, but its arrays hold 3 x 3"),
-    (_set(n_features=2), r"model\.yaml: says 3 components x 2 features"),
-    (_set(feature_names=["x0", "x1"]), r"model\.yaml: lists 2 feature_names for 3 features"),
-    (_set(weights=lambda a, i: np.array([0.7, 0.7, -0.4])), r"not a valid mixture: weights must be >= 0 and sum to 1"),
-    (_set(means=lambda a, i: np.full((3, 3), np.nan)), r"not a valid mixture: means holds NaN or infinite values"),
-    (_set(precisions_cholesky=lambda a, i: -a["precisions_cholesky"]),
-     r"not a valid mixture: precisions_cholesky must be upper triangular with a positive diagonal"),
-    (_set(covariances=lambda a, i: 2 * a["covariances"]), r"not a valid mixture: precisions_cholesky does not match"),
-    (_set(weights=lambda a, i: np.array([0.2, 0.3, 0.5])), r"its weights or means differ from those in"),
-])
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (_set(n_components=5), r"model\.yaml: says 5 components x 3 features, but its arrays hold 3 x 3"),
+        (_set(n_features=2), r"model\.yaml: says 3 components x 2 features"),
+        (_set(feature_names=["x0", "x1"]), r"model\.yaml: lists 2 feature_names for 3 features"),
+        (
+            _set(weights=lambda a, i: np.array([0.7, 0.7, -0.4])),
+            r"not a valid mixture: weights must be >= 0 and sum to 1",
+        ),
+        (_set(means=lambda a, i: np.full((3, 3), np.nan)), r"not a valid mixture: means holds NaN or infinite values"),
+        (
+            _set(precisions_cholesky=lambda a, i: -a["precisions_cholesky"]),
+            r"not a valid mixture: precisions_cholesky must be upper triangular with a positive diagonal",
+        ),
+        (
+            _set(covariances=lambda a, i: 2 * a["covariances"]),
+            r"not a valid mixture: precisions_cholesky does not match",
+        ),
+        (_set(weights=lambda a, i: np.array([0.2, 0.3, 0.5])), r"its weights or means differ from those in"),
+    ],
+)
 def test_a_model_whose_files_disagree_or_are_no_mixture_is_refused(tmp_path, change, pattern):
     GaussianMixture(3, random_state=0).fit(make_blobs(85)).save(tmp_path / "m")
     _rewrite_model(tmp_path / "m", change)
     write_parquet(tmp_path / "data", make_blobs(85), 1)
     assert_user_error(gmm(tmp_path, "inspect", "m"), pattern)
-    assert_user_error(gmm(tmp_path, "score", "--model", "m", "--input", "data", "--output", "s"), pattern, tmp_path,
-                      output="s")
+    assert_user_error(
+        gmm(tmp_path, "score", "--model", "m", "--input", "data", "--output", "s"), pattern, tmp_path, output="s"
+    )
     with pytest.raises(ValueError, match=pattern):
         load_model(tmp_path / "m")
 
 
 def test_a_candidate_gives_the_same_bits_alone_with_others_and_in_gmm_fit(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(86, n_per=400), 4)
-    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "n_init": 2},
-                 output={"path": "fit3"})
+    write_config(
+        tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "n_init": 2}, output={"path": "fit3"}
+    )
     assert fit(tmp_path, client).returncode == 0
     tables = {}
     for k in ("3", "2..4", "3,5"):
-        run = gmm(tmp_path, "select", "c.yaml", "--k", k, "--set", f"output.path=sel{k}", "--scheduler",
-                  client.scheduler.address)
+        run = gmm(
+            tmp_path,
+            "select",
+            "c.yaml",
+            "--k",
+            k,
+            "--set",
+            f"output.path=sel{k}",
+            "--scheduler",
+            client.scheduler.address,
+        )
         assert run.returncode == 0, run.stderr
         rows = (tmp_path / f"sel{k}" / "selection.csv").read_text().splitlines()
         tables[k] = next(row for row in rows if row.startswith("3,full,"))
@@ -349,8 +431,13 @@ def test_a_damaged_checkpoint_never_blocks_a_fit(workdir, client, damage):
         config = yaml.safe_load((workdir / "c.yaml").read_text())
         config["model"]["max_iter"] = 500
         write_config(workdir / "c.yaml", **config)
-        proc = subprocess.Popen([GMM, "fit", "c.yaml", "--scheduler", client.scheduler.address], cwd=workdir,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [GMM, "fit", "c.yaml", "--scheduler", client.scheduler.address],
+            cwd=workdir,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             for line in proc.stderr:
                 if line.startswith("iteration 2:"):
@@ -388,15 +475,23 @@ def test_a_second_run_of_the_same_fit_is_refused_while_the_first_holds_the_lock(
     config = yaml.safe_load((workdir / "c.yaml").read_text())
     config["model"].update(max_iter=100_000, tol=0.0)
     write_config(workdir / "c.yaml", **config)
-    first = subprocess.Popen([GMM, "fit", "c.yaml", "--scheduler", client.scheduler.address], cwd=workdir,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first = subprocess.Popen(
+        [GMM, "fit", "c.yaml", "--scheduler", client.scheduler.address],
+        cwd=workdir,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for line in first.stderr:
             if line.startswith("iteration 3:"):
                 break
         second = fit(workdir, client)
-        assert_user_error(second, rf"output\.path 'out' is being written by another run \(pid {first.pid} on "
-                                  rf"{socket.gethostname()} since .*\); wait for it, or if it is gone, remove")
+        assert_user_error(
+            second,
+            rf"output\.path 'out' is being written by another run \(pid {first.pid} on "
+            rf"{socket.gethostname()} since .*\); wait for it, or if it is gone, remove",
+        )
         os.killpg(first.pid, signal.SIGKILL)  # dies holding the lock: the next run takes it over
     finally:
         first.wait()

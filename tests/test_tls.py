@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import GMM, assert_user_error, gmm, make_blobs, write_parquet
 
 pytestmark = pytest.mark.slow
@@ -23,28 +22,36 @@ DASK = str(Path(GMM).parent / "dask")
 
 def _certificate(directory: Path, name: str, issuer=None):
     """A key and a certificate for 127.0.0.1 signed by ``issuer`` (key, cert), or a self-signed CA."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(subject)
-               .issuer_name(issuer[1].subject if issuer else subject)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2)))
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[1].subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+    )
     if issuer is None:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     else:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
     cert = builder.sign(issuer[0] if issuer else key, hashes.SHA256())
-    (directory / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                              serialization.PrivateFormat.PKCS8,
-                                                              serialization.NoEncryption()))
+    (directory / f"{name}.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (directory / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key, cert
 
@@ -59,9 +66,25 @@ def tls_cluster(tmp_path_factory):
     rogue = _certificate(d, "rogue-ca")
     _certificate(d, "intruder", rogue)
     tls = ["--tls-ca-file", str(d / "ca.pem"), "--tls-cert", str(d / "node.pem"), "--tls-key", str(d / "node.key")]
-    scheduler = subprocess.Popen([DASK, "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", "0",
-                                  "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(d / "s.json"), *tls],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scheduler = subprocess.Popen(
+        [
+            DASK,
+            "scheduler",
+            "--protocol",
+            "tls",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(d / "s.json"),
+            *tls,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     procs = [scheduler]
     try:
         deadline = time.time() + 60
@@ -69,9 +92,26 @@ def tls_cluster(tmp_path_factory):
             time.sleep(0.1)
         address = json.loads((d / "s.json").read_text())["address"]
         assert address.startswith("tls://")
-        procs.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-                                       "--dashboard-address", "127.0.0.1:0", "--memory-limit", "2GB", *tls],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    DASK,
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--memory-limit",
+                    "2GB",
+                    *tls,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         yield address, d
     finally:
         for p in reversed(procs):
@@ -85,10 +125,20 @@ def tls_cluster(tmp_path_factory):
 
 def _config(tmp_path: Path, certs: Path, name: str) -> Path:
     write_parquet(tmp_path / "data", make_blobs(95), 2)
-    config = {"data": {"path": "data"}, "model": {"n_components": 3, "max_iter": 5}, "output": {"path": f"out-{name}"},
-              "cluster": {"security": {"ca_file": str(certs / "ca.pem"), "cert_file": str(certs / f"{name}.pem"),
-                                       "key_file": str(certs / f"{name}.key")}, "connect_timeout": 10,
-                          "worker_timeout": 60}}
+    config = {
+        "data": {"path": "data"},
+        "model": {"n_components": 3, "max_iter": 5},
+        "output": {"path": f"out-{name}"},
+        "cluster": {
+            "security": {
+                "ca_file": str(certs / "ca.pem"),
+                "cert_file": str(certs / f"{name}.pem"),
+                "key_file": str(certs / f"{name}.key"),
+            },
+            "connect_timeout": 10,
+            "worker_timeout": 60,
+        },
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -112,7 +162,8 @@ def test_a_client_with_another_cas_certificate_is_refused(tmp_path, tls_cluster)
 def test_a_plain_tcp_client_is_refused(tmp_path, tls_cluster):
     address, _ = tls_cluster
     write_parquet(tmp_path / "data", make_blobs(96), 2)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": {"path": "data"}, "output": {"path": "out"},
-                                                     "cluster": {"connect_timeout": 3}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"data": {"path": "data"}, "output": {"path": "out"}, "cluster": {"connect_timeout": 3}})
+    )
     run = gmm(tmp_path, "fit", "c.yaml", "--scheduler", address.replace("tls://", "tcp://"))
     assert_user_error(run, r"Dask scheduler at 'tcp://127\.0\.0\.1:\d+'", code=1)

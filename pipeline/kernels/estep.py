@@ -130,8 +130,12 @@ def _whitened(vectors: np.ndarray, prec_chol: np.ndarray, covariance_type: str) 
 
 def n_quadratic(covariance_type: str, n_features: int) -> int:
     """Number of quadratic features ``q(x')`` of the expanded route."""
-    return {"full": n_features * (n_features + 1) // 2, "tied": n_features * (n_features + 1) // 2,
-            "diag": n_features, "spherical": 1}[covariance_type]
+    return {
+        "full": n_features * (n_features + 1) // 2,
+        "tied": n_features * (n_features + 1) // 2,
+        "diag": n_features,
+        "spherical": 1,
+    }[covariance_type]
 
 
 def _quadratic_coefficients(prec_chol: np.ndarray, covariance_type: str, k: int) -> np.ndarray:
@@ -157,8 +161,13 @@ def _linear_coefficients(whitened: np.ndarray, prec_chol: np.ndarray, covariance
     return whitened * prec_chol[:, None]
 
 
-def prepare(params: Params, allow_expanded: bool = True, dtype="float64", log_weights: np.ndarray | None = None,
-            with_entropy: bool = False) -> Prepared:
+def prepare(
+    params: Params,
+    allow_expanded: bool = True,
+    dtype="float64",
+    log_weights: np.ndarray | None = None,
+    with_entropy: bool = False,
+) -> Prepared:
     """Constants of the E-step for ``params``, on the expanded route when it is accurate enough.
 
     Parameters
@@ -195,8 +204,17 @@ def prepare(params: Params, allow_expanded: bool = True, dtype="float64", log_we
         offset = (offset - 0.5 * distance2)[:, None]
         if np.dtype(dtype) == np.float32 and distance2.max() <= MAX_SHIFT_DISTANCE2_FLOAT32:
             single = np.dtype(np.float32)
-            return Prepared(ct, k, d, True, shift, offset.astype(single), matrix.astype(single), dtype=single,
-                            with_entropy=with_entropy)
+            return Prepared(
+                ct,
+                k,
+                d,
+                True,
+                shift,
+                offset.astype(single),
+                matrix.astype(single),
+                dtype=single,
+                with_entropy=with_entropy,
+            )
         return Prepared(ct, k, d, True, shift, offset, matrix, with_entropy=with_entropy)
     if ct == "full":
         # The ones row of the chunk turns the subtraction of U_k^T mu_k into part of the product.
@@ -233,8 +251,7 @@ class Workspace:
             self._flat[name] = pool[(name, dtype)]
 
     def views(self, n: int) -> dict[str, np.ndarray]:
-        return {name: self._flat[name][: math.prod(lead) * n].reshape(*lead, n)
-                for name, lead in self._leading.items()}
+        return {name: self._flat[name][: math.prod(lead) * n].reshape(*lead, n) for name, lead in self._leading.items()}
 
 
 def _buffers(prep: Prepared) -> dict[str, tuple[int, ...]]:

@@ -13,8 +13,9 @@ from pipeline.kernels.stats import Stats
 NK_FLOOR = 10 * np.finfo(np.float64).eps
 
 
-def component_moments(stats: Stats, shift: np.ndarray, covariance_type: str
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def component_moments(
+    stats: Stats, shift: np.ndarray, covariance_type: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each component's weight, data mean and scatter about that mean.
 
     Returns
@@ -35,8 +36,9 @@ def component_moments(stats: Stats, shift: np.ndarray, covariance_type: str
     return nk, shift + offset, stats.s2 - reduce_components(correction, ct)
 
 
-def m_step(stats: Stats, shift: np.ndarray, covariance_type: str, reg_covar: float, prior: Prior | None = None
-           ) -> Params:
+def m_step(
+    stats: Stats, shift: np.ndarray, covariance_type: str, reg_covar: float, prior: Prior | None = None
+) -> Params:
     """New parameters from merged statistics.
 
     Parameters

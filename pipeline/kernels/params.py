@@ -227,8 +227,9 @@ def make_params(weights, means, covariances, covariance_type: str) -> Params:
 def unit_params(centres: np.ndarray, covariance_type: str) -> Params:
     """Equal weights, the given means, identity covariances: whitening is just ``x - c_k``."""
     k, d = centres.shape
-    eye = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)),
-           "spherical": np.ones(k)}[covariance_type]
+    eye = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)), "spherical": np.ones(k)}[
+        covariance_type
+    ]
     return Params(np.full(k, 1.0 / k), np.asarray(centres, dtype=np.float64), eye, eye, covariance_type)
 
 
@@ -243,8 +244,12 @@ def check_params(params: Params, rtol: float = 1e-6) -> None:
     k, d = params.means.shape if params.means.ndim == 2 else (0, 0)
     if params.means.ndim != 2 or k == 0 or d == 0:
         raise ValueError(f"means has shape {params.means.shape}, expected (n_components, n_features)")
-    expected = {"weights": (k,), "means": (k, d), "covariances": covariance_shape(params.covariance_type, k, d),
-                "precisions_cholesky": covariance_shape(params.covariance_type, k, d)}
+    expected = {
+        "weights": (k,),
+        "means": (k, d),
+        "covariances": covariance_shape(params.covariance_type, k, d),
+        "precisions_cholesky": covariance_shape(params.covariance_type, k, d),
+    }
     for name, shape in expected.items():
         value = getattr(params, name)
         if value.shape != shape:

@@ -49,8 +49,12 @@ class Prior:
 
     def as_dict(self) -> dict:
         """Plain numbers, for model.yaml and checkpoints."""
-        return {"shrinkage": float(self.shrinkage), "mean": self.mean.tolist(), "dof": float(self.dof),
-                "scale": self.scale.tolist()}
+        return {
+            "shrinkage": float(self.shrinkage),
+            "mean": self.mean.tolist(),
+            "dof": float(self.dof),
+            "scale": self.scale.tolist(),
+        }
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,12 @@ def default_prior(moments: DataMoments, n_components: int, covariance_type: str,
     else:
         scale = np.asarray(factor * np.trace(moments.covariance) / d)
     values = {"shrinkage": DEFAULT_SHRINKAGE, "mean": moments.mean, "dof": d + 2.0, "scale": scale, **given}
-    return Prior(float(values["shrinkage"]), np.asarray(values["mean"], dtype=float), float(values["dof"]),
-                 np.asarray(values["scale"], dtype=float))
+    return Prior(
+        float(values["shrinkage"]),
+        np.asarray(values["mean"], dtype=float),
+        float(values["dof"]),
+        np.asarray(values["scale"], dtype=float),
+    )
 
 
 def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
@@ -101,17 +109,21 @@ def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
     if is_dense(covariance_type):
         scale = prior.scale
         if scale.shape != (d, d) or not np.isfinite(scale).all() or not np.allclose(scale, scale.T):
-            raise ValueError(f"prior scale must be a symmetric {d} x {d} matrix for covariance_type "
-                             f"{covariance_type!r}, got shape {scale.shape}")
+            raise ValueError(
+                f"prior scale must be a symmetric {d} x {d} matrix for covariance_type "
+                f"{covariance_type!r}, got shape {scale.shape}"
+            )
         if np.linalg.eigvalsh(scale).min() < -1e-10 * max(1.0, np.abs(scale).max()):
             raise ValueError("prior scale must be positive semi-definite")
     elif prior.scale.shape != () or not (np.isfinite(prior.scale) and prior.scale > 0):
-        raise ValueError(f"prior scale must be one number > 0 for covariance_type {covariance_type!r}, "
-                         f"got {prior.scale.tolist()!r}")
+        raise ValueError(
+            f"prior scale must be one number > 0 for covariance_type {covariance_type!r}, got {prior.scale.tolist()!r}"
+        )
 
 
-def map_covariances(nk: np.ndarray, centred: np.ndarray, scatter: np.ndarray, covariance_type: str,
-                    prior: Prior) -> np.ndarray:
+def map_covariances(
+    nk: np.ndarray, centred: np.ndarray, scatter: np.ndarray, covariance_type: str, prior: Prior
+) -> np.ndarray:
     """MAP covariances from the components' statistics.
 
     Parameters
@@ -185,8 +197,12 @@ def log_prior_constant(prior: Prior, covariance_type: str, n_components: int) ->
     total = n_means * 0.5 * d * math.log(prior.shrinkage / (2 * math.pi)) if n_means else 0.0
     if is_dense(covariance_type):
         sign, log_det_scale = np.linalg.slogdet(prior.scale)
-        per_wishart = (0.5 * nu * log_det_scale - 0.5 * nu * d * math.log(2)
-                       - float(gammaln(0.5 * (nu - np.arange(d))).sum()) - 0.25 * d * (d - 1) * math.log(math.pi))
+        per_wishart = (
+            0.5 * nu * log_det_scale
+            - 0.5 * nu * d * math.log(2)
+            - float(gammaln(0.5 * (nu - np.arange(d))).sum())
+            - 0.25 * d * (d - 1) * math.log(math.pi)
+        )
         return total + per_wishart * (1 if covariance_type == "tied" else n_components)
     per_gamma = 0.5 * nu * math.log(float(prior.scale) / 2) - float(gammaln(nu / 2))
     return total + per_gamma * n_components * (d if covariance_type == "diag" else 1)

@@ -17,8 +17,8 @@ covariance type's shape (:func:`~pipeline.kernels.params.reduce_components`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -125,18 +125,21 @@ class Summary:
         ``columns`` names each feature (e.g. "column 'x0'"), ``weights`` the weights (e.g. "sample_weight").
         """
         if not math.isfinite(self.weight_sum):
-            return (f"{weights} sums to more than float64 holds (largest weight {self.max_weight:.3g}); "
-                    "rescale the weights")
+            return (
+                f"{weights} sums to more than float64 holds (largest weight {self.max_weight:.3g}); rescale the weights"
+            )
         if self.weight_sum <= 0:
-            return f"{weights} sums to 0; no row would count"
+            return f"{weights} sums to zero; no row would count"
         with np.errstate(over="ignore", invalid="ignore"):
             spread = self.maximum - self.minimum
             load = np.square(spread) * max(self.weight_sum, 1.0)
         for j, name in enumerate(columns):
             if not (math.isfinite(load[j]) and load[j] < MAX_SQUARED_SPREAD):
-                return (f"{name} spans {spread[j]:.3g} (from {self.minimum[j]:.3g} to {self.maximum[j]:.3g}); its "
-                        f"squares, weighted by a weight sum of {self.weight_sum:.3g}, overflow float64: rescale it"
-                        + (f" or the {weights}" if self.weight_sum > sum(self.n_rows) else ""))
+                return (
+                    f"{name} spans {spread[j]:.3g} (from {self.minimum[j]:.3g} to {self.maximum[j]:.3g}); its "
+                    f"squares, weighted by a weight sum of {self.weight_sum:.3g}, overflow float64: rescale it"
+                    + (f" or the {weights}" if self.weight_sum > sum(self.n_rows) else "")
+                )
         return None
 
     def __add__(self, other: Summary) -> Summary:
@@ -171,8 +174,15 @@ def block_summary(X: np.ndarray, sample_weight: np.ndarray | None) -> Summary:
         with np.errstate(over="ignore"):  # a sum past float64's range is reported by Summary.problem
             weight_sum = float(sample_weight.sum())
         max_weight = float(sample_weight.max()) if sample_weight.size else 0.0
-    return Summary((int(X.shape[0]),), weight_sum, max_weight, np.nan_to_num(minimum, nan=np.inf),
-                   np.nan_to_num(maximum, nan=-np.inf), int(missing.sum()), int(missing.any(axis=1).sum()))
+    return Summary(
+        (int(X.shape[0]),),
+        weight_sum,
+        max_weight,
+        np.nan_to_num(minimum, nan=np.inf),
+        np.nan_to_num(maximum, nan=-np.inf),
+        int(missing.sum()),
+        int(missing.any(axis=1).sum()),
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -323,8 +333,11 @@ class Fit:
     log_max_resp: float
 
     def __add__(self, other: Fit) -> Fit:
-        return Fit(self.log_likelihood + other.log_likelihood, self.weight_sum + other.weight_sum,
-                   self.log_max_resp + other.log_max_resp)
+        return Fit(
+            self.log_likelihood + other.log_likelihood,
+            self.weight_sum + other.weight_sum,
+            self.log_max_resp + other.log_max_resp,
+        )
 
 
 def block_fit(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prepared) -> Fit:
@@ -417,4 +430,3 @@ def random_resp_statistics(
         return None, resp
 
     return _statistics(X, sample_weight, prepare(unit_params(shift, covariance_type), allow_expanded=False), rand)
-
