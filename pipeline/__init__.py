@@ -1,8 +1,8 @@
 """gmm-pipeline: Gaussian-mixture EM on partitioned Parquet with Dask.
 
->>> from pipeline import GaussianMixture, load_model
+>>> from pipeline import BayesianGaussianMixture, GaussianMixture, load_model
 """
 
-from pipeline.estimator import GaussianMixture, load_model
+from pipeline.estimator import BayesianGaussianMixture, GaussianMixture, load_model
 
-__all__ = ["GaussianMixture", "load_model"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture", "load_model"]

@@ -151,6 +151,15 @@ class Config(_Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
+    @model_validator(mode="after")
+    def _combinations(self):
+        if self.model.algorithm == "variational" and self.data.nan_policy == "marginalize":
+            raise ValueError(
+                "data.nan_policy: marginalize works with model.algorithm: em (the variational bound of "
+                "rows with missing values is not implemented); use em, or drop such rows"
+            )
+        return self
+
     @property
     def output_storage_options(self) -> dict[str, Any]:
         out = self.output.storage_options

@@ -149,7 +149,8 @@ def best_run(runs: list[EMRun]) -> EMRun:
     return max(runs, key=lambda r: r.lower_bound)
 
 
-def final_fits(source: BlockSource, params_list: list[kernels.Params]) -> list[kernels.Fit]:
-    """Total weighted log-likelihood (and ICL's classification term) of the data under each model: one pass."""
-    preps = tuple(kernels.prepare(p) for p in params_list)
+def final_fits(source: BlockSource, runs: list[EMRun]) -> list[kernels.Fit]:
+    """Total weighted log-likelihood (and ICL's classification term) of the data under each run's model, as
+    its predictions score it: one pass."""
+    preps = tuple(run.algorithm.prepare(run.state) for run in runs)
     return list(source.run(_fit_block, preps, combine=add_tuples))

@@ -21,11 +21,20 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import em, init, kernels
-from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES
+from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES, WEIGHT_PRIOR_TYPES
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
 from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names, is_dask
 from pipeline.kernels.algorithms import EMStep, collapsed_components
 from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
+from pipeline.kernels.variational import PRIOR_KEYS as VARIATIONAL_PRIOR_KEYS
+from pipeline.kernels.variational import (
+    VARIATIONAL_ARRAYS,
+    VariationalPriors,
+    VariationalState,
+    VariationalStep,
+    estep_log_weights,
+    resolve_priors,
+)
 from pipeline.model import SavedModel, describe, load_saved_model, save_model
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 
@@ -261,16 +270,20 @@ class _Mixture:
             self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
         )
 
+    def _log_weights(self) -> np.ndarray | None:
+        """What predictions add to each component's Gaussian log density in place of ``log weights_`` (None)."""
+        return None
+
     def _rowwise(self, X, fn, columns: int | None, dtype):
-        params = self._params()
+        params, log_weights = self._params(), self._log_weights()
         check_feature_names(self, X)
         X = check_rows(X, type(self).__name__, n_features=self.n_features_in_, allow_nan=False)
         if is_dask(X):
             X = X.rechunk({1: -1})
             if columns is not None:
-                return X.map_blocks(fn, params, dtype=dtype, chunks=(X.chunks[0], (columns,)))
-            return X.map_blocks(fn, params, dtype=dtype, drop_axis=1)
-        return fn(X, params)
+                return X.map_blocks(fn, params, log_weights, dtype=dtype, chunks=(X.chunks[0], (columns,)))
+            return X.map_blocks(fn, params, log_weights, dtype=dtype, drop_axis=1)
+        return fn(X, params, log_weights)
 
     def score_samples(self, X):
         """Log-likelihood of each row. Returns ndarray (or Dask array) of shape (n_samples,)."""
@@ -540,26 +553,227 @@ class GaussianMixture(_Mixture):
         save_model(path, params, info, storage_options)
 
 
+class BayesianGaussianMixture(_Mixture):
+    """Variational Bayesian Gaussian mixture fitted through the distributed passes, with scikit-learn's interface.
+
+    A Dirichlet-process (or Dirichlet-distribution) prior on the weights lets a
+    fit with a generous ``n_components`` switch off the components the data
+    does not need: their ``weights_`` fall to nearly 0.  Parameters, defaults,
+    fitted attributes and their meanings are
+    :class:`sklearn.mixture.BayesianGaussianMixture`'s; ``lower_bound_`` is its
+    variational bound (constants left out), not a mean log-likelihood.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol, reg_covar, max_iter, n_init, init_params, random_state, warm_start, verbose, verbose_interval
+        As :class:`GaussianMixture`'s.
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}, default="dirichlet_process"
+    weight_concentration_prior : float, optional
+        Default ``1 / n_components``.
+    mean_precision_prior : float, optional
+        Default 1.
+    mean_prior : array-like of shape (n_features,), optional
+        Default: the data's mean.
+    degrees_of_freedom_prior : float, optional
+        Default ``n_features``.
+    covariance_prior : float or array-like, optional
+        Default: the data's covariance, in the covariance type's shape.
+    dtype : {"float64", "float32"}, default="float64"
+        Extra, as :class:`GaussianMixture`'s.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_, weight_concentration_, mean_precision_,
+    degrees_of_freedom_, converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_in_,
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_, degrees_of_freedom_prior_, covariance_prior_
+        As in :class:`sklearn.mixture.BayesianGaussianMixture`.
+    """
+
+    nan_policy = "error"  # not a parameter: marginalised missing values are EM's only
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        dtype="float64",
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+
+    def _check_parameters(self) -> None:
+        self._check_common()
+        if self.weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
+            raise ValueError(
+                f"The 'weight_concentration_prior_type' parameter of BayesianGaussianMixture must be a "
+                f"str among {list(WEIGHT_PRIOR_TYPES)}. Got {self.weight_concentration_prior_type!r} "
+                "instead."
+            )
+
+    def _algorithm(self, moments: kernels.DataMoments) -> VariationalStep:
+        given = {key: getattr(self, key) for key in VARIATIONAL_PRIOR_KEYS}
+        priors = resolve_priors(
+            moments, self.n_components, self.covariance_type, self.weight_concentration_prior_type, **given
+        )
+        return VariationalStep(self.covariance_type, self.reg_covar, priors)
+
+    def _runs(self, source: BlockSource, n_features: int) -> list[em.EMRun]:
+        if self.warm_start and self.__sklearn_is_fitted__():
+            algorithm = VariationalStep(self.covariance_type, self.reg_covar, self._priors)
+            return [em.EMRun(algorithm, self._state(), self.lower_bound_, self.lower_bound_)]
+        k, ct = self.n_components, self.covariance_type
+        starts = init.start_statistics(
+            source, [(k, ct)], init_params=self.init_params, n_init=self.n_init, seed=self._seed(), with_moments=True
+        )
+        algorithm = self._algorithm(starts.moments)
+        return [
+            em.EMRun(algorithm, algorithm.m_step(stats, spec.shift))
+            for spec, stats in zip(starts.specs[0], starts.stats[0])
+        ]
+
+    def _state(self) -> VariationalState:
+        concentration = np.asarray(self.weight_concentration_)
+        return VariationalState(
+            self._params(), concentration, self.mean_precision_, np.asarray(self.degrees_of_freedom_)
+        )
+
+    def _log_weights(self) -> np.ndarray:
+        return estep_log_weights(self._state(), self.weight_concentration_prior_type)
+
+    def _set_fitted(self, run: em.EMRun, n_features: int) -> None:
+        state: VariationalState = run.state
+        params = state.params
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = kernels.precisions_from_cholesky(params.precisions_cholesky, params.covariance_type)
+        concentration = state.weight_concentration
+        self.weight_concentration_ = tuple(concentration) if concentration.ndim == 2 else concentration
+        self.mean_precision_ = state.mean_precision
+        dof = np.asarray(state.degrees_of_freedom)
+        self.degrees_of_freedom_ = float(dof) if dof.ndim == 0 else dof
+        self.converged_ = bool(run.converged)
+        self.n_iter_ = int(run.n_iter)
+        self.lower_bound_ = float(run.lower_bound)
+        self.lower_bounds_ = list(run.history)
+        self.n_features_in_ = int(n_features)
+        self._priors = run.algorithm.priors
+        for key in VARIATIONAL_PRIOR_KEYS:
+            value = getattr(self._priors, key)
+            setattr(self, f"{key}_", float(value) if np.ndim(value) == 0 else value)
+
+    def save(self, path: str | Path, storage_options: dict | None = None) -> None:
+        """Write the fitted model as a model directory (model.yaml + model.npz with the variational arrays)."""
+        state = self._state()
+        names = getattr(self, "feature_names_in_", None)
+        info = describe(
+            state.params,
+            [f"x{i}" for i in range(self.n_features_in_)] if names is None else list(names),
+            named_features=names is not None,
+            converged=self.converged_,
+            n_iter=self.n_iter_,
+            lower_bound=self.lower_bound_,
+            history=self.lower_bounds_,
+            n_samples=getattr(self, "n_samples_", None),
+            weight_sum=getattr(self, "weight_sum_", None),
+            algorithm="variational",
+            variational=self._priors.as_dict(),
+        )
+        arrays = VariationalStep(self.covariance_type, self.reg_covar, self._priors).arrays(state)
+        save_model(
+            path, state.params, info, storage_options, extra_arrays={name: arrays[name] for name in VARIATIONAL_ARRAYS}
+        )
+
+
 def _n_rows(X) -> int:
     n = X.shape[0]
     return int(n) if isinstance(n, numbers.Integral) else int(len(X))
 
 
-def _log_prob_norm(X, params):
-    return kernels.estimate_log_resp(X, params)[0]
+def _log_prob_norm(X, params, log_weights):
+    return kernels.estimate_log_resp(X, params, log_weights)[0]
 
 
-def _resp(X, params):
-    return np.exp(kernels.estimate_log_resp(X, params)[1])
+def _resp(X, params, log_weights):
+    return np.exp(kernels.estimate_log_resp(X, params, log_weights)[1])
 
 
-def _labels(X, params):
-    return kernels.estimate_log_resp(X, params)[1].argmax(axis=1)
+def _labels(X, params, log_weights):
+    return kernels.estimate_log_resp(X, params, log_weights)[1].argmax(axis=1)
 
 
-def from_saved(saved: SavedModel) -> GaussianMixture:
-    """A fitted GaussianMixture from a stored model."""
+def from_saved(saved: SavedModel) -> GaussianMixture | BayesianGaussianMixture:
+    """A fitted GaussianMixture (or BayesianGaussianMixture) from a stored model."""
     p, info = saved.params, saved.info
+    if info.algorithm == "variational":
+        priors = VariationalPriors.from_dict(info.variational)
+        algorithm = VariationalStep(p.covariance_type, 0.0, priors)
+        state = algorithm.from_arrays(
+            {
+                **saved.extra_arrays,
+                **algorithm.arrays(
+                    VariationalState(
+                        p,
+                        saved.extra_arrays["weight_concentration"],
+                        saved.extra_arrays["mean_precision"],
+                        saved.extra_arrays["degrees_of_freedom"],
+                    )
+                ),
+            }
+        )
+        bgm = BayesianGaussianMixture(
+            n_components=p.n_components,
+            covariance_type=p.covariance_type,
+            weight_concentration_prior_type=priors.weight_concentration_prior_type,
+        )
+        bgm._set_fitted(
+            em.EMRun(
+                algorithm,
+                state,
+                -math.inf if info.lower_bound is None else info.lower_bound,
+                history=list(info.history),
+                n_iter=info.n_iter or 0,
+                converged=bool(info.converged),
+            ),
+            p.n_features,
+        )
+        if info.named_features:
+            bgm.feature_names_in_ = np.array(info.feature_names, dtype=object)
+        return bgm
     gm = GaussianMixture(n_components=p.n_components, covariance_type=p.covariance_type)
     prior = None
     if info.prior is not None:
@@ -581,6 +795,6 @@ def from_saved(saved: SavedModel) -> GaussianMixture:
     return gm
 
 
-def load_model(path: str | Path, storage_options: dict | None = None) -> GaussianMixture:
-    """Load a model directory written by ``gmm fit`` or ``GaussianMixture.save`` (local path or fsspec URL)."""
+def load_model(path: str | Path, storage_options: dict | None = None) -> GaussianMixture | BayesianGaussianMixture:
+    """Load a model directory written by ``gmm fit`` or ``.save`` (local path or fsspec URL)."""
     return from_saved(load_saved_model(path, storage_options))

@@ -21,6 +21,8 @@ from pipeline.config import Config, ModelConfig
 from pipeline.errors import InputError
 from pipeline.kernels.algorithms import EMStep, collapsed_components
 from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
+from pipeline.kernels.variational import PRIOR_KEYS as VARIATIONAL_PRIOR_KEYS
+from pipeline.kernels.variational import VariationalPriors, VariationalStep, resolve_priors
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -44,11 +46,17 @@ class Outcome:
     candidate: Candidate
     run: em.EMRun
     fit: kernels.Fit
-    bic: float
-    aic: float
-    icl: float
+    bic: float | None
+    aic: float | None
+    icl: float | None
     collapsed: list[int]
     hyperparameters: dict | None
+
+    @property
+    def extra_arrays(self) -> dict:
+        """The arrays of the run's state besides the mixture's own (the variational posterior's)."""
+        arrays = self.run.algorithm.arrays(self.run.state)
+        return {name: value for name, value in arrays.items() if name not in kernels.params.PARAM_ARRAYS}
 
 
 @dataclass(frozen=True)
@@ -76,14 +84,24 @@ def criteria(fit: kernels.Fit, candidate: Candidate, n_features: int) -> tuple[f
 
 
 def _needs_moments(m: ModelConfig) -> bool:
-    return m.prior is not None
+    return m.prior is not None or m.algorithm == "variational"
 
 
 def make_algorithm(
     m: ModelConfig, candidate: Candidate, moments: kernels.DataMoments | None, hyperparameters: dict | None = None
 ):
-    """The algorithm of a candidate: EM, or MAP EM under the prior (resolved from the data's moments)."""
+    """The algorithm of a candidate: EM, MAP EM under the prior, or the variational mixture (priors resolved from
+    the data's moments, or as a checkpoint recorded them)."""
     ct = candidate.covariance_type
+    if m.algorithm == "variational":
+        if hyperparameters is not None:
+            return VariationalStep(ct, m.reg_covar, VariationalPriors.from_dict(hyperparameters))
+        given = {key: getattr(m, key) for key in VARIATIONAL_PRIOR_KEYS}
+        try:
+            priors = resolve_priors(moments, candidate.n_components, ct, m.weight_concentration_prior_type, **given)
+        except ValueError as exc:
+            raise InputError(f"model: {exc}") from None
+        return VariationalStep(ct, m.reg_covar, priors)
     if m.prior is None:
         return EMStep(ct, m.reg_covar)
     if hyperparameters is not None:  # resolved before (a checkpoint)
@@ -161,8 +179,8 @@ def fit_candidates(
     ``warm`` (one candidate only) replaces the computed start.
     """
     m = config.model
-    if m.algorithm == "variational" or dataset.nan_policy == "marginalize":  # until they land (issues 14, 15)
-        raise InputError("model.algorithm: variational and data.nan_policy: marginalize are not available yet")
+    if dataset.nan_policy == "marginalize":  # until it lands (issue 15)
+        raise InputError("data.nan_policy: marginalize is not available yet")
     source = data.block_source(dataset)
     source = replace(source, worker_timeout=config.cluster.worker_timeout)
     n_columns = len(dataset.feature_names) + (dataset.weight_column is not None)
@@ -214,10 +232,13 @@ def fit_candidates(
         source, [r for g in groups for r in g], tol=m.tol, max_iter=m.max_iter, dtype=m.dtype, on_iteration=report
     )
     bests = [em.best_run(g) for g in groups]
-    fits = em.final_fits(source, [b.params for b in bests])
+    fits = em.final_fits(source, bests)
     outcomes = []
     for candidate, run, fit, h in zip(candidates, bests, fits, hyper):
-        bic, aic, icl = criteria(fit, candidate, len(dataset.feature_names))
+        # the criteria count the parameters of a mixture fitted by maximum likelihood: not the variational one's
+        bic, aic, icl = (
+            (None, None, None) if m.algorithm == "variational" else criteria(fit, candidate, len(dataset.feature_names))
+        )
         collapsed = collapsed_components(run.params, m.reg_covar).tolist()
         outcomes.append(Outcome(candidate, run, fit, bic, aic, icl, collapsed, h))
     return Fitted(outcomes, summary, n_rows)

@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline import kernels
 from pipeline.choices import COVARIANCE_TYPES, INIT_METHODS
-from pipeline.kernels.prior import DataMoments, moments_from_sums
+from pipeline.kernels.prior import DataMoments, block_moment_sums
 from pipeline.passes import BlockSource, add_tuples
 
 __all__ = ["INIT_METHODS"]
@@ -46,13 +46,6 @@ def _concat_rows(a, b):
     return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
 
 
-def _moments_block(X, sample_weight, shift):
-    """``(sum w, sum w (x - c), sum w (x - c)(x - c)^T)`` of a block about ``c``."""
-    centred = X - shift
-    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-    return float(w.sum()), w @ centred, (centred * w[:, None]).T @ centred
-
-
 def _start_block(X, sample_weight, row_offset, specs, moments_shift):
     out = []
     for spec in specs:
@@ -65,12 +58,12 @@ def _start_block(X, sample_weight, row_offset, specs, moments_shift):
                 )
             )
     if moments_shift is not None:
-        out.append(_moments_block(X, sample_weight, moments_shift))
+        out.append(block_moment_sums(X, sample_weight, moments_shift))
     return tuple(out)
 
 
 def _moments_only(X, sample_weight, row_offset, shift):
-    return (_moments_block(X, sample_weight, shift),)
+    return (block_moment_sums(X, sample_weight, shift),)
 
 
 @dataclass(frozen=True)
@@ -201,7 +194,7 @@ def start_statistics(
     flat = [spec for group in specs for spec in group]
     shift = _sample_mean(sample, sample_w, source.n_features) if with_moments else None
     results = source.run(_start_block, flat, shift, combine=add_tuples)
-    moments = moments_from_sums(*results[-1], shift) if with_moments else None
+    moments = results[-1].moments(shift) if with_moments else None
     stats = iter(results)
     return Starts(specs, [[next(stats) for _ in group] for group in specs], moments)
 
@@ -213,7 +206,7 @@ def _sample_mean(sample, sample_w, n_features):
 def data_moments(source: BlockSource, shift: np.ndarray) -> DataMoments:
     """The data's weighted mean and (n - 1)-denominator covariance, in one pass (moments about ``shift``)."""
     (sums,) = source.run(_moments_only, shift, combine=add_tuples)
-    return moments_from_sums(*sums, shift)
+    return sums.moments(shift)
 
 
 # --------------------------------------------------------------------------- #

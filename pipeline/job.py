@@ -123,6 +123,7 @@ def _model_info(
             n_incomplete_rows=summary.n_incomplete,
             n_dropped_rows=dataset.n_rows - fitted.n_rows,
         )
+    variational = config.model.algorithm == "variational"
     return describe(
         run.params,
         dataset.feature_names,
@@ -138,7 +139,8 @@ def _model_info(
         config=recorded(chosen),
         data_fingerprint=dataset.fingerprint,
         algorithm=config.model.algorithm,
-        prior=outcome.hyperparameters,
+        prior=None if variational else outcome.hyperparameters,
+        variational=outcome.hyperparameters if variational else None,
         missing=missing,
         collapsed_components=outcome.collapsed,
         **fields,
@@ -203,7 +205,13 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
                 warm=warm,
             )
         (outcome,) = fitted.outcomes
-        save_model(output, outcome.run.params, _model_info(config, dataset, fitted, outcome), options)
+        save_model(
+            output,
+            outcome.run.params,
+            _model_info(config, dataset, fitted, outcome),
+            options,
+            extra_arrays=outcome.extra_arrays,
+        )
         checkpoint.remove()
     _warn_collapsed(outcome, emit)
     run = outcome.run
@@ -257,6 +265,11 @@ def select(
             f"model.init {config.model.init!r}: gmm select starts every candidate afresh; "
             f"use one of {', '.join(INIT_METHODS)}"
         )
+    if config.model.algorithm != "em":
+        raise InputError(
+            "model.algorithm: variational chooses its number of components itself; gmm select compares EM fits "
+            "(use gmm fit with a generous model.n_components)"
+        )
     cluster.check(config.cluster, scheduler)
     dataset = _open(config)
     candidates = [Candidate(k, ct) for ct in covariance_types for k in ks]
@@ -309,8 +322,19 @@ def select(
     return SelectOutcome(output, table, chosen)
 
 
+# A variational model's components with a weight above this are counted as the ones it uses.
+EFFECTIVE_WEIGHT = 0.01
+
+
 def inspect(path: str | Path) -> dict[str, Any]:
-    """A fitted model's summary as plain data (what ``gmm inspect --json`` prints)."""
+    """A fitted model's summary as plain data (what ``gmm inspect --json`` prints).
+
+    A variational model's summary adds ``effective_components``: how many of its
+    components have a weight above :data:`EFFECTIVE_WEIGHT`.
+    """
     saved = load_saved_model(path)
-    summary = saved.info.model_dump(mode="json", exclude={"config", "arrays"})
-    return {"path": str(path), **summary}
+    summary = {"path": str(path), **saved.info.model_dump(mode="json", exclude={"config", "arrays"})}
+    if saved.info.algorithm == "variational":
+        summary["effective_components"] = int((saved.params.weights > EFFECTIVE_WEIGHT).sum())
+        summary["effective_threshold"] = EFFECTIVE_WEIGHT
+    return summary

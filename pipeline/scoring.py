@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pipeline import cluster, data, kernels, outputs, storage
 from pipeline.config import ClusterConfig
 from pipeline.errors import BlockError, InputError
+from pipeline.kernels.variational import scoring_log_weights
 from pipeline.model import load_saved_model
 
 LABEL_COLUMNS = ("label", "log_likelihood")
@@ -47,7 +48,7 @@ def output_schema(
 
 
 def _score_table(
-    table: pa.Table, path: str, feature_names, keep, params, probabilities, uncertainty, schema
+    table: pa.Table, path: str, feature_names, keep, params, log_weights, probabilities, uncertainty, schema
 ) -> pa.Table:
     X = np.empty((len(feature_names), table.num_rows))
     for j, name in enumerate(feature_names):
@@ -59,7 +60,7 @@ def _score_table(
             f"{path}: {bad} rows have NaN or infinite values in the model's features; "
             "every row must be scored, so clean them first"
         )
-    log_prob_norm, log_resp = kernels.estimate_log_resp(X, params)
+    log_prob_norm, log_resp = kernels.estimate_log_resp(X, params, log_weights)
     columns = [pa.array(log_resp.argmax(axis=1).astype(np.int32)), pa.array(log_prob_norm)]
     resp = np.exp(log_resp)
     if probabilities:
@@ -79,6 +80,7 @@ def score_file(
     params: kernels.Params,
     probabilities: bool,
     uncertainty: bool = False,
+    log_weights: np.ndarray | None = None,
 ) -> int | BlockError:
     """Write the scores and the kept columns of every row of ``path``.
 
@@ -94,7 +96,9 @@ def score_file(
                 for group in range(pf.num_row_groups):
                     table = pf.read_row_group(group, columns=columns)
                     writer.write_table(
-                        _score_table(table, path, feature_names, keep, params, probabilities, uncertainty, schema)
+                        _score_table(
+                            table, path, feature_names, keep, params, log_weights, probabilities, uncertainty, schema
+                        )
                     )
                     n_rows += table.num_rows
             return n_rows
@@ -169,13 +173,18 @@ def score(
         cluster.session(settings, scheduler, emit),
     ):
         params = dask.delayed(saved.params, pure=True)
+        log_weights = None
+        if saved.info.algorithm == "variational":  # predictions of a variational model use its expectations
+            log_weights = scoring_log_weights(
+                saved.extra_arrays, saved.info.variational["weight_concentration_prior_type"], saved.params
+            )
         tasks = []
         for path in dataset.files:
             target = staging / path[len(root) :].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             tasks.append(
                 dask.delayed(score_file, pure=False)(
-                    dataset.fs, path, str(target), names, list(keep), params, probabilities, uncertainty
+                    dataset.fs, path, str(target), names, list(keep), params, probabilities, uncertainty, log_weights
                 )
             )
         results = dask.compute(*tasks)

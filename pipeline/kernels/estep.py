@@ -381,13 +381,17 @@ def log_gaussian_prob(X: np.ndarray, params: Params) -> np.ndarray:
     return out
 
 
-def estimate_log_resp(X: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+def estimate_log_resp(
+    X: np.ndarray, params: Params, log_weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Log-likelihood of every row and its log responsibilities (log-sum-exp).
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
     params : Params
+    log_weights : ndarray of shape (n_components,), optional
+        In place of ``log(params.weights)`` (a variational model's expected log weights and precision terms).
 
     Returns
     -------
@@ -396,7 +400,7 @@ def estimate_log_resp(X: np.ndarray, params: Params) -> tuple[np.ndarray, np.nda
     log_resp : ndarray of shape (n_samples, n_components)
         ``log p(z_i = k | x_i)``.
     """
-    prep = prepare(params)
+    prep = prepare(params, log_weights=log_weights)
     log_prob_norm = np.empty(X.shape[0])
     log_resp = np.empty((X.shape[0], params.n_components))
     for rows, buffers in chunks(X, prep):

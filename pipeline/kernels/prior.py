@@ -66,11 +66,29 @@ class DataMoments:
     covariance: np.ndarray
 
 
-def moments_from_sums(weight_sum: float, s1: np.ndarray, s2: np.ndarray, shift: np.ndarray) -> DataMoments:
-    """DataMoments from ``sum w``, ``sum w (x - c)`` and ``sum w (x - c)(x - c)^T`` about a shift ``c``."""
-    offset = s1 / weight_sum
-    scatter = s2 - np.outer(s1, offset)
-    return DataMoments(weight_sum, shift + offset, scatter / max(weight_sum - 1.0, np.finfo(float).tiny))
+@dataclass(frozen=True)
+class MomentSums:
+    """``sum w``, ``sum w (x - c)`` and ``sum w (x - c)(x - c)^T`` of some rows about a shift ``c``; ``+`` adds."""
+
+    weight_sum: float
+    s1: np.ndarray
+    s2: np.ndarray
+
+    def __add__(self, other: MomentSums) -> MomentSums:
+        return MomentSums(self.weight_sum + other.weight_sum, self.s1 + other.s1, self.s2 + other.s2)
+
+    def moments(self, shift: np.ndarray) -> DataMoments:
+        offset = self.s1 / self.weight_sum
+        scatter = self.s2 - np.outer(self.s1, offset)
+        return DataMoments(self.weight_sum, shift + offset, scatter / max(self.weight_sum - 1.0, np.finfo(float).tiny))
+
+
+def block_moment_sums(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray) -> MomentSums:
+    """MomentSums of a block's complete rows (those with no value missing) about ``shift``."""
+    complete = ~np.isnan(X).any(axis=1)
+    centred = X[complete] - shift
+    w = np.ones(centred.shape[0]) if sample_weight is None else sample_weight[complete]
+    return MomentSums(float(w.sum()), w @ centred, (centred * w[:, None]).T @ centred)
 
 
 def default_prior(moments: DataMoments, n_components: int, covariance_type: str, **given) -> Prior:

@@ -1,0 +1,315 @@
+"""The variational Bayesian Gaussian mixture (scikit-learn's ``BayesianGaussianMixture``), from the same statistics.
+
+Its E-step is the EM kernel's with other per-component constants (expected log
+weights and the Wishart's expected log-determinant), plus ``sum r log r`` for
+the bound; its M-step updates the Dirichlet (or Dirichlet-process stick
+breaking) concentrations and the Gaussian-Wishart posterior from ``nk``, the
+components' data means and their maximum-likelihood covariances.  The
+formulas, their normalisations and the bound (constants left out) are
+scikit-learn's (``sklearn/mixture/_bayesian_mixture.py``), so that from the
+same responsibilities both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import betaln, digamma, gammaln
+
+from pipeline.kernels.algorithms import Scores
+from pipeline.kernels.estep import Prepared, prepare
+from pipeline.kernels.mstep import add_to_diagonal, component_moments
+from pipeline.kernels.params import (
+    PARAM_ARRAYS,
+    Params,
+    compute_precision_cholesky,
+    is_dense,
+    reduce_components,
+)
+from pipeline.kernels.prior import DataMoments
+from pipeline.kernels.stats import Stats
+
+VARIATIONAL_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom")
+PRIOR_KEYS = (
+    "weight_concentration_prior",
+    "mean_precision_prior",
+    "mean_prior",
+    "degrees_of_freedom_prior",
+    "covariance_prior",
+)
+
+
+@dataclass(frozen=True)
+class VariationalPriors:
+    """The priors, resolved (scikit-learn's ``*_prior_`` attributes).
+
+    Attributes
+    ----------
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+    weight_concentration_prior : float
+    mean_precision_prior : float
+    mean_prior : ndarray of shape (n_features,)
+    degrees_of_freedom_prior : float
+    covariance_prior : ndarray, shape by covariance type ((D, D) for full and tied, (D,) diag, () spherical)
+    """
+
+    weight_concentration_prior_type: str
+    weight_concentration_prior: float
+    mean_precision_prior: float
+    mean_prior: np.ndarray
+    degrees_of_freedom_prior: float
+    covariance_prior: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {
+            "weight_concentration_prior_type": self.weight_concentration_prior_type,
+            "weight_concentration_prior": float(self.weight_concentration_prior),
+            "mean_precision_prior": float(self.mean_precision_prior),
+            "mean_prior": self.mean_prior.tolist(),
+            "degrees_of_freedom_prior": float(self.degrees_of_freedom_prior),
+            "covariance_prior": np.asarray(self.covariance_prior).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> VariationalPriors:
+        return cls(
+            values["weight_concentration_prior_type"],
+            float(values["weight_concentration_prior"]),
+            float(values["mean_precision_prior"]),
+            np.asarray(values["mean_prior"], dtype=float),
+            float(values["degrees_of_freedom_prior"]),
+            np.asarray(values["covariance_prior"], dtype=float),
+        )
+
+
+def resolve_priors(
+    moments: DataMoments, n_components: int, covariance_type: str, prior_type: str, **given
+) -> VariationalPriors:
+    """scikit-learn's defaults for every prior not ``given`` (or given as None), checked as it checks them.
+
+    Raises
+    ------
+    ValueError
+        Naming the prior and what is wrong with it.
+    """
+    d = moments.mean.shape[0]
+    variances = np.diag(moments.covariance)
+    defaults = {
+        "weight_concentration_prior": 1.0 / n_components,
+        "mean_precision_prior": 1.0,
+        "mean_prior": moments.mean,
+        "degrees_of_freedom_prior": float(d),
+        "covariance_prior": {
+            "full": moments.covariance,
+            "tied": moments.covariance,
+            "diag": variances,
+            "spherical": variances.mean(),
+        }[covariance_type],
+    }
+    values = {key: defaults[key] if given.get(key) is None else given[key] for key in PRIOR_KEYS}
+    for key in ("weight_concentration_prior", "mean_precision_prior"):
+        if not (isinstance(values[key], (int, float, np.floating)) and math.isfinite(values[key]) and values[key] > 0):
+            raise ValueError(f"The parameter '{key}' should be a number > 0, but got {values[key]!r}.")
+    mean = np.asarray(values["mean_prior"], dtype=float)
+    if mean.shape != (d,) or not np.isfinite(mean).all():
+        raise ValueError(f"The parameter 'means' should have the shape of ({d},), but got {mean.shape}")
+    dof = values["degrees_of_freedom_prior"]
+    if not (math.isfinite(dof) and dof > d - 1.0):
+        raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got {dof:.3f}.")
+    cov = np.asarray(values["covariance_prior"], dtype=float)
+    shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[covariance_type]
+    if cov.shape != shape or not np.isfinite(cov).all():
+        raise ValueError(
+            f"The parameter '{covariance_type} covariance_prior' should have the shape of {shape}, but got {cov.shape}"
+        )
+    if given.get("covariance_prior") is None:  # the data's own, as scikit-learn takes it unchecked
+        pass
+    elif is_dense(covariance_type):
+        if not (np.allclose(cov, cov.T) and np.linalg.eigvalsh(cov).min() > 0):
+            raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite")
+    elif (cov <= 0).any():
+        raise ValueError(f"'{covariance_type} precision' should be positive")
+    return VariationalPriors(
+        prior_type,
+        float(values["weight_concentration_prior"]),
+        float(values["mean_precision_prior"]),
+        mean,
+        float(dof),
+        cov,
+    )
+
+
+@dataclass(frozen=True)
+class VariationalState:
+    """The variational posterior: the plug-in mixture (``params``) and the distributions' parameters.
+
+    Attributes
+    ----------
+    params : Params
+        ``weights_`` (the expected weights), ``means_``, ``covariances_`` (the Wishart scale over its degrees of
+        freedom, as scikit-learn normalises it) and their precision factors.
+    weight_concentration : ndarray
+        (2, K): the Beta distributions of the stick breaks (Dirichlet process); (K,): the Dirichlet's.
+    mean_precision : ndarray of shape (n_components,)
+    degrees_of_freedom : ndarray of shape (n_components,), or () for tied
+    """
+
+    params: Params
+    weight_concentration: np.ndarray
+    mean_precision: np.ndarray
+    degrees_of_freedom: np.ndarray
+
+
+def expected_weights(weight_concentration: np.ndarray, prior_type: str) -> np.ndarray:
+    """scikit-learn's ``weights_``: the expected weights under the concentrations, normalised."""
+    if prior_type == "dirichlet_process":
+        a, b = weight_concentration
+        total = a + b
+        weights = a / total * np.hstack((1.0, np.cumprod(b / total)[:-1]))
+        return weights / weights.sum()
+    return weight_concentration / weight_concentration.sum()
+
+
+def expected_log_weights(weight_concentration: np.ndarray, prior_type: str) -> np.ndarray:
+    """``E[log pi_k]`` under the concentrations."""
+    if prior_type == "dirichlet_process":
+        a, b = weight_concentration
+        digamma_sum = digamma(a + b)
+        return digamma(a) - digamma_sum + np.hstack((0.0, np.cumsum(digamma(b) - digamma_sum)[:-1]))
+    return digamma(weight_concentration) - digamma(weight_concentration.sum())
+
+
+def estep_log_weights(state: VariationalState, prior_type: str) -> np.ndarray:
+    """What the E-step adds to each component's Gaussian log density (scikit-learn's ``_estimate_log_prob`` and
+    ``_estimate_log_weights`` beyond ``log N(x | mean, covariance)``)."""
+    d = state.params.n_features
+    nu = np.broadcast_to(state.degrees_of_freedom, (state.params.n_components,))
+    log_lambda = d * math.log(2.0) + digamma(0.5 * (nu - np.arange(d)[:, None])).sum(axis=0)
+    return (
+        expected_log_weights(state.weight_concentration, prior_type)
+        - 0.5 * d * np.log(nu)
+        + 0.5 * (log_lambda - d / state.mean_precision)
+    )
+
+
+def _log_wishart_norm(nu, log_det_chol, d):
+    return -(nu * log_det_chol + nu * d * 0.5 * math.log(2.0) + gammaln(0.5 * (nu - np.arange(d)[:, None])).sum(axis=0))
+
+
+@dataclass(frozen=True)
+class VariationalStep:
+    """The variational mixture's iteration, for the EM driver (:mod:`pipeline.em`)."""
+
+    covariance_type: str
+    reg_covar: float
+    priors: VariationalPriors
+
+    def prepare(self, state: VariationalState, dtype: str = "float64") -> Prepared:
+        log_weights = estep_log_weights(state, self.priors.weight_concentration_prior_type)
+        return prepare(state.params, dtype=dtype, log_weights=log_weights, with_entropy=True)
+
+    def m_step(self, stats: Stats, shift: np.ndarray) -> VariationalState:
+        ct, p = self.covariance_type, self.priors
+        nk, xk, scatter = component_moments(stats, shift, ct)
+        k, d = xk.shape
+        counts = np.broadcast_to(
+            nk[:, None, None] if is_dense(ct) else nk[:, None], (k, d, d) if is_dense(ct) else (k, d)
+        )
+        sk = add_to_diagonal(scatter / reduce_components(counts, ct), self.reg_covar, ct)  # the ML covariances
+        if p.weight_concentration_prior_type == "dirichlet_process":
+            concentration = np.stack(
+                [1.0 + nk, p.weight_concentration_prior + np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))]
+            )
+        else:
+            concentration = p.weight_concentration_prior + nk
+        beta = p.mean_precision_prior + nk
+        means = (p.mean_precision_prior * p.mean_prior + nk[:, None] * xk) / beta[:, None]
+        diff = xk - p.mean_prior
+        shrink = p.mean_precision_prior / beta
+        if ct == "full":
+            nu = p.degrees_of_freedom_prior + nk
+            cov = p.covariance_prior + nk[:, None, None] * (
+                sk + shrink[:, None, None] * diff[:, :, None] * diff[:, None, :]
+            )
+            cov = cov / nu[:, None, None]
+        elif ct == "tied":
+            nu = np.asarray(p.degrees_of_freedom_prior + nk.sum() / k)
+            cov = (
+                p.covariance_prior + sk * nk.sum() / k + p.mean_precision_prior / k * ((nk / beta) * diff.T) @ diff
+            ) / nu
+        elif ct == "diag":
+            nu = p.degrees_of_freedom_prior + nk
+            cov = (p.covariance_prior + nk[:, None] * (sk + shrink[:, None] * np.square(diff))) / nu[:, None]
+        else:
+            nu = p.degrees_of_freedom_prior + nk
+            cov = (p.covariance_prior + nk * (sk + shrink * np.square(diff).mean(axis=1))) / nu
+        params = Params(
+            expected_weights(concentration, p.weight_concentration_prior_type),
+            means,
+            cov,
+            compute_precision_cholesky(cov, ct),
+            ct,
+        )
+        return VariationalState(params, concentration, beta, nu)
+
+    def scores(self, stats: Stats, state: VariationalState, new_state: VariationalState) -> Scores:
+        """scikit-learn's bound (its constants left out), at the new posterior with the E-step's responsibilities."""
+        ct, params = self.covariance_type, new_state.params
+        d = params.n_features
+        u = params.precisions_cholesky
+        if ct == "full":
+            log_det = np.log(np.diagonal(u, axis1=1, axis2=2)).sum(axis=1)
+        elif ct == "tied":
+            log_det = np.log(np.diag(u)).sum()
+        elif ct == "diag":
+            log_det = np.log(u).sum(axis=1)
+        else:
+            log_det = d * np.log(u)
+        nu = new_state.degrees_of_freedom
+        log_det = log_det - 0.5 * d * np.log(nu)
+        log_wishart = _log_wishart_norm(nu, log_det, d)
+        log_wishart = params.n_components * float(log_wishart[0]) if ct == "tied" else float(np.sum(log_wishart))
+        concentration = new_state.weight_concentration
+        if self.priors.weight_concentration_prior_type == "dirichlet_process":
+            log_norm_weight = -float(np.sum(betaln(concentration[0], concentration[1])))
+        else:
+            log_norm_weight = float(gammaln(concentration.sum()) - gammaln(concentration).sum())
+        bound = (
+            -stats.resp_log_resp
+            - log_wishart
+            - log_norm_weight
+            - 0.5 * d * float(np.sum(np.log(new_state.mean_precision)))
+        )
+        return Scores(bound, bound)
+
+    @staticmethod
+    def params(state: VariationalState) -> Params:
+        return state.params
+
+    @staticmethod
+    def arrays(state: VariationalState) -> dict[str, np.ndarray]:
+        return {
+            **{name: getattr(state.params, name) for name in PARAM_ARRAYS},
+            "weight_concentration": state.weight_concentration,
+            "mean_precision": state.mean_precision,
+            "degrees_of_freedom": np.asarray(state.degrees_of_freedom),
+        }
+
+    def from_arrays(self, arrays: dict[str, np.ndarray]) -> VariationalState:
+        params = Params(covariance_type=self.covariance_type, **{name: arrays[name] for name in PARAM_ARRAYS})
+        return VariationalState(
+            params, arrays["weight_concentration"], arrays["mean_precision"], arrays["degrees_of_freedom"]
+        )
+
+    def hyperparameters(self) -> dict:
+        return self.priors.as_dict()
+
+
+def scoring_log_weights(arrays: dict[str, np.ndarray], prior_type: str, params: Params) -> np.ndarray:
+    """The E-step's per-component constants of a stored variational model (what scores and predictions use)."""
+    state = VariationalState(
+        params, arrays["weight_concentration"], arrays["mean_precision"], arrays["degrees_of_freedom"]
+    )
+    return estep_log_weights(state, prior_type)
