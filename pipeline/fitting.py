@@ -119,7 +119,7 @@ def make_algorithm(
         )
         prior = default_prior(moments, candidate.n_components, ct, **given)
     try:
-        check_prior(prior, ct, prior.mean.shape[0] if prior.mean.ndim == 1 else 0)
+        check_prior(prior, ct, moments.mean.shape[0] if moments is not None else prior.mean.shape[0])
     except ValueError as exc:
         raise InputError(f"model.prior: {exc}") from None
     return EMStep(ct, m.reg_covar, prior)

@@ -18,31 +18,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import COVARIANCE_TYPES, GMM, gmm, make_blobs, write_config, write_parquet
+from helpers import COVARIANCE_TYPES, GMM, gmm, make_blobs, stats_of_resp, write_config, write_parquet
 from sklearn.mixture import BayesianGaussianMixture as SkBGM
 from sklearn.mixture import GaussianMixture as SkGMM
 
 from pipeline import BayesianGaussianMixture, data, em, init, load_model
 from pipeline.errors import ConvergenceWarning
-from pipeline.kernels.stats import Stats
 
 PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "mean_precision_", "degrees_of_freedom_")
-
-
-def stats_of_resp(X, resp, shift, covariance_type, sample_weight=None):
-    """Our Stats of rows under given responsibilities, about ``shift``, by the textbook sums."""
-    a = resp if sample_weight is None else resp * sample_weight[:, None]
-    diff = X[None, :, :] - shift[:, None, :]
-    full = np.einsum("nk,knd,kne->kde", a, diff, diff)
-    s2 = {
-        "full": full,
-        "tied": full.sum(0),
-        "diag": np.einsum("kdd->kd", full),
-        "spherical": np.einsum("kdd->k", full),
-    }[covariance_type]
-    weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
-    return Stats(X.shape[0], weight_sum, 0.0, a.sum(0), np.einsum("nk,knd->kd", a, diff), s2)
 
 
 def random_resp(n, k, seed=0):
