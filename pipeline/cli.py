@@ -204,7 +204,13 @@ def select(config_path, overrides, scheduler, log_format, k_text, criterion, cov
     is_flag=True,
     help="Also write uncertainty (1 - the largest probability) and entropy (of the probabilities).",
 )
-def score(scheduler, log_format, model_dir, input_path, output_dir, keep, probabilities, uncertainty):
+@click.option(
+    "--impute",
+    is_flag=True,
+    help="Also write imputed_<feature>: the features with each missing value replaced by its conditional mean "
+    "under the mixture (for a model fitted with data.nan_policy: marginalize).",
+)
+def score(scheduler, log_format, model_dir, input_path, output_dir, keep, probabilities, uncertainty, impute):
     """Write label, log_likelihood (and probabilities) for every row, one Parquet file per input file."""
     console = _setup(log_format)
     columns = [c.strip() for c in keep.split(",") if c.strip()]
@@ -217,6 +223,7 @@ def score(scheduler, log_format, model_dir, input_path, output_dir, keep, probab
         columns,
         probabilities,
         uncertainty,
+        impute,
         scheduler=scheduler,
         emit=console,
     )

@@ -25,6 +25,7 @@ from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIE
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
 from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names, is_dask
 from pipeline.kernels.algorithms import EMStep, collapsed_components
+from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
 from pipeline.kernels.variational import PRIOR_KEYS as VARIATIONAL_PRIOR_KEYS
 from pipeline.kernels.variational import (
@@ -35,7 +36,7 @@ from pipeline.kernels.variational import (
     estep_log_weights,
     resolve_priors,
 )
-from pipeline.model import SavedModel, describe, load_saved_model, save_model
+from pipeline.model import MissingValues, SavedModel, describe, load_saved_model, save_model
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 
 
@@ -173,8 +174,7 @@ class _Mixture:
     # ------------------------------------------------------------------ fitting
     def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int]:
         """The rows as a persisted BlockSource, scanned and checked."""
-        drop = self.nan_policy == "drop"
-        source = blocks_from_arrays(X, sample_weight, drop_missing=drop).persist()
+        source = blocks_from_arrays(X, sample_weight, nan_policy=self.nan_policy).persist()
         source, summary = scan(source)
         n_rows = sum(summary.n_rows)
         if n_rows < max(2, self.n_components):
@@ -277,7 +277,9 @@ class _Mixture:
     def _rowwise(self, X, fn, columns: int | None, dtype):
         params, log_weights = self._params(), self._log_weights()
         check_feature_names(self, X)
-        X = check_rows(X, type(self).__name__, n_features=self.n_features_in_, allow_nan=False)
+        X = check_rows(
+            X, type(self).__name__, n_features=self.n_features_in_, allow_nan=self.nan_policy == "marginalize"
+        )
         if is_dask(X):
             X = X.rechunk({1: -1})
             if columns is not None:
@@ -424,12 +426,13 @@ class GaussianMixture(_Mixture):
             )
 
     def _algorithm(self, moments: kernels.DataMoments | None) -> EMStep:
+        missing = self.nan_policy == "marginalize"
         if self.prior is None:
-            return EMStep(self.covariance_type, self.reg_covar)
+            return EMStep(self.covariance_type, self.reg_covar, missing=missing)
         given = {} if isinstance(self.prior, str) else dict(self.prior)
         prior = default_prior(moments, self.n_components, self.covariance_type, **given)
         check_prior(prior, self.covariance_type, moments.mean.shape[0])
-        return EMStep(self.covariance_type, self.reg_covar, prior)
+        return EMStep(self.covariance_type, self.reg_covar, prior, missing=missing)
 
     def _runs(self, source: BlockSource, n_features: int) -> list[em.EMRun]:
         k, ct = self.n_components, self.covariance_type
@@ -549,6 +552,7 @@ class GaussianMixture(_Mixture):
             n_samples=getattr(self, "n_samples_", None),
             weight_sum=getattr(self, "weight_sum_", None),
             prior=getattr(self, "prior_", None),
+            missing=None if self.nan_policy == "error" else MissingValues(nan_policy=self.nan_policy),
         )
         save_model(path, params, info, storage_options)
 
@@ -742,57 +746,34 @@ def from_saved(saved: SavedModel) -> GaussianMixture | BayesianGaussianMixture:
     if info.algorithm == "variational":
         priors = VariationalPriors.from_dict(info.variational)
         algorithm = VariationalStep(p.covariance_type, 0.0, priors)
-        state = algorithm.from_arrays(
-            {
-                **saved.extra_arrays,
-                **algorithm.arrays(
-                    VariationalState(
-                        p,
-                        saved.extra_arrays["weight_concentration"],
-                        saved.extra_arrays["mean_precision"],
-                        saved.extra_arrays["degrees_of_freedom"],
-                    )
-                ),
-            }
-        )
-        bgm = BayesianGaussianMixture(
+        state = algorithm.from_arrays({**{name: getattr(p, name) for name in PARAM_ARRAYS}, **saved.extra_arrays})
+        model = BayesianGaussianMixture(
             n_components=p.n_components,
             covariance_type=p.covariance_type,
             weight_concentration_prior_type=priors.weight_concentration_prior_type,
         )
-        bgm._set_fitted(
-            em.EMRun(
-                algorithm,
-                state,
-                -math.inf if info.lower_bound is None else info.lower_bound,
-                history=list(info.history),
-                n_iter=info.n_iter or 0,
-                converged=bool(info.converged),
-            ),
-            p.n_features,
+    else:
+        policy = info.missing.nan_policy if info.missing is not None else "error"
+        prior = None if info.prior is None else Prior.from_dict(info.prior)
+        algorithm, state = EMStep(p.covariance_type, 0.0, prior, missing=policy == "marginalize"), p
+        model = GaussianMixture(
+            n_components=p.n_components, covariance_type=p.covariance_type, prior=info.prior, nan_policy=policy
         )
-        if info.named_features:
-            bgm.feature_names_in_ = np.array(info.feature_names, dtype=object)
-        return bgm
-    gm = GaussianMixture(n_components=p.n_components, covariance_type=p.covariance_type)
-    prior = None
-    if info.prior is not None:
-        prior = Prior(
-            info.prior["shrinkage"], np.asarray(info.prior["mean"]), info.prior["dof"], np.asarray(info.prior["scale"])
-        )
-        gm.prior = {k: v for k, v in info.prior.items()}
-    run = em.EMRun(
-        EMStep(p.covariance_type, 0.0, prior),
-        p,
-        -math.inf if info.lower_bound is None else info.lower_bound,
-        history=list(info.history),
-        n_iter=info.n_iter or 0,
-        converged=bool(info.converged),
+    lower_bound = -math.inf if info.lower_bound is None else info.lower_bound
+    model._set_fitted(
+        em.EMRun(
+            algorithm,
+            state,
+            lower_bound,
+            history=list(info.history),
+            n_iter=info.n_iter or 0,
+            converged=bool(info.converged),
+        ),
+        p.n_features,
     )
-    gm._set_fitted(run, p.n_features)
     if info.named_features:
-        gm.feature_names_in_ = np.array(info.feature_names, dtype=object)
-    return gm
+        model.feature_names_in_ = np.array(info.feature_names, dtype=object)
+    return model
 
 
 def load_model(path: str | Path, storage_options: dict | None = None) -> GaussianMixture | BayesianGaussianMixture:

@@ -88,7 +88,11 @@ def _needs_moments(m: ModelConfig) -> bool:
 
 
 def make_algorithm(
-    m: ModelConfig, candidate: Candidate, moments: kernels.DataMoments | None, hyperparameters: dict | None = None
+    m: ModelConfig,
+    candidate: Candidate,
+    moments: kernels.DataMoments | None,
+    hyperparameters: dict | None = None,
+    missing: bool = False,
 ):
     """The algorithm of a candidate: EM, MAP EM under the prior, or the variational mixture (priors resolved from
     the data's moments, or as a checkpoint recorded them)."""
@@ -103,14 +107,9 @@ def make_algorithm(
             raise InputError(f"model: {exc}") from None
         return VariationalStep(ct, m.reg_covar, priors)
     if m.prior is None:
-        return EMStep(ct, m.reg_covar)
+        return EMStep(ct, m.reg_covar, missing=missing)
     if hyperparameters is not None:  # resolved before (a checkpoint)
-        prior = Prior(
-            hyperparameters["shrinkage"],
-            np.asarray(hyperparameters["mean"]),
-            hyperparameters["dof"],
-            np.asarray(hyperparameters["scale"]),
-        )
+        prior = Prior.from_dict(hyperparameters)
     else:
         given = (
             {}
@@ -122,7 +121,7 @@ def make_algorithm(
         check_prior(prior, ct, moments.mean.shape[0] if moments is not None else prior.mean.shape[0])
     except ValueError as exc:
         raise InputError(f"model.prior: {exc}") from None
-    return EMStep(ct, m.reg_covar, prior)
+    return EMStep(ct, m.reg_covar, prior, missing=missing)
 
 
 def check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, config: Config, n_components: int) -> None:
@@ -179,8 +178,6 @@ def fit_candidates(
     ``warm`` (one candidate only) replaces the computed start.
     """
     m = config.model
-    if dataset.nan_policy == "marginalize":  # until it lands (issue 15)
-        raise InputError("data.nan_policy: marginalize is not available yet")
     source = data.block_source(dataset)
     source = replace(source, worker_timeout=config.cluster.worker_timeout)
     n_columns = len(dataset.feature_names) + (dataset.weight_column is not None)
@@ -247,9 +244,10 @@ def fit_candidates(
 def _start(config: Config, source, candidates: list[Candidate], warm: kernels.Params | None) -> list[list[em.EMRun]]:
     m = config.model
     seed = seed_of(m.random_state)
+    missing = config.data.nan_policy == "marginalize"
     if warm is not None:
         moments = init.data_moments(source, warm.means.mean(axis=0)) if _needs_moments(m) else None
-        return [[em.EMRun(make_algorithm(m, candidates[0], moments), warm)]]
+        return [[em.EMRun(make_algorithm(m, candidates[0], moments, missing=missing), warm)]]
     try:
         starts = init.start_statistics(
             source,
@@ -263,7 +261,7 @@ def _start(config: Config, source, candidates: list[Candidate], warm: kernels.Pa
         raise InputError(f"{config.data.path}: {exc}") from None
     groups = []
     for candidate, specs, stats in zip(candidates, starts.specs, starts.stats):
-        algorithm = make_algorithm(m, candidate, starts.moments)
+        algorithm = make_algorithm(m, candidate, starts.moments, missing=missing)
         groups.append([em.EMRun(algorithm, algorithm.m_step(s, spec.shift)) for spec, s in zip(specs, stats)])
     return groups
 
@@ -278,7 +276,8 @@ def _resume(
         return None
     try:
         algorithms = [
-            make_algorithm(config.model, c, None, h) for c, h in zip(candidates, resumed.hyperparameters, strict=True)
+            make_algorithm(config.model, c, None, h, missing=config.data.nan_policy == "marginalize")
+            for c, h in zip(candidates, resumed.hyperparameters, strict=True)
         ]
         groups: list[list[em.EMRun]] = [[] for _ in candidates]
         for saved in resumed.runs:

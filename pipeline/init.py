@@ -89,8 +89,11 @@ def draw_sample(source: BlockSource, rng: np.random.Generator, size: int = SAMPL
     n_total = sum(source.n_rows)
     index = np.sort(rng.choice(n_total, size=min(n_total, size), replace=False))
     X, w = source.run(_take_rows, index, combine=_concat_rows)
-    keep = (w > 0) & ~np.isnan(X).any(axis=1)  # k-means sees rows of positive weight with every value present
-    return X[keep], w[keep]
+    X, w = X[(w > 0) & ~np.isnan(X).all(axis=1)], w[(w > 0) & ~np.isnan(X).all(axis=1)]
+    holes = np.isnan(X)
+    if holes.any():  # k-means needs whole rows: a missing value takes its column's mean in the sample
+        X = np.where(holes, np.nanmean(X, axis=0), X)
+    return X, w
 
 
 def kmeans_plusplus(X, sample_weight, n_clusters, rng):

@@ -255,7 +255,7 @@ def _current_client():
 
 
 def blocks_from_arrays(
-    X, sample_weight=None, rows_per_block: int | None = None, drop_missing: bool = False
+    X, sample_weight=None, rows_per_block: int | None = None, nan_policy: str = "error"
 ) -> BlockSource:
     """A BlockSource over an in-memory or Dask array.
 
@@ -265,8 +265,9 @@ def blocks_from_arrays(
     sample_weight : array-like of shape (n_samples,) or None
     rows_per_block : int, optional
         Re-chunk rows to this size (NumPy input defaults to blocks of about 64 MiB).
-    drop_missing : bool
-        Drop rows with NaN as each block is made (``nan_policy="drop"``).
+    nan_policy : {"error", "drop", "marginalize"}
+        Rows with NaN are dropped as each block is made (``drop``), or only those with every value missing
+        (``marginalize``); with ``error`` the caller has checked there are none.
     """
     import dask.array as da
 
@@ -282,14 +283,16 @@ def blocks_from_arrays(
     else:
         w = da.asarray(sample_weight).astype(np.float64).rechunk((X.chunks[0],))
         w_blocks = w.to_delayed().ravel().tolist()
-    blocks = [dask.delayed(_pair, pure=True)(x, w, drop_missing) for x, w in zip(x_blocks, w_blocks)]
+    blocks = [dask.delayed(_pair, pure=True)(x, w, nan_policy) for x, w in zip(x_blocks, w_blocks)]
     return BlockSource(blocks, list(X.chunks[0]), X.shape[1])
 
 
-def _pair(x, w, drop_missing=False):
-    if drop_missing:
-        keep = ~np.isnan(x).any(axis=1)
-        x, w = x[keep], (None if w is None else w[keep])
+def _pair(x, w, nan_policy="error"):
+    if nan_policy != "error":
+        missing = np.isnan(x)
+        keep = ~(missing.any(axis=1) if nan_policy == "drop" else missing.all(axis=1))
+        if not keep.all():
+            x, w = x[keep], (None if w is None else w[keep])
     return np.asfortranarray(x), w
 
 

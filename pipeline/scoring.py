@@ -12,76 +12,99 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import cluster, data, kernels, outputs, storage
 from pipeline.config import ClusterConfig
 from pipeline.errors import BlockError, InputError
+from pipeline.kernels.missing import impute, marginal_model
 from pipeline.kernels.variational import scoring_log_weights
 from pipeline.model import load_saved_model
 
 LABEL_COLUMNS = ("label", "log_likelihood")
 UNCERTAINTY_COLUMNS = ("uncertainty", "entropy")
+IMPUTED_PREFIX = "imputed_"
 
 
-def output_columns(n_components: int, probabilities: bool, uncertainty: bool) -> list[str]:
-    """The columns ``gmm score`` writes before the kept ones."""
-    return [
-        *LABEL_COLUMNS,
-        *([f"prob_{k}" for k in range(n_components)] if probabilities else []),
-        *(UNCERTAINTY_COLUMNS if uncertainty else []),
-    ]
+@dataclass(frozen=True)
+class Scorer:
+    """What ``gmm score`` writes for a model: it travels to the workers, which score one file each.
+
+    Attributes
+    ----------
+    params : Params
+    log_weights : ndarray or None
+        A variational model's expected log weights (its predictions use them), else None.
+    feature_names, keep : list of str
+        The model's features (matched by name) and the input columns passed through.
+    probabilities, uncertainty, impute : bool
+        Also write ``prob_k``; ``uncertainty`` and ``entropy``; ``imputed_<feature>``.
+    marginalize : bool
+        Rows with missing values (NaN) are scored on their observed values (the model's ``nan_policy``).
+    """
+
+    params: kernels.Params
+    log_weights: np.ndarray | None
+    feature_names: list[str]
+    keep: list[str]
+    probabilities: bool = False
+    uncertainty: bool = False
+    impute: bool = False
+    marginalize: bool = False
+
+    def columns(self) -> list[str]:
+        """The columns written before the kept ones."""
+        return [
+            *LABEL_COLUMNS,
+            *([f"prob_{k}" for k in range(self.params.n_components)] if self.probabilities else []),
+            *(UNCERTAINTY_COLUMNS if self.uncertainty else []),
+            *([IMPUTED_PREFIX + name for name in self.feature_names] if self.impute else []),
+        ]
+
+    def schema(self, input_schema: pa.Schema) -> pa.Schema:
+        fields = [pa.field(name, pa.int32() if name == "label" else pa.float64()) for name in self.columns()]
+        return pa.schema(fields + [input_schema.field(name) for name in self.keep])
+
+    def table(self, table: pa.Table, path: str, schema: pa.Schema) -> pa.Table:
+        X = np.empty((len(self.feature_names), table.num_rows))
+        for j, name in enumerate(self.feature_names):
+            column = table.column(name)
+            if column.null_count:
+                column = pc.fill_null(pc.cast(column, pa.float64()), np.nan)
+            X[j] = column.to_numpy(zero_copy_only=False)
+        X = X.T
+        bad = int((np.isinf(X) if self.marginalize else ~np.isfinite(X)).any(axis=1).sum())
+        if bad:
+            what = "infinite values" if self.marginalize else "NaN or infinite values"
+            hint = "" if self.marginalize else " (the model was not fitted with data.nan_policy: marginalize)"
+            raise InputError(
+                f"{path}: {bad} rows have {what} in the model's features; every row must be scored, "
+                f"so clean them first{hint}"
+            )
+        log_prob_norm, log_resp = kernels.estimate_log_resp(X, self.params, self.log_weights)
+        resp = np.exp(log_resp)
+        columns = [pa.array(log_resp.argmax(axis=1).astype(np.int32)), pa.array(log_prob_norm)]
+        if self.probabilities:
+            columns += [pa.array(resp[:, k]) for k in range(self.params.n_components)]
+        if self.uncertainty:
+            columns += [pa.array(1.0 - resp.max(axis=1)), pa.array(-(resp * log_resp).sum(axis=1))]
+        if self.impute:
+            log_weights = np.log(self.params.weights) if self.log_weights is None else self.log_weights
+            imputed = impute(X, marginal_model(self.params, log_weights))
+            columns += [pa.array(imputed[:, j]) for j in range(X.shape[1])]
+        columns += [table.column(name) for name in self.keep]
+        return pa.Table.from_arrays(columns, schema=schema)
 
 
-def output_schema(
-    input_schema: pa.Schema, n_components: int, keep: list[str], probabilities: bool, uncertainty: bool
-) -> pa.Schema:
-    names = output_columns(n_components, probabilities, uncertainty)
-    fields = [pa.field(name, pa.int32() if name == "label" else pa.float64()) for name in names]
-    return pa.schema(fields + [input_schema.field(name) for name in keep])
-
-
-def _score_table(
-    table: pa.Table, path: str, feature_names, keep, params, log_weights, probabilities, uncertainty, schema
-) -> pa.Table:
-    X = np.empty((len(feature_names), table.num_rows))
-    for j, name in enumerate(feature_names):
-        X[j] = table.column(name).to_numpy(zero_copy_only=False)
-    X = X.T
-    bad = int((~np.isfinite(X).all(axis=1)).sum())
-    if bad:
-        raise InputError(
-            f"{path}: {bad} rows have NaN or infinite values in the model's features; "
-            "every row must be scored, so clean them first"
-        )
-    log_prob_norm, log_resp = kernels.estimate_log_resp(X, params, log_weights)
-    columns = [pa.array(log_resp.argmax(axis=1).astype(np.int32)), pa.array(log_prob_norm)]
-    resp = np.exp(log_resp)
-    if probabilities:
-        columns += [pa.array(resp[:, k]) for k in range(params.n_components)]
-    if uncertainty:
-        columns += [pa.array(1.0 - resp.max(axis=1)), pa.array(-(resp * log_resp).sum(axis=1))]
-    columns += [table.column(name) for name in keep]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def score_file(
-    fs,
-    path: str,
-    out_path: str,
-    feature_names: list[str],
-    keep: list[str],
-    params: kernels.Params,
-    probabilities: bool,
-    uncertainty: bool = False,
-    log_weights: np.ndarray | None = None,
-) -> int | BlockError:
+def score_file(fs, path: str, out_path: str, scorer: Scorer) -> int | BlockError:
     """Write the scores and the kept columns of every row of ``path``.
 
     Returns the number of rows written, or a BlockError naming the file.
@@ -89,17 +112,13 @@ def score_file(
     try:
         with fs.open(path, "rb") as f:
             pf = data.open_parquet(f)
-            schema = output_schema(pf.schema_arrow, params.n_components, keep, probabilities, uncertainty)
-            columns = list(dict.fromkeys(feature_names + keep))
+            schema = scorer.schema(pf.schema_arrow)
+            columns = list(dict.fromkeys(scorer.feature_names + scorer.keep))
             n_rows = 0
             with pq.ParquetWriter(out_path, schema) as writer:
                 for group in range(pf.num_row_groups):
                     table = pf.read_row_group(group, columns=columns)
-                    writer.write_table(
-                        _score_table(
-                            table, path, feature_names, keep, params, log_weights, probabilities, uncertainty, schema
-                        )
-                    )
+                    writer.write_table(scorer.table(table, path, schema))
                     n_rows += table.num_rows
             return n_rows
     except InputError as exc:
@@ -124,6 +143,7 @@ def score(
     keep: list[str] = (),
     probabilities: bool = False,
     uncertainty: bool = False,
+    impute: bool = False,
     *,
     scheduler: str | None = None,
     settings: ClusterConfig | None = None,
@@ -146,8 +166,14 @@ def score(
     cluster.check(settings, scheduler)
     saved = load_saved_model(model_path)
     names = saved.info.feature_names
-    written = output_columns(saved.params.n_components, True, True)
-    clash = [c for c in keep if c in written or c.startswith("prob_")]
+    log_weights = None
+    if saved.info.algorithm == "variational":  # predictions of a variational model use its expectations
+        prior_type = saved.info.variational["weight_concentration_prior_type"]
+        log_weights = scoring_log_weights(saved.extra_arrays, prior_type, saved.params)
+    marginalize = saved.info.missing is not None and saved.info.missing.nan_policy == "marginalize"
+    scorer = Scorer(saved.params, log_weights, names, list(keep), probabilities, uncertainty, impute, marginalize)
+    every = Scorer(saved.params, None, names, [], True, True, True).columns()
+    clash = [c for c in keep if c in every or c.startswith("prob_")]
     if clash:
         raise InputError(f"--keep {clash[0]!r} would collide with an output column of the same name")
     dataset = data.open_dataset(input_path, columns=names, passthrough=list(keep))
@@ -172,21 +198,12 @@ def score(
         storage.staged_directory(output_path, replaceable=lambda p: outputs.is_score_output(str(p))) as staging,
         cluster.session(settings, scheduler, emit),
     ):
-        params = dask.delayed(saved.params, pure=True)
-        log_weights = None
-        if saved.info.algorithm == "variational":  # predictions of a variational model use its expectations
-            log_weights = scoring_log_weights(
-                saved.extra_arrays, saved.info.variational["weight_concentration_prior_type"], saved.params
-            )
+        shared = dask.delayed(scorer, pure=True)
         tasks = []
         for path in dataset.files:
             target = staging / path[len(root) :].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
-            tasks.append(
-                dask.delayed(score_file, pure=False)(
-                    dataset.fs, path, str(target), names, list(keep), params, probabilities, uncertainty, log_weights
-                )
-            )
+            tasks.append(dask.delayed(score_file, pure=False)(dataset.fs, path, str(target), shared))
         results = dask.compute(*tasks)
         errors = [r for r in results if isinstance(r, BlockError)]
         if errors:

@@ -153,12 +153,12 @@ def whitened_errors(got_means, got_covariances, want_means, want_covariances, pr
     return mean_error, cov_error
 
 
-def em_runs(params_list, reg_covar=1e-6, prior=None):
-    """Fresh EM runs (maximum likelihood, or MAP under ``prior``) from given parameters."""
+def em_runs(params_list, reg_covar=1e-6, prior=None, missing=False):
+    """Fresh EM runs (maximum likelihood, or MAP under ``prior``; ``missing``: rows with NaN marginalised)."""
     from pipeline import em
     from pipeline.kernels.algorithms import EMStep
 
-    return [em.EMRun(EMStep(p.covariance_type, reg_covar, prior), p) for p in params_list]
+    return [em.EMRun(EMStep(p.covariance_type, reg_covar, prior, missing), p) for p in params_list]
 
 
 def stats_of_resp(X, resp, shift, covariance_type, sample_weight=None):

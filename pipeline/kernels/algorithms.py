@@ -42,9 +42,10 @@ class EMStep:
     covariance_type: str
     reg_covar: float
     prior: Prior | None = None
+    missing: bool = False  # rows with NaN take part with their observed values (nan_policy: marginalize)
 
     def prepare(self, state: Params, dtype: str = "float64") -> Prepared:
-        return prepare(state, dtype=dtype)
+        return prepare(state, dtype=dtype, with_missing=self.missing)
 
     def m_step(self, stats: Stats, shift: np.ndarray) -> Params:
         return m_step(stats, shift, self.covariance_type, self.reg_covar, self.prior)

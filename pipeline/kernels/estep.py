@@ -39,6 +39,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pipeline.choices import DTYPES
+from pipeline.kernels.missing import MarginalModel, marginal_model
+from pipeline.kernels.missing import log_resp as missing_log_resp
 from pipeline.kernels.params import Params, is_dense
 
 __all__ = ["DTYPES"]
@@ -105,6 +107,7 @@ class Prepared:
     precisions_cholesky: np.ndarray | None = None
     dtype: np.dtype = np.dtype(np.float64)
     with_entropy: bool = False
+    missing: MarginalModel | None = None
 
 
 def _log_det(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
@@ -167,6 +170,7 @@ def prepare(
     dtype="float64",
     log_weights: np.ndarray | None = None,
     with_entropy: bool = False,
+    with_missing: bool = False,
 ) -> Prepared:
     """Constants of the E-step for ``params``, on the expanded route when it is accurate enough.
 
@@ -184,16 +188,28 @@ def prepare(
         precision terms.
     with_entropy : bool, default False
         Also sum ``r log r`` in the statistics.
+    with_missing : bool, default False
+        Also carry what rows with missing values need (``nan_policy="marginalize"``, see ``missing``).
 
     Returns
     -------
     Prepared
     """
+    log_weights = _log_weights(params, log_weights)
+    prep = _prepare(params, allow_expanded, dtype, log_weights, with_entropy)
+    return replace(prep, missing=marginal_model(params, log_weights)) if with_missing else prep
+
+
+def _log_weights(params: Params, log_weights: np.ndarray | None) -> np.ndarray:
+    if log_weights is not None:
+        return log_weights
+    with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
+        return np.log(params.weights)
+
+
+def _prepare(params: Params, allow_expanded: bool, dtype, log_weights: np.ndarray, with_entropy: bool) -> Prepared:
     ct, u = params.covariance_type, params.precisions_cholesky
     k, d = params.n_components, params.n_features
-    if log_weights is None:
-        with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
-            log_weights = np.log(params.weights)
     offset = log_weights + _log_det(u, ct, d) - 0.5 * d * _LOG_2PI
     centre = params.weights @ params.means / params.weights.sum()
     whitened = _whitened(params.means - centre, u, ct)
@@ -400,6 +416,14 @@ def estimate_log_resp(
     log_resp : ndarray of shape (n_samples, n_components)
         ``log p(z_i = k | x_i)``.
     """
+    holes = np.isnan(X).any(axis=1)
+    if holes.any():  # rows with missing values: scored on their observed values (see ``missing``)
+        log_prob_norm, log_resp = np.empty(X.shape[0]), np.empty((X.shape[0], params.n_components))
+        log_prob_norm[holes], log_resp[holes] = missing_log_resp(
+            X[holes], marginal_model(params, _log_weights(params, log_weights))
+        )
+        log_prob_norm[~holes], log_resp[~holes] = estimate_log_resp(np.asfortranarray(X[~holes]), params, log_weights)
+        return log_prob_norm, log_resp
     prep = prepare(params, log_weights=log_weights)
     log_prob_norm = np.empty(X.shape[0])
     log_resp = np.empty((X.shape[0], params.n_components))

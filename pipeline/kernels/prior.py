@@ -47,6 +47,16 @@ class Prior:
     dof: float
     scale: np.ndarray
 
+    @classmethod
+    def from_dict(cls, values: dict) -> Prior:
+        """The Prior of :meth:`as_dict`'s numbers (from model.yaml or a checkpoint)."""
+        return cls(
+            float(values["shrinkage"]),
+            np.asarray(values["mean"], dtype=float),
+            float(values["dof"]),
+            np.asarray(values["scale"], dtype=float),
+        )
+
     def as_dict(self) -> dict:
         """Plain numbers, for model.yaml and checkpoints."""
         return {

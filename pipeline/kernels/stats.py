@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.kernels.estep import Prepared, chunk_log_prob, chunks, n_quadratic, normalise, prepare
+from pipeline.kernels.missing import hard, pattern_sums, soft
+from pipeline.kernels.missing import log_resp as missing_log_resp
 from pipeline.kernels.params import (
     covariance_shape,
     is_dense,
@@ -236,10 +238,6 @@ def _weighted_sum(values: np.ndarray, sample_weight: np.ndarray | None) -> float
     return float(values.sum(dtype=np.float64) if sample_weight is None else values @ sample_weight)
 
 
-# A rule for responsibilities: (weighted log densities (K, n), rows, buffers) -> (log p(x) or None, resp (K, n)).
-Responsibilities = Callable[[np.ndarray, slice, dict], tuple]
-
-
 @dataclass
 class _Accumulator:
     """float64 sums of one block's chunks, for one prepared mixture."""
@@ -281,19 +279,71 @@ class _Accumulator:
         return Stats(n_rows, weight_sum, self.log_likelihood, nk, s1, s2, self.resp_log_resp)
 
 
-def _statistics(X, sample_weight, prep: Prepared, responsibilities: Responsibilities) -> Stats:
-    """The one accumulation loop: chunk rows, E-step, responsibilities, moments."""
+@dataclass(frozen=True)
+class _Rule:
+    """How responsibilities are made: for chunks of complete rows, and for rows with holes (see ``missing``).
+
+    ``complete(weighted (K, n), rows, buffers, global_rows)`` (``rows`` a slice of the complete rows, and
+    ``global_rows(rows)`` their global indices) and ``holes(log_prob (K, n), global_rows)`` (the rows' global
+    indices) each give ``(log p(x) or None, resp (K, n))``.
+    """
+
+    complete: Callable
+    holes: Callable
+
+
+def _split(X, sample_weight, prep: Prepared):
+    """The complete rows (all of X when none has a hole or holes are not expected) and the rows with holes."""
+    if prep.missing is None:
+        return None
+    holes = np.isnan(X).any(axis=1)
+    if not holes.any():
+        return None
+    return holes
+
+
+def _statistics(
+    X, sample_weight, prep: Prepared, rule: _Rule, row_offset: int = 0, conditional_covariance: bool = True
+) -> Stats:
+    """The one accumulation loop: chunk rows, E-step, responsibilities, moments (rows with holes apart)."""
+    n_rows = int(X.shape[0])
+    weight_sum = float(n_rows if sample_weight is None else sample_weight.sum())
+    holes = _split(X, sample_weight, prep)
+    index = None
+    if holes is not None:
+        index = np.flatnonzero(~holes)
+        missing = pattern_sums(
+            X[holes],
+            None if sample_weight is None else sample_weight[holes],
+            prep.missing,
+            prep.shift,
+            rule.holes,
+            row_offset + np.flatnonzero(holes),
+            conditional_covariance,
+        )
+        X = np.asfortranarray(X[~holes])
+        sample_weight = None if sample_weight is None else sample_weight[~holes]
+
+    def global_rows(rows: slice) -> np.ndarray:
+        return row_offset + (np.arange(rows.start, rows.stop) if index is None else index[rows])
+
     total = _Accumulator(prep)
     for rows, buffers in chunks(X, prep):
         weighted = chunk_log_prob(prep, buffers)
-        log_prob_norm, resp = responsibilities(weighted, rows, buffers)
+        log_prob_norm, resp = rule.complete(weighted, rows, buffers, global_rows)
         total.add(resp, buffers, weighted, log_prob_norm, None if sample_weight is None else sample_weight[rows])
-    weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
-    return total.stats(int(X.shape[0]), weight_sum)
+    stats = total.stats(n_rows, weight_sum)
+    if holes is None:
+        return stats
+    log_likelihood, nk, s1, s2 = missing
+    return stats + Stats(0, 0.0, log_likelihood, nk, s1, reduce_components(s2, prep.covariance_type))
 
 
-def _soft(weighted, rows, buffers):
+def _soft(weighted, rows, buffers, global_rows):
     return normalise(weighted, buffers)
+
+
+_SOFT = _Rule(_soft, soft)
 
 
 def block_statistics(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prepared) -> Stats:
@@ -312,7 +362,7 @@ def block_statistics(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prep
     -------
     Stats
     """
-    return _statistics(X, sample_weight, prep, _soft)
+    return _statistics(X, sample_weight, prep, _SOFT)
 
 
 @dataclass(frozen=True)
@@ -343,19 +393,26 @@ class Fit:
 def block_fit(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prepared) -> Fit:
     """Weighted sums of ``log p(x_i)`` and of ``log max_k r_ik`` over a block, and the sum of weights."""
     total = np.zeros(2)
+    weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
+    holes = _split(X, sample_weight, prep)
+    if holes is not None:
+        sw = None if sample_weight is None else sample_weight[holes]
+        log_prob_norm, log_resp = missing_log_resp(X[holes], prep.missing)
+        total += (_weighted_sum(log_prob_norm, sw), _weighted_sum(log_resp.max(axis=1), sw))
+        X = np.asfortranarray(X[~holes])
+        sample_weight = None if sample_weight is None else sample_weight[~holes]
     for rows, buffers in chunks(X, prep):
         log_prob_norm = normalise(chunk_log_prob(prep, buffers), buffers)[0]
         log_max_resp = buffers["top"] - log_prob_norm  # max_k log rho_k - log sum_k rho_k
         sw = None if sample_weight is None else sample_weight[rows]
         total += (_weighted_sum(log_prob_norm, sw), _weighted_sum(log_max_resp, sw))
-    weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     return Fit(float(total[0]), weight_sum, float(total[1]))
 
 
 # --------------------------------------------------------------------------- #
 # Statistics for starts: hard assignment to centres, random responsibilities
 # --------------------------------------------------------------------------- #
-def _hard(weighted, rows, buffers):
+def _hard(weighted, rows, buffers, global_rows):
     # Equal weights and unit covariances: the most likely component is the nearest centre.
     resp = buffers["resp"]
     resp.fill(0.0)
@@ -363,14 +420,19 @@ def _hard(weighted, rows, buffers):
     return None, resp
 
 
+_HARD = _Rule(_hard, hard)
+
+
 def hard_assignment_statistics(
     X: np.ndarray, sample_weight: np.ndarray | None, centres: np.ndarray, covariance_type: str
 ) -> Stats:
     """Statistics with every row given wholly to its nearest centre (shifted by the centres).
 
-    Used to turn k-means centres into a first M-step.  ``log_likelihood`` is 0.
+    Used to turn k-means centres into a first M-step.  ``log_likelihood`` is 0.  A row with holes goes to the
+    centre nearest on its values, which fill them.
     """
-    return _statistics(X, sample_weight, prepare(unit_params(centres, covariance_type), allow_expanded=False), _hard)
+    prep = prepare(unit_params(centres, covariance_type), allow_expanded=False, with_missing=True)
+    return _statistics(X, sample_weight, prep, _HARD, conditional_covariance=False)
 
 
 def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -403,7 +465,15 @@ def row_uniforms(row_offset: int, n_rows: int, n_columns: int, seed: int) -> np.
     -------
     u : ndarray of shape (n_rows, n_columns)
     """
-    idx = np.arange(row_offset * n_columns, (row_offset + n_rows) * n_columns, dtype=np.uint64)
+    return uniforms_at(np.arange(row_offset, row_offset + n_rows), n_columns, seed)
+
+
+def uniforms_at(rows: np.ndarray, n_columns: int, seed: int) -> np.ndarray:
+    """:func:`row_uniforms` of the given global rows (shape (len(rows), n_columns))."""
+    idx = (
+        np.asarray(rows, dtype=np.uint64)[:, None] * np.uint64(n_columns) + np.arange(n_columns, dtype=np.uint64)
+    ).ravel()
+    n_rows = len(rows)
     with np.errstate(over="ignore"):
         bits = _splitmix64(idx ^ _splitmix64(np.uint64(seed)))
     return (((bits >> np.uint64(11)).astype(np.float64) + 1.0) / 2.0**53).reshape(n_rows, n_columns)
@@ -423,10 +493,15 @@ def random_resp_statistics(
     index ``row_offset + i``.  ``shift`` is (n_components, n_features).
     """
 
-    def rand(weighted, rows, buffers):
+    def uniform(rows, k):
+        resp = uniforms_at(rows, k, seed).T
+        return resp / resp.sum(axis=0)
+
+    def complete(weighted, rows, buffers, global_rows):
         resp = buffers["resp"]
-        resp[...] = row_uniforms(row_offset + rows.start, resp.shape[1], resp.shape[0], seed).T
-        resp /= resp.sum(axis=0)
+        resp[...] = uniform(global_rows(rows), resp.shape[0])
         return None, resp
 
-    return _statistics(X, sample_weight, prepare(unit_params(shift, covariance_type), allow_expanded=False), rand)
+    rule = _Rule(complete, lambda log_prob, rows: (None, uniform(rows, log_prob.shape[0])))
+    prep = prepare(unit_params(shift, covariance_type), allow_expanded=False, with_missing=True)
+    return _statistics(X, sample_weight, prep, rule, row_offset, conditional_covariance=False)

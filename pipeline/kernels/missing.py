@@ -1,0 +1,234 @@
+"""Rows with missing values (NaN): exact EM on their observed coordinates, grouped by missingness pattern.
+
+Values are assumed missing at random.  Under component ``k`` a row's observed
+part ``x_o`` has the marginal Gaussian ``N(mu_o, S_oo)``, which gives its log
+density (the E-step); the missing part given the observed one is Gaussian
+with mean ``mu_m + S_mo S_oo^{-1} (x_o - mu_o)`` and covariance
+``S_mm - S_mo S_oo^{-1} S_om``, which give the expected first and second
+moments of the row (the M-step's statistics: the conditional covariance is
+added to the second moments, so this is exact EM, not imputation by the mean)
+(Ghahramani & Jordan 1994; Little & Rubin, ch. 8 and 11).
+
+The rows of a block that share a pattern of missing coordinates share every
+factorisation, so the cost grows with the number of patterns in a block, not
+with the number of rows; complete rows never come here (see ``stats``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+from pipeline.kernels.params import Params, dense_covariances, is_dense, per_component
+
+_LOG_2PI = math.log(2.0 * math.pi)
+# Rows x components x features of one piece of work: keeps the temporaries of a pattern within a few MiB.
+_PIECE_VALUES = 1 << 19
+
+
+@dataclass(frozen=True)
+class MarginalModel:
+    """What rows with holes need of the parameters: every component's mean and covariance, and log weight.
+
+    Attributes
+    ----------
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray
+        (n_components, n_features, n_features) when ``dense``, else the variances (n_components, n_features).
+    log_weights : ndarray of shape (n_components,)
+    dense : bool
+    """
+
+    means: np.ndarray
+    covariances: np.ndarray
+    log_weights: np.ndarray
+    dense: bool
+
+
+def marginal_model(params: Params, log_weights: np.ndarray) -> MarginalModel:
+    """The MarginalModel of ``params``; unit parameters (the starts') give nearest-centre distances."""
+    k, d = params.n_components, params.n_features
+    if is_dense(params.covariance_type):
+        covariances = dense_covariances(params)
+    else:
+        covariances = np.array(per_component(params.covariances, params.covariance_type, k, d))
+    return MarginalModel(
+        params.means, covariances, np.asarray(log_weights, dtype=float), is_dense(params.covariance_type)
+    )
+
+
+def patterns(missing: np.ndarray):
+    """Groups of rows by their pattern of missing values.
+
+    Parameters
+    ----------
+    missing : ndarray of shape (n_rows, n_features), bool
+
+    Yields
+    ------
+    observed : ndarray of shape (n_features,), bool
+    rows : ndarray of int
+        The rows with that pattern (at least one value observed).
+    """
+    if missing.shape[0] == 0:
+        return
+    unique, inverse = np.unique(missing, axis=0, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    bounds = np.searchsorted(inverse.ravel()[order], np.arange(unique.shape[0] + 1))
+    for p, pattern in enumerate(unique):
+        if not pattern.all():
+            yield ~pattern, order[bounds[p] : bounds[p + 1]]
+
+
+@dataclass
+class _Conditional:
+    """One pattern under every component: log densities of its rows, and the completed rows' moments."""
+
+    log_prob: np.ndarray  # (K, n): log w_k + log N(x_o | mu_ko, S_koo)
+    completed: np.ndarray  # (K, n, D): observed values, and each component's conditional means in the holes
+    covariance: np.ndarray  # (K, d_m, d_m) conditional covariances, or (K, d_m) variances when not dense
+
+
+def _conditional(Xp: np.ndarray, observed: np.ndarray, model: MarginalModel) -> _Conditional:
+    o, m = observed, ~observed
+    mu = model.means
+    diff = Xp[:, o][None, :, :] - mu[:, None, o]  # (K, n, d_o)
+    if model.dense:
+        S = model.covariances
+        s_oo, s_mo = S[:, o][:, :, o], S[:, m][:, :, o]
+        lower = np.linalg.cholesky(s_oo)
+        z = np.linalg.solve(lower, np.swapaxes(diff, 1, 2))  # L^{-1} (x_o - mu_o): (K, d_o, n)
+        mahalanobis = np.square(z).sum(axis=1)
+        log_det = 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
+        coefficients = np.linalg.solve(s_oo, np.swapaxes(s_mo, 1, 2))  # S_oo^{-1} S_om: (K, d_o, d_m)
+        conditional_mean = mu[:, None, m] + diff @ coefficients
+        covariance = S[:, m][:, :, m] - s_mo @ coefficients
+    else:
+        var = model.covariances
+        mahalanobis = (np.square(diff) / var[:, None, o]).sum(axis=2)
+        log_det = np.log(var[:, o]).sum(axis=1)
+        conditional_mean = np.broadcast_to(mu[:, None, m], (mu.shape[0], Xp.shape[0], int(m.sum())))
+        covariance = var[:, m]
+    log_prob = model.log_weights[:, None] - 0.5 * (o.sum() * _LOG_2PI + log_det[:, None] + mahalanobis)
+    completed = np.empty((mu.shape[0], Xp.shape[0], Xp.shape[1]))
+    completed[:, :, o] = Xp[:, o][None]
+    completed[:, :, m] = conditional_mean
+    return _Conditional(log_prob, completed, covariance)
+
+
+def _pieces(rows: np.ndarray, n_components: int, n_features: int):
+    step = max(1, _PIECE_VALUES // max(1, n_components * n_features))
+    for start in range(0, rows.size, step):
+        yield rows[start : start + step]
+
+
+def pattern_sums(
+    X,
+    sample_weight,
+    model: MarginalModel,
+    shift: np.ndarray,
+    rule,
+    global_rows: np.ndarray | None = None,
+    conditional_covariance: bool = True,
+):
+    """Sums of the rows of ``X`` with holes (every row has at least one hole and one value).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features), NaN where missing
+    sample_weight : ndarray of shape (n_rows,) or None
+    model : MarginalModel
+    shift : ndarray of shape (n_components, n_features)
+        The points the moments of each component are taken about.
+    rule : callable
+        ``rule(log_prob (K, n), rows) -> (log p(x_o) (n,) or None, resp (K, n))``, ``rows`` the rows' global
+        indices (for responsibilities keyed by them).
+    global_rows : ndarray of shape (n_rows,), optional
+        The global index of each row of ``X``.
+    conditional_covariance : bool
+        Add the conditional covariance to the second moments (False for the starts, whose unit
+        covariances are not estimates).
+
+    Returns
+    -------
+    log_likelihood, nk (K,), s1 (K, D), s2 per component (K, D, D) when dense else (K, D)
+    """
+    k, d = model.means.shape
+    log_likelihood = 0.0
+    nk, s1 = np.zeros(k), np.zeros((k, d))
+    s2 = np.zeros((k, d, d) if model.dense else (k, d))
+    for observed, rows in patterns(np.isnan(X)):
+        m = ~observed
+        for piece in _pieces(rows, k, d):
+            cond = _conditional(X[piece], observed, model)
+            log_norm, resp = rule(cond.log_prob, piece if global_rows is None else global_rows[piece])
+            w = None if sample_weight is None else sample_weight[piece]
+            if log_norm is not None:
+                log_likelihood += float(log_norm.sum() if w is None else log_norm @ w)
+            a = resp if w is None else resp * w
+            nk_piece = a.sum(axis=1)
+            y = cond.completed - shift[:, None, :]
+            nk += nk_piece
+            s1 += np.einsum("kn,knd->kd", a, y)
+            if model.dense:
+                s2 += np.einsum("kn,knd,kne->kde", a, y, y)
+                if conditional_covariance:
+                    s2[:, m[:, None] & m[None, :]] += (nk_piece[:, None, None] * cond.covariance).reshape(k, -1)
+            else:
+                s2 += np.einsum("kn,knd->kd", a, np.square(y))
+                if conditional_covariance:
+                    s2[:, m] += nk_piece[:, None] * cond.covariance
+    return log_likelihood, nk, s1, s2
+
+
+def soft(log_prob: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior responsibilities from the marginal log densities, and ``log p(x_o)``."""
+    log_norm = logsumexp(log_prob, axis=0)
+    return log_norm, np.exp(log_prob - log_norm)
+
+
+def hard(log_prob: np.ndarray, rows) -> tuple[None, np.ndarray]:
+    """Each row wholly to its most likely component (with unit parameters: the nearest centre on its values)."""
+    resp = np.zeros_like(log_prob)
+    resp[log_prob.argmax(axis=0), np.arange(log_prob.shape[1])] = 1.0
+    return None, resp
+
+
+def log_resp(X: np.ndarray, model: MarginalModel) -> tuple[np.ndarray, np.ndarray]:
+    """``log p(x_o)`` and log responsibilities of rows with holes; a row with no value has ``log p = 0`` and the
+    weights as its responsibilities (the marginal over nothing).
+
+    Returns
+    -------
+    log_prob_norm : ndarray of shape (n_rows,)
+    log_resp : ndarray of shape (n_rows, n_components)
+    """
+    k = model.means.shape[0]
+    log_prob_norm = np.zeros(X.shape[0])
+    out = np.tile(model.log_weights - logsumexp(model.log_weights), (X.shape[0], 1))
+    for observed, rows in patterns(np.isnan(X)):
+        for piece in _pieces(rows, k, X.shape[1]):
+            cond = _conditional(X[piece], observed, model)
+            norm = logsumexp(cond.log_prob, axis=0)
+            log_prob_norm[piece] = norm
+            out[piece] = (cond.log_prob - norm).T
+    return log_prob_norm, out
+
+
+def impute(X: np.ndarray, model: MarginalModel) -> np.ndarray:
+    """X with each missing value replaced by its conditional mean under the mixture,
+    ``sum_k p(k | x_o) E_k[x_m | x_o]`` (the mixture's mean for a row with no value)."""
+    out = np.array(X, dtype=float)
+    k = model.means.shape[0]
+    weights = np.exp(model.log_weights - logsumexp(model.log_weights))
+    empty = np.isnan(X).all(axis=1)
+    out[empty] = weights @ model.means
+    for observed, rows in patterns(np.isnan(X)):
+        for piece in _pieces(rows, k, X.shape[1]):
+            cond = _conditional(X[piece], observed, model)
+            resp = np.exp(cond.log_prob - logsumexp(cond.log_prob, axis=0))
+            out[np.ix_(piece, ~observed)] = np.einsum("kn,knd->nd", resp, cond.completed[:, :, ~observed])
+    return out
