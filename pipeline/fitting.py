@@ -17,12 +17,13 @@ import numpy as np
 
 from pipeline import cluster, data, em, init, kernels, passes
 from pipeline.checkpoint import Checkpoint, SavedRun
-from pipeline.config import Config, ModelConfig
+from pipeline.config import Config, ModelConfig, recorded
 from pipeline.errors import InputError
 from pipeline.kernels.algorithms import EMStep, collapsed_components
 from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
 from pipeline.kernels.variational import PRIOR_KEYS as VARIATIONAL_PRIOR_KEYS
 from pipeline.kernels.variational import VariationalPriors, VariationalStep, resolve_priors
+from pipeline.model import MissingValues, ModelInfo, describe
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -305,3 +306,63 @@ def _resume(
         return None
     emit({"event": "resume", "iteration": max(r.n_iter for g in groups for r in g), "checkpoint": checkpoint.path})
     return groups
+
+
+def model_info(
+    config: Config, dataset: data.ParquetDataset, fitted: Fitted, outcome: Outcome, **fields: Any
+) -> ModelInfo:
+    run, summary = outcome.run, fitted.summary
+    chosen = config.model_copy(
+        update={
+            "model": config.model.model_copy(
+                update={
+                    "n_components": outcome.candidate.n_components,
+                    "covariance_type": outcome.candidate.covariance_type,
+                }
+            )
+        }
+    )
+    missing = None
+    if dataset.nan_policy != "error":
+        missing = MissingValues(
+            nan_policy=dataset.nan_policy,
+            n_missing_values=summary.n_missing,
+            n_incomplete_rows=summary.n_incomplete,
+            n_dropped_rows=dataset.n_rows - fitted.n_rows,
+        )
+    variational = config.model.algorithm == "variational"
+    return describe(
+        run.params,
+        dataset.feature_names,
+        converged=run.converged,
+        n_iter=run.n_iter,
+        lower_bound=run.lower_bound,
+        history=run.history,
+        n_samples=fitted.n_rows,
+        weight_sum=outcome.fit.weight_sum,
+        bic=outcome.bic,
+        aic=outcome.aic,
+        icl=outcome.icl,
+        config=recorded(chosen),
+        data_fingerprint=dataset.fingerprint,
+        algorithm=config.model.algorithm,
+        prior=None if variational else outcome.hyperparameters,
+        variational=outcome.hyperparameters if variational else None,
+        missing=missing,
+        collapsed_components=outcome.collapsed,
+        **fields,
+    )
+
+
+def warn_collapsed(outcome: Outcome, emit: Emit) -> None:
+    if outcome.collapsed:
+        k = outcome.candidate.n_components
+        emit(
+            {
+                "event": "warning",
+                "category": "CollapsedComponentsWarning",
+                "message": f"{len(outcome.collapsed)} of {k} components ({outcome.candidate.label}) collapsed onto "
+                f"single points or none: {outcome.collapsed}; reg_covar alone keeps their covariances "
+                "positive definite (set model.prior: default, or reduce model.n_components)",
+            }
+        )

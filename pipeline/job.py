@@ -17,15 +17,13 @@ from typing import Any
 from pipeline import cluster, data, fitting, outputs, storage
 from pipeline.checkpoint import Checkpoint
 from pipeline.choices import INIT_METHODS
-from pipeline.config import Config, fit_identity, recorded, validate
+from pipeline.config import Config, fit_identity, validate
 from pipeline.errors import InputError
 from pipeline.fitting import Candidate
 from pipeline.model import (
     SELECTION_FILE,
-    MissingValues,
     ModelInfo,
     SelectionRef,
-    describe,
     is_model_directory,
     load_saved_model,
     save_model,
@@ -101,66 +99,6 @@ def _warm_start(config: Config, dataset: data.ParquetDataset):
     return p
 
 
-def _model_info(
-    config: Config, dataset: data.ParquetDataset, fitted: fitting.Fitted, outcome: fitting.Outcome, **fields: Any
-) -> ModelInfo:
-    run, summary = outcome.run, fitted.summary
-    chosen = config.model_copy(
-        update={
-            "model": config.model.model_copy(
-                update={
-                    "n_components": outcome.candidate.n_components,
-                    "covariance_type": outcome.candidate.covariance_type,
-                }
-            )
-        }
-    )
-    missing = None
-    if dataset.nan_policy != "error":
-        missing = MissingValues(
-            nan_policy=dataset.nan_policy,
-            n_missing_values=summary.n_missing,
-            n_incomplete_rows=summary.n_incomplete,
-            n_dropped_rows=dataset.n_rows - fitted.n_rows,
-        )
-    variational = config.model.algorithm == "variational"
-    return describe(
-        run.params,
-        dataset.feature_names,
-        converged=run.converged,
-        n_iter=run.n_iter,
-        lower_bound=run.lower_bound,
-        history=run.history,
-        n_samples=fitted.n_rows,
-        weight_sum=outcome.fit.weight_sum,
-        bic=outcome.bic,
-        aic=outcome.aic,
-        icl=outcome.icl,
-        config=recorded(chosen),
-        data_fingerprint=dataset.fingerprint,
-        algorithm=config.model.algorithm,
-        prior=None if variational else outcome.hyperparameters,
-        variational=outcome.hyperparameters if variational else None,
-        missing=missing,
-        collapsed_components=outcome.collapsed,
-        **fields,
-    )
-
-
-def _warn_collapsed(outcome: fitting.Outcome, emit: Emit) -> None:
-    if outcome.collapsed:
-        k = outcome.candidate.n_components
-        emit(
-            {
-                "event": "warning",
-                "category": "CollapsedComponentsWarning",
-                "message": f"{len(outcome.collapsed)} of {k} components ({outcome.candidate.label}) collapsed onto "
-                f"single points or none: {outcome.collapsed}; reg_covar alone keeps their covariances "
-                "positive definite (set model.prior: default, or reduce model.n_components)",
-            }
-        )
-
-
 def fit(config: Config, *, scheduler: str | None = None, force: bool = False, emit: Emit = _ignore) -> FitOutcome:
     """Fit a mixture to the configured Parquet data and write the model directory.
 
@@ -208,12 +146,12 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         save_model(
             output,
             outcome.run.params,
-            _model_info(config, dataset, fitted, outcome),
+            fitting.model_info(config, dataset, fitted, outcome),
             options,
             extra_arrays=outcome.extra_arrays,
         )
         checkpoint.remove()
-    _warn_collapsed(outcome, emit)
+    fitting.warn_collapsed(outcome, emit)
     run = outcome.run
     emit(
         {
@@ -302,10 +240,10 @@ def select(
         ]
         chosen = min(range(len(table)), key=lambda i: table[i][criterion])
         outcome = fitted.outcomes[chosen]
-        info = _model_info(config, dataset, fitted, outcome, selection=SelectionRef(criterion=criterion))
+        info = fitting.model_info(config, dataset, fitted, outcome, selection=SelectionRef(criterion=criterion))
         save_model(output, outcome.run.params, info, options, extra_files={SELECTION_FILE: _selection_csv(table)})
         checkpoint.remove()
-    _warn_collapsed(outcome, emit)
+    fitting.warn_collapsed(outcome, emit)
     emit(
         {
             "event": "done",

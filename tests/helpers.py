@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +180,118 @@ def stats_of_resp(X, resp, shift, covariance_type, sample_weight=None):
     from pipeline.kernels.stats import Stats
 
     return Stats(X.shape[0], weight_sum, 0.0, a.sum(0), np.einsum("nk,knd->kd", a, diff), s2)
+
+
+@contextmanager
+def started(cwd, *args, env=None):
+    """``gmm *args`` running in its own process group, which is killed on the way out whatever happens."""
+    proc = subprocess.Popen(
+        [GMM, *map(str, args)], cwd=cwd, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+
+
+def wait_for_line(proc, prefix, timeout=300) -> list[str]:
+    """The stderr lines of ``proc`` up to the first that starts with ``prefix`` (AssertionError if none comes)."""
+    deadline = time.time() + timeout
+    seen = []
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith(prefix):
+            return seen
+    raise AssertionError(f"no line starting {prefix!r} in:\n{''.join(seen)}")
+
+
+def kill_at_line(cwd, prefix, *args, env=None) -> None:
+    """Run ``gmm *args`` and SIGKILL it (and its LocalCluster) once it prints a line starting with ``prefix``."""
+    with started(cwd, *args, env=env) as proc:
+        wait_for_line(proc, prefix)
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextmanager
+def dask_cluster(directory: Path, n_workers: int, *options: str, nanny: bool = True):
+    """A real ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1 (free ports).
+
+    ``options`` go to the scheduler and every worker (e.g. TLS files).  Yields the address and the workers.
+    """
+    dask = str(Path(GMM).parent / "dask")
+    scheduler_file = Path(directory) / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    protocol = ["--protocol", "tls"] if "--tls-cert" in options else []
+    procs = [
+        subprocess.Popen(
+            [
+                dask,
+                "scheduler",
+                *protocol,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(scheduler_file),
+                *options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        workers = []
+        for _ in range(n_workers):
+            args = [
+                dask,
+                "worker",
+                address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--memory-limit",
+                "2GB",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                *options,
+            ]
+            if not nanny:  # without a nanny, one BLAS thread is ours to set (as README says)
+                args.append("--no-nanny")
+            workers.append(
+                subprocess.Popen(
+                    args,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env={**env, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+                )
+            )
+        procs += workers
+        if n_workers and "--tls-cert" not in options:
+            from distributed import Client
+
+            with Client(address, timeout="60s") as client:
+                client.wait_for_workers(n_workers, timeout=60)
+        yield address, workers
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()

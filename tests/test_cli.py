@@ -291,3 +291,27 @@ def test_weight_column_counts_like_repeated_rows(tmp_path, client):
     assert info_a["weight_sum"] == info_b["weight_sum"] == w.sum()
     assert info_a["bic"] == pytest.approx(info_b["bic"], rel=1e-12)  # n of BIC is the weight sum
     assert info_a["n_samples"] == X.shape[0] and info_b["n_samples"] == w.sum()
+
+
+def test_a_large_file_is_split_by_row_groups_and_fits_the_same(tmp_path, client, monkeypatch):
+    from pipeline import data
+
+    X = make_blobs(34)
+    write_parquet(tmp_path / "data", X, n_files=1, row_group_size=100)  # 9 row groups of 100 rows
+    start = {"n_components": 3, "tol": 0.0, "max_iter": 8, "random_state": 2}
+    fits = {}
+    for name, limit in (("whole", data.PARTITION_BYTES), ("split", 300 * 3 * 8)):  # 300 rows of 3 features
+        monkeypatch.setattr(data, "PARTITION_BYTES", limit)
+        events = []
+        config = write_config(
+            tmp_path / f"{name}.yaml",
+            data={"path": str(tmp_path / "data")},
+            model=start,
+            output={"path": str(tmp_path / name)},
+        )
+        job.fit(load_config(config), scheduler=client.scheduler.address, emit=events.append)
+        fits[name] = (load_model(tmp_path / name), next(e for e in events if e["event"] == "data"))
+    assert fits["whole"][1]["n_partitions"] == 1 and fits["split"][1]["n_partitions"] == 3
+    assert fits["split"][1]["n_rows"] == X.shape[0]
+    for attr in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(fits["split"][0], attr), getattr(fits["whole"][0], attr), rtol=1e-9)

@@ -138,8 +138,20 @@ def test_sample_draws_from_the_fitted_mixture(covariance_type):
     Xs, ys = gm.sample(30000)
     assert Xs.shape == (30000, 3) and ys.shape == (30000,)
     np.testing.assert_allclose(np.bincount(ys, minlength=3) / 30000, gm.weights_, atol=0.01)
+    # Each component's rows have its mean and its covariance (in its type's shape, expanded: zero off the
+    # diagonal for diag and spherical); ~10,000 rows each: about 3% of a variance.
+    c = gm.covariances_
+    dense = {
+        "full": lambda: c,
+        "tied": lambda: [c] * 3,
+        "diag": lambda: [np.diag(v) for v in c],
+        "spherical": lambda: [v * np.eye(3) for v in c],
+    }[covariance_type]()
     for k in range(3):
-        np.testing.assert_allclose(Xs[ys == k].mean(axis=0), gm.means_[k], atol=0.1)
+        rows = Xs[ys == k]
+        np.testing.assert_allclose(rows.mean(axis=0), gm.means_[k], atol=0.1)
+        scale = np.sqrt(np.outer(np.diag(dense[k]), np.diag(dense[k])))
+        np.testing.assert_allclose(np.cov(rows, rowvar=False) / scale, dense[k] / scale, atol=0.06)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -166,3 +178,15 @@ def test_fit_predict_and_params_follow_sklearn():
     assert gm.set_params(dtype=np.float32).get_params()["dtype"] is np.float32
     with pytest.raises(ValueError, match="Invalid parameter 'n_clusters'"):
         gm.set_params(n_clusters=3)
+
+
+def test_nan_in_dask_input_is_refused_or_marginalised():
+    X = make_blobs(28)
+    X[[3, 500], 1] = np.nan
+    dX = da.from_array(X, chunks=(250, 3))
+    with pytest.raises(ValueError, match=r"Input X contains NaN \(2 values\)"):
+        GaussianMixture(3).fit(dX)
+    dropped = GaussianMixture(3, random_state=0, nan_policy="drop").fit(dX)
+    assert dropped.n_samples_ == X.shape[0] - 2
+    kept = GaussianMixture(3, random_state=0, nan_policy="marginalize").fit(dX)
+    assert kept.n_samples_ == X.shape[0] and np.isfinite(kept.means_).all()

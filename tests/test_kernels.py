@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES, make_blobs, whitened_errors
+from helpers import COVARIANCE_TYPES, make_blobs, random_params, whitened_errors
 from scipy.stats import multivariate_normal
 
 from pipeline import kernels
@@ -10,33 +10,6 @@ from pipeline.errors import ComponentCollapseError
 from pipeline.kernels import estep
 
 ROUTES = [pytest.param(True, id="expanded"), pytest.param(False, id="centred")]
-
-
-def random_params(covariance_type, k=3, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    weights = rng.dirichlet(np.ones(k))
-    means = rng.normal(scale=3, size=(k, d))
-    if covariance_type == "full":
-        a = rng.normal(size=(k, d, d))
-        cov = a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(d)
-    elif covariance_type == "tied":
-        a = rng.normal(size=(d, d))
-        cov = a @ a.T + 0.5 * np.eye(d)
-    elif covariance_type == "diag":
-        cov = rng.uniform(0.5, 2.0, size=(k, d))
-    else:
-        cov = rng.uniform(0.5, 2.0, size=k)
-    return kernels.make_params(weights, means, cov, covariance_type)
-
-
-def dense_covariance(params, k):
-    ct, cov, d = params.covariance_type, params.covariances, params.n_features
-    return {
-        "full": lambda: cov[k],
-        "tied": lambda: cov,
-        "diag": lambda: np.diag(cov[k]),
-        "spherical": lambda: cov[k] * np.eye(d),
-    }[ct]()
 
 
 def prepared(params, expanded):
@@ -59,15 +32,29 @@ def test_log_prob_matches_scipy(covariance_type, expanded):
     X = make_blobs(1, n_per=50)
     got = weighted_log_prob(X, prepared(params, expanded))
     for k in range(params.n_components):
-        want = np.log(params.weights[k]) + multivariate_normal(params.means[k], dense_covariance(params, k)).logpdf(X)
+        want = np.log(params.weights[k]) + multivariate_normal(
+            params.means[k], kernels.dense_covariances(params)[k]
+        ).logpdf(X)
         np.testing.assert_allclose(got[:, k], want, rtol=1e-10)
 
 
-def test_log_gaussian_prob_is_unweighted():
-    params = random_params("full")
-    X = make_blobs(1, n_per=20)
-    want = multivariate_normal(params.means[1], params.covariances[1]).logpdf(X)
-    np.testing.assert_allclose(kernels.log_gaussian_prob(X, params)[:, 1], want, rtol=1e-10)
+def test_dense_covariances_expand_every_type_to_matrices():
+    means = np.zeros((2, 2))
+    cases = {
+        "full": np.array([[[2.0, 0.5], [0.5, 1.0]], [[1.0, 0.0], [0.0, 3.0]]]),
+        "tied": np.array([[2.0, 0.5], [0.5, 1.0]]),
+        "diag": np.array([[2.0, 1.0], [1.0, 3.0]]),
+        "spherical": np.array([2.0, 3.0]),
+    }
+    expected = {
+        "full": cases["full"],
+        "tied": np.stack([cases["tied"]] * 2),
+        "diag": np.array([[[2.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 3.0]]]),
+        "spherical": np.array([[[2.0, 0.0], [0.0, 2.0]], [[3.0, 0.0], [0.0, 3.0]]]),
+    }
+    for ct, cov in cases.items():
+        params = kernels.make_params([0.5, 0.5], means, cov, ct)
+        np.testing.assert_array_equal(kernels.dense_covariances(params), expected[ct], err_msg=ct)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -78,7 +65,7 @@ def test_responsibilities_sum_to_one_and_match_bayes(covariance_type):
     np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0, rtol=1e-12)
     dens = np.stack(
         [
-            params.weights[k] * multivariate_normal(params.means[k], dense_covariance(params, k)).pdf(X)
+            params.weights[k] * multivariate_normal(params.means[k], kernels.dense_covariances(params)[k]).pdf(X)
             for k in range(params.n_components)
         ],
         axis=1,

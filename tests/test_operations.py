@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import dask_cluster, kill_at_line, started, wait_for_line
 
 from pipeline.synthetic import generate
 
@@ -51,81 +51,8 @@ def reference(dataset, tmp_path_factory):
     return (work / "ref" / "model.npz").read_bytes()
 
 
-@contextmanager
-def remote_cluster(tmp_path: Path, n_workers: int, nanny: bool = True):
-    """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (random free ports)."""
-    scheduler_file = tmp_path / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    procs = [
-        subprocess.Popen(
-            [
-                str(BIN / "dask"),
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                "127.0.0.1:0",
-                "--scheduler-file",
-                str(scheduler_file),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-    ]
-    try:
-        deadline = time.time() + 60
-        while not scheduler_file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        workers = []
-        for _ in range(n_workers):
-            args = [
-                str(BIN / "dask"),
-                "worker",
-                "--scheduler-file",
-                str(scheduler_file),
-                "--host",
-                "127.0.0.1",
-                "--nthreads",
-                "1",
-                "--memory-limit",
-                "2GB",
-                "--dashboard-address",
-                "127.0.0.1:0",
-            ]
-            if not nanny:  # without a nanny, one BLAS thread is ours to set (as README says)
-                args.append("--no-nanny")
-            workers.append(
-                subprocess.Popen(
-                    args,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env={**env, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
-                )
-            )
-        procs += workers
-        import json
-
-        from distributed import Client
-
-        address = json.loads(scheduler_file.read_text())["address"]
-        with Client(address, timeout="60s") as client:
-            client.wait_for_workers(n_workers, timeout=60)
-        yield address, workers
-    finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
 def test_remote_cluster_gives_the_local_clusters_bytes(tmp_path, dataset, reference):
-    with remote_cluster(tmp_path, n_workers=2) as (address, _):
+    with dask_cluster(tmp_path, 2) as (address, _):
         run = gmm(tmp_path, "fit", write_config(tmp_path, dataset, "remote"), "--scheduler", address)
         assert run.returncode == 0, run.stderr
         assert f"scheduler {address}" in run.stderr
@@ -133,7 +60,7 @@ def test_remote_cluster_gives_the_local_clusters_bytes(tmp_path, dataset, refere
 
 
 def test_scheduler_from_the_environment_and_one_worker(tmp_path, dataset, reference):
-    with remote_cluster(tmp_path, n_workers=1) as (address, _):
+    with dask_cluster(tmp_path, 1) as (address, _):
         env = {**os.environ, "DASK_SCHEDULER_ADDRESS": address}
         run = gmm(tmp_path, "fit", write_config(tmp_path, dataset, "one"), env=env)
         assert run.returncode == 0, run.stderr
@@ -141,39 +68,9 @@ def test_scheduler_from_the_environment_and_one_worker(tmp_path, dataset, refere
     assert (tmp_path / "one" / "model.npz").read_bytes() == reference
 
 
-@contextmanager
-def started_fit(cwd, config, *extra):
-    """``gmm fit`` running in its own process group, which is killed on the way out whatever happens."""
-    proc = subprocess.Popen(
-        [GMM, "fit", str(config), *extra], cwd=cwd, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-
-
-def wait_for_line(proc, prefix, timeout=300):
-    deadline = time.time() + timeout
-    seen = []
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if line.startswith(prefix):
-            return seen
-    raise AssertionError(f"no line starting {prefix!r} in:\n{''.join(seen)}")
-
-
 def test_sigkill_mid_fit_then_rerun_resumes_to_the_same_bytes(tmp_path, dataset, reference):
     config = write_config(tmp_path, dataset, "killed")
-    with started_fit(tmp_path, config) as proc:
-        wait_for_line(proc, "iteration 5:")
-        os.killpg(proc.pid, signal.SIGKILL)  # the command and its LocalCluster, mid-iteration
+    kill_at_line(tmp_path, "iteration 5:", "fit", config)  # the command and its LocalCluster, mid-iteration
     assert (tmp_path / "killed.checkpoint.npz").exists() and not (tmp_path / "killed").exists()
 
     started = time.perf_counter()
@@ -196,9 +93,7 @@ def test_sigkill_mid_fit_then_rerun_resumes_to_the_same_bytes(tmp_path, dataset,
 
 def test_checkpoint_of_another_config_is_not_used(tmp_path, dataset):
     config = write_config(tmp_path, dataset, "m")
-    with started_fit(tmp_path, config) as proc:
-        wait_for_line(proc, "iteration 3:")
-        os.killpg(proc.pid, signal.SIGKILL)
+    kill_at_line(tmp_path, "iteration 3:", "fit", config)
     run = gmm(tmp_path, "fit", config, "--set", "model.max_iter=5")
     assert run.returncode == 0, run.stderr
     assert "starting over: checkpoint not used: it was written by a different config" in run.stderr
@@ -207,8 +102,8 @@ def test_checkpoint_of_another_config_is_not_used(tmp_path, dataset):
 
 
 def test_worker_killed_mid_fit_costs_time_not_the_result(tmp_path, dataset, reference):
-    with remote_cluster(tmp_path, n_workers=2, nanny=False) as (address, workers):
-        with started_fit(tmp_path, write_config(tmp_path, dataset, "lossy"), "--scheduler", address) as proc:
+    with dask_cluster(tmp_path, 2, nanny=False) as (address, workers):
+        with started(tmp_path, "fit", write_config(tmp_path, dataset, "lossy"), "--scheduler", address) as proc:
             wait_for_line(proc, "iteration 4:")
             workers[0].send_signal(signal.SIGKILL)  # its persisted partitions are lost with it
             rest = proc.communicate(timeout=300)[1]

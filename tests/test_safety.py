@@ -7,7 +7,6 @@ Every case runs the real ``gmm`` command and checks the exit code, the one
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -22,9 +21,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import GMM, assert_user_error, error_line, gmm, make_blobs, tree_digest, write_config, write_parquet
+from helpers import (
+    GMM,
+    assert_user_error,
+    dask_cluster,
+    error_line,
+    gmm,
+    kill_at_line,
+    make_blobs,
+    tree_digest,
+    write_config,
+    write_parquet,
+)
 
 from pipeline import GaussianMixture, load_model
+from pipeline.errors import ConvergenceWarning
 
 
 @pytest.fixture
@@ -184,21 +195,7 @@ def test_storage_options_never_reach_model_checkpoint_logs_or_inspect(workdir, c
         assert shown.returncode == 0 and SECRET not in shown.stdout + shown.stderr
     # a checkpoint, as a killed run leaves it
     shutil.rmtree(workdir / "out")
-    proc = subprocess.Popen(
-        [GMM, "fit", "s.yaml", "--scheduler", client.scheduler.address],
-        cwd=workdir,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        for line in proc.stderr:
-            if line.startswith("iteration 2:"):
-                break
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-        proc.stderr.close()
+    kill_at_line(workdir, "iteration 2:", "fit", "s.yaml", "--scheduler", client.scheduler.address)
     assert SECRET.encode() not in (workdir / "out.checkpoint.npz").read_bytes()
     # rotating a credential is not another fit
     config["data"]["storage_options"]["secret"] = "another-secret-value"
@@ -235,31 +232,8 @@ def test_a_scheduler_that_never_answers_times_out(workdir):
 
 
 def test_a_scheduler_without_workers_times_out(workdir):
-    proc = subprocess.Popen(
-        [
-            str(Path(GMM).parent / "dask"),
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dashboard-address",
-            "127.0.0.1:0",
-            "--scheduler-file",
-            str(workdir / "s.json"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 60
-        while not (workdir / "s.json").exists() and time.time() < deadline:
-            time.sleep(0.1)
-        address = json.loads((workdir / "s.json").read_text())["address"]
+    with dask_cluster(workdir, 0) as (address, _):
         run = gmm(workdir, "fit", "c.yaml", "--scheduler", address, "--set", "cluster.worker_timeout=2")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     assert_user_error(run, r"has no workers after 2 s \(cluster\.worker_timeout\)", code=1)
 
 
@@ -281,9 +255,9 @@ def test_uniformly_scaled_weights_give_the_unweighted_fit(tmp_path, client, scal
     # the same through the Python API
     a = GaussianMixture(3, random_state=0, tol=0.0, max_iter=30)
     b = GaussianMixture(3, random_state=0, tol=0.0, max_iter=30)
-    with pytest.warns(Warning):
+    with pytest.warns(ConvergenceWarning):
         a.fit(X)
-    with pytest.warns(Warning):
+    with pytest.warns(ConvergenceWarning):
         b.fit(X, sample_weight=np.full(X.shape[0], scale))
     np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=1e-8)
 
@@ -431,21 +405,7 @@ def test_a_damaged_checkpoint_never_blocks_a_fit(workdir, client, damage):
         config = yaml.safe_load((workdir / "c.yaml").read_text())
         config["model"]["max_iter"] = 500
         write_config(workdir / "c.yaml", **config)
-        proc = subprocess.Popen(
-            [GMM, "fit", "c.yaml", "--scheduler", client.scheduler.address],
-            cwd=workdir,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            for line in proc.stderr:
-                if line.startswith("iteration 2:"):
-                    break
-            os.killpg(proc.pid, signal.SIGKILL)
-        finally:
-            proc.wait()
-            proc.stderr.close()
+        kill_at_line(workdir, "iteration 2:", "fit", "c.yaml", "--scheduler", client.scheduler.address)
         with np.load(checkpoint) as npz:
             arrays = dict(npz)
         arrays["run0_means"] = arrays["run0_means"][:2]

@@ -6,18 +6,13 @@ A client with a certificate of the cluster's CA fits; one with another CA's cert
 from __future__ import annotations
 
 import datetime as dt
-import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import GMM, assert_user_error, gmm, make_blobs, write_parquet
+from helpers import assert_user_error, dask_cluster, gmm, make_blobs, write_parquet
 
 pytestmark = pytest.mark.slow
-DASK = str(Path(GMM).parent / "dask")
 
 
 def _certificate(directory: Path, name: str, issuer=None):
@@ -66,61 +61,9 @@ def tls_cluster(tmp_path_factory):
     rogue = _certificate(d, "rogue-ca")
     _certificate(d, "intruder", rogue)
     tls = ["--tls-ca-file", str(d / "ca.pem"), "--tls-cert", str(d / "node.pem"), "--tls-key", str(d / "node.key")]
-    scheduler = subprocess.Popen(
-        [
-            DASK,
-            "scheduler",
-            "--protocol",
-            "tls",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dashboard-address",
-            "127.0.0.1:0",
-            "--scheduler-file",
-            str(d / "s.json"),
-            *tls,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    procs = [scheduler]
-    try:
-        deadline = time.time() + 60
-        while not (d / "s.json").exists() and time.time() < deadline:
-            time.sleep(0.1)
-        address = json.loads((d / "s.json").read_text())["address"]
+    with dask_cluster(d, 1, *tls) as (address, _):
         assert address.startswith("tls://")
-        procs.append(
-            subprocess.Popen(
-                [
-                    DASK,
-                    "worker",
-                    address,
-                    "--nthreads",
-                    "1",
-                    "--host",
-                    "127.0.0.1",
-                    "--dashboard-address",
-                    "127.0.0.1:0",
-                    "--memory-limit",
-                    "2GB",
-                    *tls,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
         yield address, d
-    finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 def _config(tmp_path: Path, certs: Path, name: str) -> Path:

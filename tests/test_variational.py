@@ -8,9 +8,6 @@ M-step takes statistics computed here, with NumPy, from the same ``resp``).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import warnings
 
 import numpy as np
@@ -18,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import COVARIANCE_TYPES, GMM, gmm, make_blobs, stats_of_resp, write_config, write_parquet
+from helpers import COVARIANCE_TYPES, gmm, kill_at_line, make_blobs, stats_of_resp, write_config, write_parquet
 from sklearn.mixture import BayesianGaussianMixture as SkBGM
 from sklearn.mixture import GaussianMixture as SkGMM
 
@@ -228,17 +225,7 @@ def test_a_variational_fit_resumes_to_the_same_bytes_on_any_number_of_workers(fi
     write_config(tmp_path / "a.yaml", **config, output={"path": "a"})
     write_config(tmp_path / "b.yaml", **config, output={"path": "b"}, cluster={"n_workers": 1})
     assert gmm(tmp_path, "fit", "a.yaml", "--scheduler", client.scheduler.address).returncode == 0
-    proc = subprocess.Popen(
-        [GMM, "fit", "b.yaml"], cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )  # its own 1-worker LocalCluster
-    try:
-        for line in proc.stderr:
-            if line.startswith("iteration 5:"):
-                break
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-        proc.stderr.close()
+    kill_at_line(tmp_path, "iteration 5:", "fit", "b.yaml")  # its own 1-worker LocalCluster
     resumed = gmm(tmp_path, "fit", "b.yaml")
     assert resumed.returncode == 0 and "resuming from iteration" in resumed.stderr, resumed.stderr
     assert (tmp_path / "a" / "model.npz").read_bytes() == (tmp_path / "b" / "model.npz").read_bytes()

@@ -18,7 +18,6 @@ from pipeline.kernels.estep import (
     MAX_SHIFT_DISTANCE2_FLOAT32,
     Prepared,
     estimate_log_resp,
-    log_gaussian_prob,
     prepare,
 )
 from pipeline.kernels.mstep import m_step
@@ -77,7 +76,6 @@ __all__ = [
     "is_dense",
     "estimate_log_resp",
     "hard_assignment_statistics",
-    "log_gaussian_prob",
     "log_prior",
     "m_step",
     "make_params",

@@ -378,25 +378,6 @@ def normalise(weighted: np.ndarray, buffers: dict) -> tuple[np.ndarray, np.ndarr
     return norm, resp
 
 
-def log_gaussian_prob(X: np.ndarray, params: Params) -> np.ndarray:
-    """Log density of every row under every component.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-    params : Params
-
-    Returns
-    -------
-    log_prob : ndarray of shape (n_samples, n_components)
-    """
-    prep = prepare(replace(params, weights=np.ones(params.n_components)))
-    out = np.empty((X.shape[0], params.n_components))
-    for rows, buffers in chunks(X, prep):
-        out[rows] = chunk_log_prob(prep, buffers).T
-    return out
-
-
 def estimate_log_resp(
     X: np.ndarray, params: Params, log_weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln
 
 from pipeline.kernels.params import Params, is_dense, per_component
 
@@ -216,21 +215,3 @@ def log_prior(params: Params, prior: Prior) -> float:
     if prior.shrinkage > 0:
         total += float((-0.5 * log_det - 0.5 * prior.shrinkage * mahalanobis).sum())
     return total
-
-
-def log_prior_constant(prior: Prior, covariance_type: str, n_components: int) -> float:
-    """The normalising constants :func:`log_prior` leaves out (for comparing with a full density)."""
-    d, nu = prior.mean.shape[0], prior.dof
-    n_means = n_components if prior.shrinkage > 0 else 0
-    total = n_means * 0.5 * d * math.log(prior.shrinkage / (2 * math.pi)) if n_means else 0.0
-    if is_dense(covariance_type):
-        sign, log_det_scale = np.linalg.slogdet(prior.scale)
-        per_wishart = (
-            0.5 * nu * log_det_scale
-            - 0.5 * nu * d * math.log(2)
-            - float(gammaln(0.5 * (nu - np.arange(d))).sum())
-            - 0.25 * d * (d - 1) * math.log(math.pi)
-        )
-        return total + per_wishart * (1 if covariance_type == "tied" else n_components)
-    per_gamma = 0.5 * nu * math.log(float(prior.scale) / 2) - float(gammaln(nu / 2))
-    return total + per_gamma * n_components * (d if covariance_type == "diag" else 1)

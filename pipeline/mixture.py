@@ -1,0 +1,351 @@
+"""What the estimators share: scikit-learn's protocol, its input checks, the fit loop, predictions, saving.
+
+The estimators run on the current Dask scheduler (an active
+``distributed.Client`` if there is one, else Dask's default) and never start a
+cluster themselves.  scikit-learn is not needed to use them; when scikit-learn
+calls them (Pipeline, clone, GridSearchCV, ``check_estimator``) they answer its
+protocol: ``get_params``/``set_params``, ``__sklearn_tags__`` (and
+``_more_tags`` for scikit-learn before 1.6), ``__sklearn_is_fitted__``, and
+feature-name checks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from pipeline import em, kernels
+from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES
+from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
+from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names, is_dask
+from pipeline.kernels.algorithms import collapsed_components
+from pipeline.model import describe, save_model
+from pipeline.passes import BlockSource, blocks_from_arrays, scan
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a is b or a == b)
+    except ValueError:
+        return False
+
+
+def _dtype_name(value) -> str | None:
+    """``"float32"`` for "float32", np.float32 or np.dtype("float32"); None for what is not a dtype."""
+    try:
+        return None if value is None else np.dtype(value).name
+    except TypeError:
+        return None
+
+
+class MixtureEstimator:
+    """What every estimator of this package shares: scikit-learn's protocol, input checks, prediction."""
+
+    _estimator_type = "DensityEstimator"  # scikit-learn before 1.6 reads this; later ones, __sklearn_tags__
+
+    # ------------------------------------------------------------------ scikit-learn's protocol
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return sorted(p.name for p in signature.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep=True) -> dict:
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. Valid parameters are: {valid!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults[k])]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            input_tags=InputTags(allow_nan=self.nan_policy != "error"),
+        )
+
+    def _more_tags(self) -> dict:  # scikit-learn before 1.6
+        return {"allow_nan": self.nan_policy != "error", "requires_y": False}
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "means_")
+
+    def _check_is_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def _rng(self) -> np.random.Generator:
+        if isinstance(self.random_state, np.random.Generator):
+            return self.random_state
+        if isinstance(self.random_state, np.random.RandomState):
+            return np.random.default_rng(self.random_state.randint(2**31))
+        return np.random.default_rng(self.random_state)
+
+    def _seed(self) -> int:
+        """The seed of every start: an int random_state itself, else drawn from it (or fresh entropy)."""
+        if isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool):
+            return int(self.random_state)
+        if self.random_state is None:
+            return int(np.random.SeedSequence().entropy)
+        return int(self._rng().integers(2**63))
+
+    def _check_common(self) -> None:
+        name = type(self).__name__
+        checks = [
+            (
+                isinstance(self.n_components, numbers.Integral)
+                and not isinstance(self.n_components, bool)
+                and self.n_components >= 1,
+                "n_components",
+                "an int in the range [1, inf)",
+            ),
+            (self.covariance_type in COVARIANCE_TYPES, "covariance_type", f"a str among {list(COVARIANCE_TYPES)}"),
+            (
+                isinstance(self.tol, numbers.Real) and math.isfinite(self.tol) and self.tol >= 0,
+                "tol",
+                "a float in the range [0.0, inf)",
+            ),
+            (
+                isinstance(self.reg_covar, numbers.Real) and math.isfinite(self.reg_covar) and self.reg_covar >= 0,
+                "reg_covar",
+                "a float in the range [0.0, inf)",
+            ),
+            (
+                isinstance(self.max_iter, numbers.Integral) and self.max_iter >= 0,
+                "max_iter",
+                "an int in the range [0, inf)",
+            ),
+            (isinstance(self.n_init, numbers.Integral) and self.n_init >= 1, "n_init", "an int in the range [1, inf)"),
+            (self.init_params in INIT_METHODS, "init_params", f"a str among {list(INIT_METHODS)}"),
+            (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0, "verbose", "an int >= 0"),
+            (
+                isinstance(self.verbose_interval, numbers.Integral) and self.verbose_interval >= 1,
+                "verbose_interval",
+                "an int in the range [1, inf)",
+            ),
+            (_dtype_name(self.dtype) in DTYPES, "dtype", f"one of {DTYPES}"),
+            (self.nan_policy in NAN_POLICIES, "nan_policy", f"a str among {list(NAN_POLICIES)}"),
+            (
+                self.random_state is None
+                or isinstance(self.random_state, (np.random.Generator, np.random.RandomState))
+                or (isinstance(self.random_state, numbers.Integral) and self.random_state >= 0),
+                "random_state",
+                "None, an int >= 0, a numpy Generator or RandomState",
+            ),
+        ]
+        for ok, param, expected in checks:
+            if not ok:
+                raise ValueError(
+                    f"The {param!r} parameter of {name} must be {expected}. Got {getattr(self, param)!r} instead."
+                )
+
+    # ------------------------------------------------------------------ fitting
+    def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int]:
+        """The rows as a persisted BlockSource, scanned and checked."""
+        source = blocks_from_arrays(X, sample_weight, nan_policy=self.nan_policy).persist()
+        source, summary = scan(source)
+        n_rows = sum(summary.n_rows)
+        if summary.n_missing and self.nan_policy == "error":  # Dask input is checked only as it is read
+            raise ValueError(
+                f"Input X contains NaN ({summary.n_missing} values). {type(self).__name__} does not "
+                "accept missing values encoded as NaN with nan_policy='error': set "
+                "nan_policy='marginalize' (or 'drop')."
+            )
+        if n_rows < max(2, self.n_components):
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, n_samples = {n_rows}"
+            )
+        problem = summary.problem([f"column {j}" for j in range(X.shape[1])], "sample_weight")
+        if problem:
+            raise ValueError(problem)
+        return source, summary, n_rows
+
+    def _verbose_reporter(self):
+        if not self.verbose:
+            return None
+        started = time.perf_counter()
+        print(f"Initialization {self.n_init} start(s), advancing together", file=sys.stdout)
+
+        def report(rep: em.IterationReport) -> None:
+            if rep.iteration % self.verbose_interval == 0:
+                best = max(range(len(rep.runs)), key=lambda i: rep.runs[i].lower_bound)
+                if self.verbose == 1:
+                    print(f"  Iteration {rep.iteration}")
+                else:
+                    print(
+                        f"  Iteration {rep.iteration}\t time lapse {time.perf_counter() - started:.5f}s\t "
+                        f"ll change {rep.changes[best]:.5f}"
+                    )
+
+        return report
+
+    def _finish(self, runs: list[em.EMRun], n_features: int, names, summary: kernels.Summary, n_rows: int) -> None:
+        best = em.best_run(runs) if self.max_iter > 0 else runs[-1]
+        self._set_fitted(best, n_features)
+        self.n_samples_, self.weight_sum_ = n_rows, summary.weight_sum
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if self.verbose:
+            state = "converged" if self.converged_ else "did not converge"
+            print(f"Initialization {state}." + (f" lower bound {self.lower_bound_:.5f}." if self.verbose >= 2 else ""))
+        collapsed = collapsed_components(best.params, self.reg_covar)
+        if collapsed.size:
+            warnings.warn(
+                f"{collapsed.size} of {self.n_components} components collapsed onto single points or none "
+                f"({collapsed.tolist()}); reg_covar alone keeps their covariances positive definite. Set "
+                "prior='default' or reduce n_components.",
+                CollapsedComponentsWarning,
+                stacklevel=3,
+            )
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the mixture.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights: a row of weight 2 counts as two copies of it.
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        names = feature_names(X)
+        X = check_rows(X, type(self).__name__, min_samples=2, allow_nan=self.nan_policy != "error")
+        sample_weight = check_sample_weight(sample_weight, X)
+        source, summary, n_rows = self._source(X, sample_weight)
+        runs = self._runs(source, X.shape[1])
+        em.run_em(
+            source, runs, tol=self.tol, max_iter=self.max_iter, dtype=self.dtype, on_iteration=self._verbose_reporter()
+        )
+        self._finish(runs, X.shape[1], names, summary, n_rows)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then predict the labels of X (consistent with ``fit(X).predict(X)``)."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    # ------------------------------------------------------------------ using a fitted model
+    def _params(self) -> kernels.Params:
+        self._check_is_fitted()
+        return kernels.Params(
+            self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
+        )
+
+    def _log_weights(self) -> np.ndarray | None:
+        """What predictions add to each component's Gaussian log density in place of ``log weights_`` (None)."""
+        return None
+
+    def _rowwise(self, X, fn, columns: int | None, dtype):
+        params, log_weights = self._params(), self._log_weights()
+        check_feature_names(self, X)
+        X = check_rows(
+            X, type(self).__name__, n_features=self.n_features_in_, allow_nan=self.nan_policy == "marginalize"
+        )
+        if is_dask(X):
+            X = X.rechunk({1: -1})
+            if columns is not None:
+                return X.map_blocks(fn, params, log_weights, dtype=dtype, chunks=(X.chunks[0], (columns,)))
+            return X.map_blocks(fn, params, log_weights, dtype=dtype, drop_axis=1)
+        return fn(X, params, log_weights)
+
+    def score_samples(self, X):
+        """Log-likelihood of each row. Returns ndarray (or Dask array) of shape (n_samples,)."""
+        return self._rowwise(X, _log_prob_norm, None, np.float64)
+
+    def predict_proba(self, X):
+        """Responsibilities. Returns ndarray (or Dask array) of shape (n_samples, n_components)."""
+        return self._rowwise(X, _resp, self.n_components, np.float64)
+
+    def predict(self, X):
+        """Most likely component of each row. Returns ndarray (or Dask array) of shape (n_samples,)."""
+        return self._rowwise(X, _labels, None, np.int64)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row (a float)."""
+        values = self.score_samples(X)
+        return float(values.mean().compute() if is_dask(values) else values.mean())
+
+    def sample(self, n_samples=1):
+        """Draw rows from the fitted mixture.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+        """
+        params = self._params()
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample.")
+        rng = self._rng()
+        counts = rng.multinomial(n_samples, params.weights / params.weights.sum())
+        covariances = kernels.dense_covariances(params)
+        parts = [rng.multivariate_normal(params.means[k], covariances[k], size=count) for k, count in enumerate(counts)]
+        return np.vstack(parts), np.repeat(np.arange(self.n_components), counts)
+
+    def _save(self, path, storage_options, params: kernels.Params, extra_arrays=None, **fields) -> None:
+        """Write the fitted model as a model directory; ``fields`` are the subclass's own model.yaml keys."""
+        names = getattr(self, "feature_names_in_", None)
+        info = describe(
+            params,
+            [f"x{i}" for i in range(self.n_features_in_)] if names is None else list(names),
+            named_features=names is not None,
+            converged=self.converged_,
+            n_iter=self.n_iter_,
+            lower_bound=self.lower_bound_,
+            history=self.lower_bounds_,
+            n_samples=getattr(self, "n_samples_", None),
+            weight_sum=getattr(self, "weight_sum_", None),
+            **fields,
+        )
+        save_model(path, params, info, storage_options, extra_arrays=extra_arrays)
+
+
+def n_rows(X) -> int:
+    n = X.shape[0]
+    return int(n) if isinstance(n, numbers.Integral) else int(len(X))
+
+
+def _log_prob_norm(X, params, log_weights):
+    return kernels.estimate_log_resp(X, params, log_weights)[0]
+
+
+def _resp(X, params, log_weights):
+    return np.exp(kernels.estimate_log_resp(X, params, log_weights)[1])
+
+
+def _labels(X, params, log_weights):
+    return kernels.estimate_log_resp(X, params, log_weights)[1].argmax(axis=1)
