@@ -80,13 +80,13 @@ def start_params(path: Path, covariance_type: str, k: int) -> kernels.Params:
     return kernels.make_params(np.full(k, 1.0 / k), truth.means + 0.5, cov, covariance_type)
 
 
-def per_iteration(source, start, repeats, low=2, high=12, dtype="float64"):
+def per_iteration(source, start, repeats, low=2, high=12, dtype="float64", missing=False):
     """(time for max_iter=high - time for max_iter=low) / (high - low), ``repeats`` times."""
     out = []
     for _ in range(repeats):
         times = {}
         for n_iter in (low, high):
-            runs = [em.EMRun(EMStep(start.covariance_type, 1e-6), start)]
+            runs = [em.EMRun(EMStep(start.covariance_type, 1e-6, missing=missing), start)]
             started = time.perf_counter()
             em.run_em(source, runs, tol=0.0, max_iter=n_iter, dtype=dtype)
             times[n_iter] = time.perf_counter() - started
@@ -245,6 +245,40 @@ def bench_scoring(root, address, repeats):
     return {"seconds": stats_of(times), "rows_per_s": n / statistics.median(times), "n_rows": n}
 
 
+def bench_missing(root, client, repeats):
+    """Shape A with 10% of rows missing one or two of their 16 values (nan_policy: marginalize), against the same
+    rows complete: the cost of an incomplete row against a complete one."""
+    import pyarrow as pa
+
+    shape = SHAPES["A"]
+    path = dataset_for(root, "A", shape)
+    holes = root / f"{path.name}-missing10"
+    if not holes.exists():
+        holes.mkdir()
+        rng = np.random.default_rng(10)
+        for part in sorted(path.glob("*.parquet"), key=lambda p: data._natural_key(str(p))):
+            table = pq.read_table(part)
+            X = np.column_stack([table.column(i).to_numpy() for i in range(table.num_columns)])
+            rows = np.flatnonzero(rng.uniform(size=X.shape[0]) < 0.10)
+            for row in rows:
+                X[row, rng.choice(X.shape[1], size=rng.integers(1, 3), replace=False)] = np.nan
+            pq.write_table(pa.table({name: X[:, j] for j, name in enumerate(table.column_names)}), holes / part.name)
+    start = start_params(path, shape["cov"], shape["k"])
+    result = {}
+    for name, where in (("complete", path), ("missing", holes)):
+        source = data.block_source(data.open_dataset(str(where), nan_policy="marginalize")).persist()
+        wait(futures_of(source.blocks))
+        result[name] = stats_of(per_iteration(source, start, repeats, missing=True))
+        del source
+    n_incomplete = round(0.10 * shape["n"])
+    complete_s, missing_s = result["complete"]["median"], result["missing"]["median"]
+    result["per_complete_row_us"] = 1e6 * complete_s / shape["n"]
+    # missing = 90% of the rows at the complete cost + 10% at the incomplete cost
+    result["per_incomplete_row_us"] = 1e6 * (missing_s - 0.9 * complete_s) / n_incomplete
+    result["incomplete_rows"] = n_incomplete
+    return result
+
+
 def bench_select(root, address):
     """Wall time of select --k 2..9 against eight separate fits of the same data, same settings."""
     from pipeline import job
@@ -350,6 +384,7 @@ def main(argv=None):
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--extras", action="store_true", help="also scoring throughput and select vs fits")
     parser.add_argument("--scaling", action="store_true", help="only the scaling curves (and docs/scaling.png)")
+    parser.add_argument("--missing", action="store_true", help="also shape A with 10%% of rows missing values")
     args = parser.parse_args(argv)
     root = Path(args.data)
     root.mkdir(parents=True, exist_ok=True)
@@ -380,6 +415,14 @@ def main(argv=None):
             report["results"] = results
             print_table(results, gemm_rate)
             print(f"machine float32 GEMM: {report['gemm_float32_gflops']:.1f} GFLOP/s (2 threads)")
+            if args.missing:
+                report["missing"] = m = bench_missing(root, client, args.repeats)
+                print(
+                    f"\nshape A, nan_policy marginalize: complete rows {m['complete']['median']:.4f} s/it, with 10% of "
+                    f"rows missing 1-2 of 16 values {m['missing']['median']:.4f} s/it; per complete row "
+                    f"{m['per_complete_row_us']:.3f} us, per incomplete row {m['per_incomplete_row_us']:.2f} us "
+                    f"({m['per_incomplete_row_us'] / m['per_complete_row_us']:.1f}x)"
+                )
             if args.extras:
                 report["scoring"] = bench_scoring(root, cluster.scheduler_address, args.repeats)
                 report["select"] = bench_select(root, cluster.scheduler_address)

@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
 from pipeline import GaussianMixture, em, init, kernels, passes
-from pipeline.errors import ConvergenceWarning
+from pipeline.errors import ConvergenceWarning, NumericalError
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 
 ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
@@ -260,3 +260,13 @@ def test_a_candidates_start_depends_only_on_itself_and_the_seed():
         np.testing.assert_array_equal(a.covariances, b.covariances)
     other_seed = first_m_steps(source, [(3, "full")], "kmeans", n_init=2, seed=8)[0]
     assert not np.array_equal(other_seed[0].means, alone[0].means)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_an_iteration_that_gives_nan_or_inf_stops_with_its_cause():
+    # A value whose square overflows, given straight to the driver (the scan before a fit refuses it by name).
+    X = make_blobs(18)
+    start = sklearn_start_params(X, 3, "full")
+    X[0] = 1e200
+    with pytest.raises(NumericalError, match=r"iteration 1: the E-step gave a non-finite log-likelihood or moments"):
+        em.run_em(blocks_from_arrays(X), em_runs([start]), tol=0.0, max_iter=3)

@@ -75,9 +75,15 @@ def patterns(missing: np.ndarray):
     """
     if missing.shape[0] == 0:
         return
-    unique, inverse = np.unique(missing, axis=0, return_inverse=True)
-    order = np.argsort(inverse.ravel(), kind="stable")
-    bounds = np.searchsorted(inverse.ravel()[order], np.arange(unique.shape[0] + 1))
+    if missing.shape[1] <= 63:  # each row's pattern as the bits of one integer: a fast one-dimensional unique
+        codes = missing.astype(np.int64) @ (np.int64(1) << np.arange(missing.shape[1], dtype=np.int64))
+        _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        unique = missing[first]
+    else:
+        unique, inverse = np.unique(missing, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(unique.shape[0] + 1))
     for p, pattern in enumerate(unique):
         if not pattern.all():
             yield ~pattern, order[bounds[p] : bounds[p + 1]]
@@ -98,14 +104,16 @@ def _conditional(Xp: np.ndarray, observed: np.ndarray, model: MarginalModel) -> 
     diff = Xp[:, o][None, :, :] - mu[:, None, o]  # (K, n, d_o)
     if model.dense:
         S = model.covariances
-        s_oo, s_mo = S[:, o][:, :, o], S[:, m][:, :, o]
-        lower = np.linalg.cholesky(s_oo)
-        z = np.linalg.solve(lower, np.swapaxes(diff, 1, 2))  # L^{-1} (x_o - mu_o): (K, d_o, n)
+        lower = np.linalg.cholesky(S[:, o][:, :, o])  # S_oo = L L^T
+        # One solve gives all: z = L^{-1} (x_o - mu_o) and Z = L^{-1} S_om, so the Mahalanobis distance is |z|^2,
+        # the conditional mean mu_m + Z^T z and the conditional covariance S_mm - Z^T Z.
+        n = Xp.shape[0]
+        solved = np.linalg.solve(lower, np.concatenate([np.swapaxes(diff, 1, 2), S[:, o][:, :, m]], axis=2))
+        z, coefficients = solved[:, :, :n], solved[:, :, n:]
         mahalanobis = np.square(z).sum(axis=1)
         log_det = 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
-        coefficients = np.linalg.solve(s_oo, np.swapaxes(s_mo, 1, 2))  # S_oo^{-1} S_om: (K, d_o, d_m)
-        conditional_mean = mu[:, None, m] + diff @ coefficients
-        covariance = S[:, m][:, :, m] - s_mo @ coefficients
+        conditional_mean = mu[:, None, m] + np.swapaxes(z, 1, 2) @ coefficients
+        covariance = S[:, m][:, :, m] - np.swapaxes(coefficients, 1, 2) @ coefficients
     else:
         var = model.covariances
         mahalanobis = (np.square(diff) / var[:, None, o]).sum(axis=2)
@@ -170,15 +178,17 @@ def pattern_sums(
                 log_likelihood += float(log_norm.sum() if w is None else log_norm @ w)
             a = resp if w is None else resp * w
             nk_piece = a.sum(axis=1)
-            y = cond.completed - shift[:, None, :]
+            y = cond.completed
+            y -= shift[:, None, :]
+            weighted = y * a[:, :, None]
             nk += nk_piece
-            s1 += np.einsum("kn,knd->kd", a, y)
+            s1 += weighted.sum(axis=1)
             if model.dense:
-                s2 += np.einsum("kn,knd,kne->kde", a, y, y)
+                s2 += np.matmul(np.swapaxes(weighted, 1, 2), y)  # one product per component
                 if conditional_covariance:
                     s2[:, m[:, None] & m[None, :]] += (nk_piece[:, None, None] * cond.covariance).reshape(k, -1)
             else:
-                s2 += np.einsum("kn,knd->kd", a, np.square(y))
+                s2 += (weighted * y).sum(axis=1)
                 if conditional_covariance:
                     s2[:, m] += nk_piece[:, None] * cond.covariance
     return log_likelihood, nk, s1, s2
@@ -186,8 +196,11 @@ def pattern_sums(
 
 def soft(log_prob: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
     """Posterior responsibilities from the marginal log densities, and ``log p(x_o)``."""
-    log_norm = logsumexp(log_prob, axis=0)
-    return log_norm, np.exp(log_prob - log_norm)
+    top = log_prob.max(axis=0)
+    resp = np.exp(log_prob - top)
+    total = resp.sum(axis=0)
+    resp /= total
+    return top + np.log(total), resp
 
 
 def hard(log_prob: np.ndarray, rows) -> tuple[None, np.ndarray]:

@@ -321,7 +321,7 @@ def _statistics(
             row_offset + np.flatnonzero(holes),
             conditional_covariance,
         )
-        X = np.asfortranarray(X[~holes])
+        X = np.compress(~holes, X.T, axis=1).T  # one copy, still in columns
         sample_weight = None if sample_weight is None else sample_weight[~holes]
 
     def global_rows(rows: slice) -> np.ndarray:
@@ -399,7 +399,7 @@ def block_fit(X: np.ndarray, sample_weight: np.ndarray | None, prep: Prepared) -
         sw = None if sample_weight is None else sample_weight[holes]
         log_prob_norm, log_resp = missing_log_resp(X[holes], prep.missing)
         total += (_weighted_sum(log_prob_norm, sw), _weighted_sum(log_resp.max(axis=1), sw))
-        X = np.asfortranarray(X[~holes])
+        X = np.compress(~holes, X.T, axis=1).T  # one copy, still in columns
         sample_weight = None if sample_weight is None else sample_weight[~holes]
     for rows, buffers in chunks(X, prep):
         log_prob_norm = normalise(chunk_log_prob(prep, buffers), buffers)[0]
