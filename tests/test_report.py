@@ -147,3 +147,24 @@ def test_the_html_page_renders_in_a_real_browser_without_errors(selected):
     assert console == [], console
     assert Path(selected / "page-screenshot.png").stat().st_size > 10_000
     assert "selection.csv" in (selected / "page.html").read_text() and yaml  # the table is named
+
+
+def test_a_nearly_flat_history_has_no_offset_notation(tmp_path):
+    # Two iterations 1e-11 apart around -6.79: matplotlib's default would label the axis "1e-11−6.792682249".
+    from helpers import random_params
+
+    from pipeline.model import describe, save_model
+
+    params = random_params("full")
+    save_model(
+        tmp_path / "m",
+        params,
+        describe(params, ["a", "b", "c"], history=[-6.792682249, -6.79268224901], converged=True, n_iter=2),
+    )
+    fig, _, _ = report.draw(str(tmp_path / "m"))
+    fig.canvas.draw()
+    convergence = fig.axes[0]
+    assert convergence.yaxis.get_offset_text().get_text() == ""
+    assert [float(t) for t in convergence.get_xticks() if 1 <= t <= 2] == [1.0, 2.0]
+    labels = [t.get_text() for t in convergence.get_yticklabels() if t.get_text()]
+    assert labels and all("e" not in label for label in labels), labels

@@ -180,7 +180,7 @@ SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 def test_storage_options_never_reach_model_checkpoint_logs_or_inspect(workdir, client):
     config = {
         "data": {"path": "data", "storage_options": {"key": "AKIDEXAMPLE42", "secret": SECRET}},
-        "model": {"n_components": 3, "max_iter": 200, "tol": 0.0},
+        "model": {"n_components": 3, "max_iter": 60, "tol": 0.0},
         "output": {"path": "out"},
     }
     write_config(workdir / "s.yaml", **config)
