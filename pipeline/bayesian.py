@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import em, init, kernels
-from pipeline.choices import WEIGHT_PRIOR_TYPES
-from pipeline.kernels.variational import PRIOR_KEYS as VARIATIONAL_PRIOR_KEYS
+from pipeline.choices import VARIATIONAL_PRIOR_KEYS, WEIGHT_PRIOR_TYPES
 from pipeline.kernels.variational import (
     VARIATIONAL_ARRAYS,
     VariationalState,
@@ -118,8 +117,8 @@ class BayesianGaussianMixture(MixtureEstimator):
         return VariationalStep(self.covariance_type, self.reg_covar, priors)
 
     def _runs(self, source: BlockSource, n_features: int) -> list[em.EMRun]:
-        if self.warm_start and self.__sklearn_is_fitted__():
-            algorithm = VariationalStep(self.covariance_type, self.reg_covar, self._priors)
+        if self.warm_start and self.__sklearn_is_fitted__():  # priors of this data and these parameters, as sklearn
+            algorithm = self._algorithm(init.data_moments(source, self.means_.mean(axis=0)))
             return [em.EMRun(algorithm, self._state(), self.lower_bound_, self.lower_bound_)]
         k, ct = self.n_components, self.covariance_type
         starts = init.start_statistics(

@@ -9,3 +9,11 @@ NAN_POLICIES = ("error", "drop", "marginalize")
 ALGORITHMS = ("em", "variational")
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 CRITERIA = ("bic", "aic", "icl")
+# The variational mixture's priors (scikit-learn's BayesianGaussianMixture parameters); None takes its default.
+VARIATIONAL_PRIOR_KEYS = (
+    "weight_concentration_prior",
+    "mean_precision_prior",
+    "mean_prior",
+    "degrees_of_freedom_prior",
+    "covariance_prior",
+)

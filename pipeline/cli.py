@@ -8,7 +8,6 @@ Options shared by several commands are defined once, below.
 
 from __future__ import annotations
 
-import json
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -18,7 +17,7 @@ import click
 from pipeline import job, jsonlog, scoring, synthetic
 from pipeline.choices import COVARIANCE_TYPES, CRITERIA
 from pipeline.config import load_config
-from pipeline.console import Console, echo
+from pipeline.console import Console, echo, strict_json
 from pipeline.errors import EnvironmentFault, InputError
 from pipeline.model import SELECTION_FILE
 
@@ -130,15 +129,17 @@ def _parse_ks(text: str) -> list[int]:
     try:
         if ".." in text:
             low, high = (int(v) for v in text.split(".."))
-            ks = list(range(low, high + 1))
+            count = high - low + 1  # counted before it is built: 1..10**12 must not take the machine's memory
+            ks = list(range(low, high + 1)) if 0 < count <= 1000 else []
         else:
             ks = [int(v) for v in text.split(",")]
+            count = len(set(ks))
     except ValueError:
         raise InputError(f"--k {text!r}: expected a range like 2..12 or a list like 2,4,8") from None
+    if count > 1000:
+        raise InputError(f"--k {text!r}: {count} candidates; at most 1000")
     if not ks or min(ks) < 1:
         raise InputError(f"--k {text!r}: needs at least one K, each >= 1")
-    if len(ks) > 1000:
-        raise InputError(f"--k {text!r}: {len(ks)} candidates; at most 1000")
     return sorted(set(ks))
 
 
@@ -235,7 +236,7 @@ def inspect(model_dir, as_json):
     """Print a fitted model's summary."""
     summary = _run(_setup(), job.inspect, model_dir)
     if as_json:
-        echo(json.dumps(summary, default=str))
+        echo(strict_json(summary))
         return
     echo(
         f"model {summary['path']}: {summary['n_components']} components x {summary['n_features']} features, "

@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, WorkerPlugin
 
+from pipeline import jsonlog, secrets
 from pipeline.config import ClusterConfig, SecurityConfig
 from pipeline.errors import EnvironmentFault, InputError
 
@@ -166,9 +167,23 @@ def connect(
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.register_plugin(ScrubbedLogs(secrets.registered()))  # their lines are printed with ours
         if on_connect:
             on_connect(client)
         yield client
+
+
+class ScrubbedLogs(WorkerPlugin):
+    """Scrubs the secrets (and URL passwords) from every log line of a worker process this job started."""
+
+    name = "gmm-scrubbed-logs"
+
+    def __init__(self, values: list[str]):
+        self.values = values
+
+    def setup(self, worker) -> None:
+        secrets.register({"values": self.values})
+        jsonlog.scrub_handlers()
 
 
 def check(settings: ClusterConfig, scheduler: str | None) -> None:

@@ -16,7 +16,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline import secrets, yamlfile
-from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES, WEIGHT_PRIOR_TYPES
+from pipeline.choices import (
+    ALGORITHMS,
+    COVARIANCE_TYPES,
+    DTYPES,
+    INIT_METHODS,
+    NAN_POLICIES,
+    VARIATIONAL_PRIOR_KEYS,
+    WEIGHT_PRIOR_TYPES,
+)
 from pipeline.errors import InputError
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -50,14 +58,7 @@ class PriorConfig(_Section):
     scale: float | list[list[float]] | None = None
 
 
-_VARIATIONAL_KEYS = (
-    "weight_concentration_prior_type",
-    "weight_concentration_prior",
-    "mean_precision_prior",
-    "mean_prior",
-    "degrees_of_freedom_prior",
-    "covariance_prior",
-)
+_VARIATIONAL_KEYS = ("weight_concentration_prior_type", *VARIATIONAL_PRIOR_KEYS)
 
 
 class ModelConfig(_Section):
@@ -91,6 +92,11 @@ class ModelConfig(_Section):
             raise ValueError(
                 "model.prior applies only with model.algorithm: em "
                 "(the variational mixture has its own priors, model.*_prior)"
+            )
+        elif self.init not in INIT_METHODS:
+            raise ValueError(
+                f"model.init: a model directory starts EM only; model.algorithm: variational starts "
+                f"from one of {', '.join(INIT_METHODS)}"
             )
         return self
 
@@ -297,16 +303,18 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
 def recorded(config: Config) -> dict[str, Any]:
     """The config as model.yaml records it: every value, but no secret (storage options' values redacted)."""
     dumped = config.model_dump(mode="json")
-    dumped["data"]["storage_options"] = secrets.redact_options(dumped["data"]["storage_options"])
-    dumped["output"]["storage_options"] = secrets.redact_options(dumped["output"]["storage_options"])
+    for section in ("data", "output"):
+        dumped[section]["storage_options"] = secrets.redact_options(dumped[section]["storage_options"])
+        dumped[section]["path"] = secrets.scrub(dumped[section]["path"])  # a URL's password
     return dumped
 
 
 def fit_identity(config: Config, fingerprint: str | None) -> dict[str, Any]:
     """What decides the fitted arrays: the data and the model settings and the data's fingerprint.
 
-    Not where it runs, and not the credentials it reads with (``storage_options``).
+    Not where it runs, and not the credentials it reads with (``storage_options``, a URL's password).
     """
     dumped = config.model_dump(mode="json")
     data = {key: value for key, value in dumped["data"].items() if key != "storage_options"}
+    data["path"] = secrets.scrub(data["path"])
     return {"data": data, "model": dumped["model"], "data_fingerprint": fingerprint}

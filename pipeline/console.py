@@ -13,10 +13,19 @@ import click
 from pipeline.secrets import scrub
 
 
+def strict_json(value) -> str:
+    """JSON text without Infinity or NaN, which strict parsers refuse: such numbers become null (the first
+    iteration's change from -inf, a model's bound before any iteration), at any depth."""
+    return json.dumps(_finite_or_none(value), default=str, allow_nan=False)
+
+
 def _finite_or_none(value):
-    """Strict JSON has no Infinity/NaN: the first iteration's change (from -inf) becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
     return value
 
 
@@ -79,7 +88,7 @@ class Console:
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.json:
-            self._write(json.dumps({k: _finite_or_none(v) for k, v in event.items()}, default=str))
+            self._write(strict_json(event))
         else:
             render = _TEXT.get(event["event"])
             self._write(render(event) if render else json.dumps(event, default=str))

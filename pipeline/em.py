@@ -145,8 +145,9 @@ def run_em(
 
 
 def best_run(runs: list[EMRun]) -> EMRun:
-    """The run with the highest lower bound (the first among equals), as scikit-learn picks."""
-    return max(runs, key=lambda r: r.lower_bound)
+    """The run with the highest objective (the first among equals): the lower bound, as scikit-learn picks, or
+    under a prior the log-posterior, which is what MAP EM maximises."""
+    return max(runs, key=lambda r: r.objective)
 
 
 def final_fits(source: BlockSource, runs: list[EMRun]) -> list[kernels.Fit]:

@@ -14,7 +14,7 @@ from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
 from pipeline.kernels.variational import VariationalPriors, VariationalStep
 from pipeline.mixture import MixtureEstimator, n_rows
-from pipeline.model import MissingValues, SavedModel, load_saved_model
+from pipeline.model import SavedModel, load_saved_model
 from pipeline.passes import BlockSource
 
 __all__ = ["BayesianGaussianMixture", "GaussianMixture", "load_model"]
@@ -237,8 +237,9 @@ class GaussianMixture(MixtureEstimator):
 
         An existing ``path`` is replaced only if it is a model directory.
         """
-        missing = None if self.nan_policy == "error" else MissingValues(nan_policy=self.nan_policy)
-        self._save(path, storage_options, self._params(), prior=getattr(self, "prior_", None), missing=missing)
+        self._save(
+            path, storage_options, self._params(), prior=getattr(self, "prior_", None), missing=self._missing_values
+        )
 
 
 def from_saved(saved: SavedModel) -> GaussianMixture | BayesianGaussianMixture:
@@ -272,6 +273,7 @@ def from_saved(saved: SavedModel) -> GaussianMixture | BayesianGaussianMixture:
         ),
         p.n_features,
     )
+    model._missing_values = info.missing
     if info.named_features:
         model.feature_names_in_ = np.array(info.feature_names, dtype=object)
     return model

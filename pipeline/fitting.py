@@ -17,11 +17,11 @@ import numpy as np
 
 from pipeline import cluster, data, em, init, kernels, passes
 from pipeline.checkpoint import Checkpoint, SavedRun
+from pipeline.choices import VARIATIONAL_PRIOR_KEYS
 from pipeline.config import Config, ModelConfig, recorded
 from pipeline.errors import InputError
 from pipeline.kernels.algorithms import EMStep, collapsed_components
 from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
-from pipeline.kernels.variational import PRIOR_KEYS as VARIATIONAL_PRIOR_KEYS
 from pipeline.kernels.variational import VariationalPriors, VariationalStep, resolve_priors
 from pipeline.model import MissingValues, ModelInfo, describe
 
@@ -109,19 +109,19 @@ def make_algorithm(
         return VariationalStep(ct, m.reg_covar, priors)
     if m.prior is None:
         return EMStep(ct, m.reg_covar, missing=missing)
-    if hyperparameters is not None:  # resolved before (a checkpoint)
-        prior = Prior.from_dict(hyperparameters)
-    else:
-        given = (
-            {}
-            if m.prior == "default"
-            else {k: getattr(m.prior, k) for k in PRIOR_KEYS if getattr(m.prior, k) is not None}
-        )
-        prior = default_prior(moments, candidate.n_components, ct, **given)
     try:
+        if hyperparameters is not None:  # resolved before (a checkpoint)
+            prior = Prior.from_dict(hyperparameters)
+        else:
+            given = (
+                {}
+                if m.prior == "default"
+                else {k: getattr(m.prior, k) for k in PRIOR_KEYS if getattr(m.prior, k) is not None}
+            )
+            prior = default_prior(moments, candidate.n_components, ct, **given)
         check_prior(prior, ct, moments.mean.shape[0] if moments is not None else prior.mean.shape[0])
-    except ValueError as exc:
-        raise InputError(f"model.prior: {exc}") from None
+    except ValueError as exc:  # a ragged matrix, a value out of range
+        raise InputError(f"model.prior: {str(exc)[:200]}") from None
     return EMStep(ct, m.reg_covar, prior, missing=missing)
 
 
@@ -146,7 +146,7 @@ def check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, config
 def _iteration_event(
     candidate: Candidate | None, runs: list[em.EMRun], changes: dict[int, float], rep: em.IterationReport, dtype: str
 ) -> dict[str, Any]:
-    best = max(runs, key=lambda r: r.lower_bound)
+    best = em.best_run(runs)
     event = {
         "event": "iteration",
         "iteration": rep.iteration,

@@ -17,16 +17,16 @@ those labels, as ``kmeans`` does.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline import kernels
-from pipeline.choices import COVARIANCE_TYPES, INIT_METHODS
+from pipeline.choices import COVARIANCE_TYPES
 from pipeline.kernels.prior import DataMoments, block_moment_sums
 from pipeline.passes import BlockSource, add_tuples
 
-__all__ = ["INIT_METHODS"]
 SAMPLE_SIZE = 100_000
 LLOYD_MAX_ITER = 100
 LLOYD_TOL = 1e-4
@@ -89,10 +89,14 @@ def draw_sample(source: BlockSource, rng: np.random.Generator, size: int = SAMPL
     n_total = sum(source.n_rows)
     index = np.sort(rng.choice(n_total, size=min(n_total, size), replace=False))
     X, w = source.run(_take_rows, index, combine=_concat_rows)
-    X, w = X[(w > 0) & ~np.isnan(X).all(axis=1)], w[(w > 0) & ~np.isnan(X).all(axis=1)]
+    keep = (w > 0) & ~np.isnan(X).all(axis=1)
+    X, w = X[keep], w[keep]
     holes = np.isnan(X)
-    if holes.any():  # k-means needs whole rows: a missing value takes its column's mean in the sample
-        X = np.where(holes, np.nanmean(X, axis=0), X)
+    if holes.any():  # k-means needs whole rows: a missing value takes its column's mean in the sample (or 0)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column with no value in the sample: mean of nothing
+            means = np.nan_to_num(np.nanmean(X, axis=0), nan=0.0)
+        X = np.where(holes, means, X)
     return X, w
 
 

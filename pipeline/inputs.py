@@ -104,7 +104,15 @@ def _to_float(X, name: str) -> np.ndarray:
     return np.asarray(array, dtype=np.float64)  # what is not a number fails as in scikit-learn (TypeError, ValueError)
 
 
-def check_rows(X, estimator_name: str, *, n_features: int | None = None, min_samples: int = 1, allow_nan: bool = False):
+def check_rows(
+    X,
+    estimator_name: str,
+    *,
+    n_features: int | None = None,
+    min_samples: int = 1,
+    allow_nan: bool = False,
+    nan_policy: str = "error",
+):
     """Rows as a float64 NumPy array (or Dask array), checked as scikit-learn's ``check_array``.
 
     Parameters
@@ -116,7 +124,9 @@ def check_rows(X, estimator_name: str, *, n_features: int | None = None, min_sam
     min_samples : int
         2 when fitting, 1 otherwise.
     allow_nan : bool
-        NaN marks a missing value (``nan_policy`` other than "error"); infinity is never allowed.
+        NaN marks a missing value; infinity is never allowed.
+    nan_policy : str
+        The estimator's, for the message when NaN is not allowed.
 
     Returns
     -------
@@ -165,14 +175,20 @@ def check_rows(X, estimator_name: str, *, n_features: int | None = None, min_sam
         raise ValueError(f"X has {d} features, but {estimator_name} is expecting {n_features} features as input.")
     if is_dask(array):
         return array.astype(np.float64)
-    if np.isinf(array).any():
+    return check_finite(array, estimator_name, allow_nan, nan_policy)
+
+
+def check_finite(X: np.ndarray, estimator_name: str, allow_nan: bool, nan_policy: str = "error") -> np.ndarray:
+    """``X`` itself, or ValueError for infinity, or for NaN unless ``allow_nan`` (also one block of Dask input)."""
+    if np.isinf(X).any():
         raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
-    if not allow_nan and np.isnan(array).any():
+    if not allow_nan and np.isnan(X).any():
+        advice = "set nan_policy='marginalize' (or 'drop')" if nan_policy == "error" else "fit with 'marginalize'"
         raise ValueError(
             f"Input X contains NaN. {estimator_name} does not accept missing values encoded as NaN "
-            "with nan_policy='error': set nan_policy='marginalize' (or 'drop')."
+            f"with nan_policy={nan_policy!r}: {advice}."
         )
-    return array
+    return X
 
 
 def check_sample_weight(sample_weight, X):

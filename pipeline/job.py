@@ -9,7 +9,6 @@ the config, the data's footers, and the output (:mod:`pipeline.outputs`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.choices import INIT_METHODS
 from pipeline.config import Config, fit_identity, validate
 from pipeline.errors import InputError
-from pipeline.fitting import Candidate
+from pipeline.fitting import Candidate, Emit
 from pipeline.model import (
     SELECTION_FILE,
     ModelInfo,
@@ -29,7 +28,6 @@ from pipeline.model import (
     save_model,
 )
 
-Emit = Callable[[dict[str, Any]], None]
 SELECTION_COLUMNS = ("n_components", "covariance_type", "log_likelihood", "bic", "aic", "icl", "n_iter", "converged")
 
 

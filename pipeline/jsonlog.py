@@ -22,6 +22,8 @@ class JsonFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted (and scrubbed) already by a filter
+            message += "\n" + record.exc_text
         return json.dumps(
             {"event": "log", "level": record.levelname, "logger": record.name, "message": _scrub(message)}
         )
@@ -32,6 +34,25 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return _scrub(super().format(record))
+
+
+class _ScrubFilter(logging.Filter):
+    """Scrubs a record's message and traceback before any formatter sees it (for handlers not set up here)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = _scrub(record.getMessage()), ()
+        if record.exc_info:
+            record.exc_text = _scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def scrub_handlers() -> None:
+    """Add the scrubbing filter to every handler of the root logger and of Dask's and our loggers (once)."""
+    for name in ("", *LOGGERS):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _ScrubFilter) for f in handler.filters):
+                handler.addFilter(_ScrubFilter())
 
 
 def _scrub(text: str) -> str:

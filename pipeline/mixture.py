@@ -23,9 +23,9 @@ import numpy as np
 from pipeline import em, kernels
 from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
-from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names, is_dask
+from pipeline.inputs import check_feature_names, check_finite, check_rows, check_sample_weight, feature_names, is_dask
 from pipeline.kernels.algorithms import collapsed_components
-from pipeline.model import describe, save_model
+from pipeline.model import MissingValues, describe, save_model
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 
 
@@ -79,11 +79,11 @@ class MixtureEstimator:
         return Tags(
             estimator_type="density_estimator",
             target_tags=TargetTags(required=False),
-            input_tags=InputTags(allow_nan=self.nan_policy != "error"),
+            input_tags=InputTags(allow_nan=self.nan_policy == "marginalize"),
         )
 
     def _more_tags(self) -> dict:  # scikit-learn before 1.6
-        return {"allow_nan": self.nan_policy != "error", "requires_y": False}
+        return {"allow_nan": self.nan_policy == "marginalize", "requires_y": False}
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "means_")
@@ -161,9 +161,10 @@ class MixtureEstimator:
                 )
 
     # ------------------------------------------------------------------ fitting
-    def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int]:
-        """The rows as a persisted BlockSource, scanned and checked."""
+    def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int, int]:
+        """The rows as a persisted BlockSource, scanned and checked; the summary, rows kept, rows dropped."""
         source = blocks_from_arrays(X, sample_weight, nan_policy=self.nan_policy).persist()
+        n_given = sum(source.n_rows)
         source, summary = scan(source)
         n_rows = sum(summary.n_rows)
         if summary.n_missing and self.nan_policy == "error":  # Dask input is checked only as it is read
@@ -179,7 +180,7 @@ class MixtureEstimator:
         problem = summary.problem([f"column {j}" for j in range(X.shape[1])], "sample_weight")
         if problem:
             raise ValueError(problem)
-        return source, summary, n_rows
+        return source, summary, n_rows, n_given - n_rows
 
     def _verbose_reporter(self):
         if not self.verbose:
@@ -200,10 +201,20 @@ class MixtureEstimator:
 
         return report
 
-    def _finish(self, runs: list[em.EMRun], n_features: int, names, summary: kernels.Summary, n_rows: int) -> None:
+    def _finish(
+        self, runs: list[em.EMRun], n_features: int, names, summary: kernels.Summary, n_rows: int, n_dropped: int
+    ) -> None:
         best = em.best_run(runs) if self.max_iter > 0 else runs[-1]
         self._set_fitted(best, n_features)
         self.n_samples_, self.weight_sum_ = n_rows, summary.weight_sum
+        self._missing_values = None  # what nan_policy did, for save
+        if self.nan_policy != "error":
+            self._missing_values = MissingValues(
+                nan_policy=self.nan_policy,
+                n_missing_values=summary.n_missing,
+                n_incomplete_rows=summary.n_incomplete,
+                n_dropped_rows=n_dropped,
+            )
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
@@ -246,12 +257,12 @@ class MixtureEstimator:
         names = feature_names(X)
         X = check_rows(X, type(self).__name__, min_samples=2, allow_nan=self.nan_policy != "error")
         sample_weight = check_sample_weight(sample_weight, X)
-        source, summary, n_rows = self._source(X, sample_weight)
+        source, summary, n_rows, n_dropped = self._source(X, sample_weight)
         runs = self._runs(source, X.shape[1])
         em.run_em(
             source, runs, tol=self.tol, max_iter=self.max_iter, dtype=self.dtype, on_iteration=self._verbose_reporter()
         )
-        self._finish(runs, X.shape[1], names, summary, n_rows)
+        self._finish(runs, X.shape[1], names, summary, n_rows, n_dropped)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -272,11 +283,11 @@ class MixtureEstimator:
     def _rowwise(self, X, fn, columns: int | None, dtype):
         params, log_weights = self._params(), self._log_weights()
         check_feature_names(self, X)
-        X = check_rows(
-            X, type(self).__name__, n_features=self.n_features_in_, allow_nan=self.nan_policy == "marginalize"
-        )
-        if is_dask(X):
-            X = X.rechunk({1: -1})
+        allow_nan = self.nan_policy == "marginalize"
+        name, policy = type(self).__name__, self.nan_policy
+        X = check_rows(X, name, n_features=self.n_features_in_, allow_nan=allow_nan, nan_policy=policy)
+        if is_dask(X):  # checked as each block is computed
+            X = X.rechunk({1: -1}).map_blocks(check_finite, name, allow_nan, policy, dtype=np.float64)
             if columns is not None:
                 return X.map_blocks(fn, params, log_weights, dtype=dtype, chunks=(X.chunks[0], (columns,)))
             return X.map_blocks(fn, params, log_weights, dtype=dtype, drop_axis=1)

@@ -31,6 +31,8 @@ from pipeline import kernels, storage, yamlfile
 from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES
 from pipeline.errors import InputError
 from pipeline.kernels.params import PARAM_ARRAYS as ARRAY_NAMES
+from pipeline.kernels.prior import Prior, check_prior
+from pipeline.kernels.variational import VARIATIONAL_ARRAYS, VariationalPriors, check_stored
 
 FORMAT_VERSION = 1
 YAML_NAME = "model.yaml"
@@ -251,7 +253,30 @@ def load_saved_model(path: str | Path, storage_options: dict | None = None) -> S
     )
     _check_consistent(params, info, npz_path, yaml_path)
     extra = {name: value for name, value in arrays.items() if name not in ARRAY_NAMES}
+    _check_priors(info, extra, npz_path, yaml_path)
     return SavedModel(params, info, extra)
+
+
+def _check_priors(info: ModelInfo, extra: dict[str, np.ndarray], npz_path: str, yaml_path: str) -> None:
+    """The prior of a MAP model, the priors and posterior arrays of a variational one: InputError if unusable."""
+    k, d, ct = info.n_components, info.n_features, info.covariance_type
+    if info.algorithm == "variational":
+        absent = [name for name in VARIATIONAL_ARRAYS if name not in extra]
+        if absent:
+            raise InputError(f"{npz_path}: no array {absent[0]!r} (a variational model has one)")
+        try:
+            priors = VariationalPriors.from_dict(info.variational or {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{yaml_path}: variational: not a set of priors ({type(exc).__name__}: {exc})") from None
+        try:
+            check_stored(priors, {name: np.asarray(extra[name], dtype=float) for name in VARIATIONAL_ARRAYS}, ct, k, d)
+        except ValueError as exc:
+            raise InputError(f"{yaml_path} / {npz_path}: variational: {exc}") from None
+    elif info.prior is not None:
+        try:
+            check_prior(Prior.from_dict(info.prior), ct, d)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{yaml_path}: prior: {str(exc)[:200]}") from None
 
 
 def _check_consistent(params: kernels.Params, info: ModelInfo, npz_path: str, yaml_path: str) -> None:

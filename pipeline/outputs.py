@@ -120,18 +120,20 @@ def check_replaceable(
         existing = _existing_kind(path, storage_options)
     except (OSError, ValueError) as exc:
         raise EnvironmentFault(scrub(f"{what} {path!r}: cannot look at it ({exc})")) from None
-    if existing in (None, "empty") or (existing == "directory" and owned(path)):
-        return
-    if existing == "file" and kind == "report" and owned(path):
+    if kind == "report":  # a report is one file: a directory, even an empty one, is not one to replace
+        if existing is None or (existing == "file" and owned(path)):
+            return
+    elif existing in (None, "empty") or (existing == "directory" and owned(path)):
         return
     found = (
         "a file"
         if existing == "file"
+        else "a directory"
+        if kind == "report"
         else "a directory that is not "
         + {
             "model": "a model directory (no model.yaml with format_version)",
             "score": f"a score output (no {SCORE_MARKER})",
-            "report": "a report",
         }[kind]
     )
     raise InputError(
@@ -209,7 +211,18 @@ def output_lock(output: str, what: str) -> Iterator[None]:
         return
     path = lock_path(output)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:  # a directory, a link, or no permission: not ours to lock
+            raise InputError(
+                f"{what} {output!r}: {path!r} exists and is not a lock of this tool "
+                f"({exc.strerror}); remove it or choose another output"
+            ) from None
+        if not _is_lock(fd):
+            os.close(fd)
+            raise InputError(
+                f"{what} {output!r}: {path!r} exists and is not a lock of this tool; remove it or choose another output"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -238,6 +251,17 @@ def output_lock(output: str, what: str) -> Iterator[None]:
             os.unlink(path)
         finally:
             os.close(fd)
+
+
+def _is_lock(fd: int) -> bool:
+    """Whether the file is empty (just made, by us or a run about to write into it) or says who holds it."""
+    content = os.pread(fd, 4097, 0)
+    if not content:
+        return True
+    try:
+        return set(json.loads(content)) == {"pid", "host", "since"}
+    except (ValueError, TypeError):
+        return False
 
 
 def _read_holder(fd: int) -> str:

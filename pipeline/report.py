@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline import data, kernels, outputs, storage
 from pipeline.errors import InputError
+from pipeline.kernels.variational import scoring_log_weights
 from pipeline.model import SELECTION_FILE, ModelInfo, load_saved_model
 
 SAMPLE_ROWS = 5000
@@ -99,7 +100,9 @@ def _convergence(ax, info: ModelInfo):
 
     history = info.history
     iterations = np.arange(1, len(history) + 1)
-    ax.plot(iterations, history, marker="o", markersize=3, label="mean log-likelihood")
+    variational = info.algorithm == "variational"
+    label = "variational lower bound" if variational else "mean log-likelihood"
+    ax.plot(iterations, history, marker="o", markersize=3, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     formatter = ScalarFormatter(useOffset=False)
     formatter.set_scientific(False)
@@ -108,7 +111,7 @@ def _convergence(ax, info: ModelInfo):
     ax.set(
         title=f"Convergence: {state} after {info.n_iter} iterations",
         xlabel="iteration",
-        ylabel="mean log-likelihood per row",
+        ylabel="lower bound (scikit-learn's, constants left out)" if variational else "mean log-likelihood per row",
     )
     ax.grid(alpha=0.3)
     changes = np.abs(np.diff(history))
@@ -176,7 +179,7 @@ def _selection(axes, selection: list[dict], info: ModelInfo, params: kernels.Par
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
 
 
-def _components(ax, params: kernels.Params, info: ModelInfo, sample: np.ndarray):
+def _components(ax, params: kernels.Params, info: ModelInfo, sample: np.ndarray, log_weights: np.ndarray | None):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Ellipse
@@ -185,7 +188,7 @@ def _components(ax, params: kernels.Params, info: ModelInfo, sample: np.ndarray)
     centre, scale, axes, explained = standardised_axes(params, sample)
     colours = plt.cm.tab10(np.arange(params.n_components) % 10)
     if sample.shape[0]:
-        labels = kernels.estimate_log_resp(np.asfortranarray(sample), params)[1].argmax(axis=1)
+        labels = kernels.estimate_log_resp(np.asfortranarray(sample), params, log_weights)[1].argmax(axis=1)
         projected = ((sample - centre) / scale) @ axes
         ax.scatter(projected[:, 0], projected[:, 1], s=3, c=colours[labels], alpha=0.3, linewidths=0)
     handles = []
@@ -246,7 +249,11 @@ def draw(model_dir: str, data_path: str | None = None):
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1]) if selection else (fig, None)
     left, right = top.subplots(1, 2, width_ratios=[1, 1.6])
     _convergence(left, info)
-    _components(right, params, info, sample)
+    log_weights = None  # a variational model predicts with its expectations, as gmm score does
+    if info.algorithm == "variational":
+        prior_type = info.variational["weight_concentration_prior_type"]
+        log_weights = scoring_log_weights(saved.extra_arrays, prior_type, params)
+    _components(right, params, info, sample, log_weights)
     if selection:
         _selection(bottom.subplots(1, n_types, squeeze=False)[0], selection, info, params)
         bottom.suptitle(
@@ -272,15 +279,18 @@ def write_report(model_dir: str, output: str, data_path: str | None = None) -> N
     suffix = Path(output).suffix.lower()
     if suffix not in (".png", ".html"):
         raise InputError(f"--output {output!r}: expected a .png or .html file")
-    outputs.check_apart(output, "--output", {"the model": model_dir, "--data": data_path})
-    outputs.check_replaceable(output, "--output", outputs.is_report, "report")
-    fig, info, selection = draw(model_dir, data_path)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": outputs.REPORT_MARK})
-    png = buffer.getvalue()
-    if suffix == ".png":
-        storage.write_bytes(output, png)
-        return
+    with outputs.writing(
+        output, "--output", "report", outputs.is_report, {"the model": model_dir, "--data": data_path}, None
+    ):
+        fig, info, selection = draw(model_dir, data_path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": outputs.REPORT_MARK})
+        png = buffer.getvalue()
+        storage.write_bytes(output, png if suffix == ".png" else _page(model_dir, png, info, selection).encode())
+
+
+def _page(model_dir: str, png: bytes, info, selection: list[dict]) -> str:
+    """The HTML report: the PNG embedded, the model's summary, its selection table and its components."""
     summary = [
         [key, str(getattr(info, key))]
         for key in (
@@ -310,7 +320,7 @@ def write_report(model_dir: str, output: str, data_path: str | None = None) -> N
         ["component", "weight", f"mean ({', '.join(info.feature_names)})"],
     )
     title = html.escape(f"gmm report: {model_dir}")
-    page = (
+    return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='generator' content='{outputs.REPORT_MARK}'><link rel='icon' href='data:,'>"
         f"<title>{title}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;"
@@ -320,4 +330,3 @@ def write_report(model_dir: str, output: str, data_path: str | None = None) -> N
         f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
         f"<h2>Model</h2>{tables}<h2>Components</h2>{weights}</body></html>"
     )
-    storage.write_bytes(output, page.encode())

@@ -22,12 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import cluster, data, kernels, outputs, storage
+from pipeline import cluster, data, kernels, outputs, passes, storage
 from pipeline.config import ClusterConfig
 from pipeline.errors import BlockError, InputError
 from pipeline.kernels.missing import impute, marginal_model
 from pipeline.kernels.variational import scoring_log_weights
 from pipeline.model import load_saved_model
+from pipeline.secrets import scrub
 
 LABEL_COLUMNS = ("label", "log_likelihood")
 UNCERTAINTY_COLUMNS = ("uncertainty", "entropy")
@@ -181,8 +182,8 @@ def score(
     marker = json.dumps(
         {
             "kind": "gmm score output",
-            "model": str(model_path),
-            "input": str(input_path),
+            "model": scrub(str(model_path)),
+            "input": scrub(str(input_path)),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
     )
@@ -196,7 +197,7 @@ def score(
             None,
         ),
         storage.staged_directory(output_path, replaceable=lambda p: outputs.is_score_output(str(p))) as staging,
-        cluster.session(settings, scheduler, emit),
+        cluster.session(settings, scheduler, emit) as client,
     ):
         shared = dask.delayed(scorer, pure=True)
         tasks = []
@@ -204,7 +205,8 @@ def score(
             target = staging / path[len(root) :].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             tasks.append(dask.delayed(score_file, pure=False)(dataset.fs, path, str(target), shared))
-        results = dask.compute(*tasks)
+        futures = client.compute(tasks)
+        results = [passes.await_result(client, future, settings.worker_timeout) for future in futures]
         errors = [r for r in results if isinstance(r, BlockError)]
         if errors:
             raise InputError(errors[0].message)

@@ -47,6 +47,11 @@ def register(*options: dict[str, Any] | None) -> None:
             _SECRETS.update(v for v in _leaves(value) if len(v) >= _MIN_LENGTH)
 
 
+def registered() -> list[str]:
+    """The registered secret values (for worker processes that print lines of their own)."""
+    return sorted(_SECRETS)
+
+
 def scrub(text: str) -> str:
     """``text`` with registered secrets and URL passwords replaced by ``***``."""
     for secret in sorted(_SECRETS, key=len, reverse=True):

@@ -174,6 +174,22 @@ def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
     assert as_json["n_components"] == 3 and as_json["feature_names"] == ["x0", "x1", "x2"]
 
 
+def test_inspect_json_is_strict_json_for_a_model_with_no_iteration(tmp_path):
+    from helpers import make_blobs
+
+    from pipeline import GaussianMixture
+
+    GaussianMixture(3, max_iter=0, random_state=0).fit(make_blobs(3)).save(tmp_path / "m")
+    shown = gmm("inspect", "m", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    as_json = json.loads(shown.stdout, parse_constant=refuse)
+    assert as_json["lower_bound"] is None
+
+
 @contextmanager
 def hold_port(port: int, timeout: float = 120):
     """Listen on ``port`` (waiting while a parallel test's cluster has it), so nobody else can."""

@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
 from pipeline import GaussianMixture, em, init, kernels, passes
+from pipeline.choices import INIT_METHODS
 from pipeline.errors import ConvergenceWarning, NumericalError
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 
@@ -206,7 +207,7 @@ def first_m_steps(source, candidates, init_params, n_init, seed, reg_covar=1e-6)
     ]
 
 
-@pytest.mark.parametrize("init_params", init.INIT_METHODS)
+@pytest.mark.parametrize("init_params", INIT_METHODS)
 def test_starts_do_not_depend_on_partitioning(init_params):
     X = make_blobs(14)
     n = X.shape[0]

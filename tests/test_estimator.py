@@ -190,3 +190,12 @@ def test_nan_in_dask_input_is_refused_or_marginalised():
     assert dropped.n_samples_ == X.shape[0] - 2
     kept = GaussianMixture(3, random_state=0, nan_policy="marginalize").fit(dX)
     assert kept.n_samples_ == X.shape[0] and np.isfinite(kept.means_).all()
+    np.testing.assert_allclose(kept.score_samples(dX).compute(), kept.score_samples(X), rtol=1e-12)
+    # predictions of a model that takes no NaN refuse them in Dask input too (as each block is computed)
+    for method in ("predict", "predict_proba", "score_samples"):
+        with pytest.raises(
+            ValueError, match=r"Input X contains NaN\. .* with nan_policy='drop': fit with 'marginalize'"
+        ):
+            getattr(dropped, method)(dX).compute()
+        with pytest.raises(ValueError, match=r"Input X contains infinity"):
+            getattr(kept, method)(da.from_array(np.where(np.isnan(X), np.inf, X), chunks=(250, 3))).compute()

@@ -173,6 +173,45 @@ CASES = {
         r"model\.mean_precision_prior applies only with model\.algorithm: variational",
     ),
     "prior with a stray key": (_config(model={"prior": {"shrink": 1}}), FIT, 2, r"unknown key 'model\.prior\.shrink'"),
+    "prior scale ragged": (
+        _config(model={"prior": {"scale": [[1.0, 0.0, 0.0], [0.0, 1.0]]}}),
+        FIT,
+        2,
+        r"model\.prior: .*inhomogeneous",
+    ),
+    "prior scale not symmetric": (
+        _config(model={"prior": {"scale": [[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]}}),
+        FIT,
+        2,
+        r"model\.prior: prior scale must be symmetric",
+    ),
+    "variational from a model directory": (
+        _config(model={"algorithm": "variational", "init": "m"}),
+        FIT,
+        2,
+        r"model\.init: a model directory starts EM only",
+    ),
+    "a column never observed": (
+        lambda d: (
+            _table("p.parquet", x0=[float("nan")] * 9, x1=[float(i) for i in range(9)])(d),
+            _config(data={"path": "t", "nan_policy": "marginalize"}, model={"n_components": 2})(d),
+        ),
+        FIT,
+        2,
+        r"column 'x0' has no value in any row that counts \(all missing\)",
+    ),
+    "a lock file that is not ours": (
+        lambda d: (_text("out.lock", "my notes")(d), _config()(d)),
+        FIT,
+        2,
+        r"'out\.lock' exists and is not a lock of this tool; remove it",
+    ),
+    "a lock that is a symlink": (
+        lambda d: (_symlink("out.lock", "c.yaml")(d), _config()(d)),
+        FIT,
+        2,
+        r"'out\.lock' exists and is not a lock of this tool \(.*\)",
+    ),
     "empty output.path": (_config(output={"path": ""}), FIT, 2, r"output\.path: String should have at least 1"),
     # --------------------------------------------------------------- the command line
     "unknown command": (NOTHING, ("fitt",), 2, r"No such command 'fitt'"),
@@ -181,6 +220,12 @@ CASES = {
     "bad --set key": (NOTHING, ("fit", "c.yaml", "--set", "model..k=3"), 2, r"unknown key 'model\.'"),
     "bad --criterion": (NOTHING, ("select", "c.yaml", "--k", "2", "--criterion", "xyz"), 2, r"'xyz' is not one of"),
     "--k too many": (NOTHING, ("select", "c.yaml", "--k", "1..5000"), 2, r"5000 candidates; at most 1000"),
+    "--k astronomically wide": (
+        NOTHING,
+        ("select", "c.yaml", "--k", "1..1000000000000"),
+        2,
+        r"1000000000000 candidates; at most 1000",
+    ),
     "--k zero": (NOTHING, ("select", "c.yaml", "--k", "0..3"), 2, r"needs at least one K, each >= 1"),
     "empty --covariance-types": (
         NOTHING,
@@ -314,6 +359,12 @@ CASES = {
         ("score", "--model", "m", "--input", "data", "--output", "s", "--keep", "uncertainty"),
         2,
         r"--keep 'uncertainty' would collide",
+    ),
+    "report into an empty directory": (
+        lambda d: (d / "r.html").mkdir(),
+        ("report", "m", "--output", "r.html"),
+        2,
+        r"--output 'r\.html' exists and is a directory; this command replaces only its own",
     ),
     "report into the data": (
         NOTHING,

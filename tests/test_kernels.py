@@ -8,6 +8,7 @@ from scipy.stats import multivariate_normal
 from pipeline import kernels
 from pipeline.errors import ComponentCollapseError
 from pipeline.kernels import estep
+from pipeline.kernels.stats import uniforms_at
 
 ROUTES = [pytest.param(True, id="expanded"), pytest.param(False, id="centred")]
 
@@ -245,7 +246,7 @@ def test_singular_covariance_names_the_component_and_the_remedy():
 
 
 def test_row_uniforms_do_not_depend_on_block_boundaries():
-    whole = kernels.row_uniforms(10, 100, 4, seed=7)
-    split = np.concatenate([kernels.row_uniforms(10, 33, 4, seed=7), kernels.row_uniforms(43, 67, 4, seed=7)])
+    whole = uniforms_at(np.arange(10, 110), 4, seed=7)
+    split = np.concatenate([uniforms_at(np.arange(10, 43), 4, seed=7), uniforms_at(np.arange(43, 110), 4, seed=7)])
     np.testing.assert_array_equal(whole, split)
     assert 0 < whole.min() and whole.max() <= 1 and abs(whole.mean() - 0.5) < 0.05

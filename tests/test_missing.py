@@ -167,6 +167,8 @@ def test_a_partitioned_parquet_fit_equals_the_in_memory_one_on_any_number_of_wor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         in_memory = GaussianMixture(3, tol=0.0, max_iter=20, random_state=3, nan_policy="marginalize").fit(X)
+    in_memory.save(tmp_path / "mem")  # the estimator records what nan_policy did as gmm fit does
+    assert yaml.safe_load((tmp_path / "mem" / "model.yaml").read_text())["missing"] == info["missing"]
     fitted = load_model(tmp_path / "two")
     np.testing.assert_allclose(fitted.means_, in_memory.means_, rtol=1e-9)
     np.testing.assert_allclose(fitted.covariances_, in_memory.covariances_, rtol=1e-9)
@@ -208,3 +210,46 @@ def test_the_default_policy_still_refuses_holes(tmp_path):
     assert np.isfinite(gm.predict_proba(X)).all()
     gm.save(tmp_path / "m")
     assert load_model(tmp_path / "m").nan_policy == "marginalize"
+    load_model(tmp_path / "m").save(tmp_path / "again")  # a loaded model keeps the record
+    assert yaml.safe_load((tmp_path / "again" / "model.yaml").read_text())["missing"] == {
+        "nan_policy": "marginalize",
+        "n_missing_values": int(np.isnan(X).sum()) - 3 * int(np.isnan(X).all(axis=1).sum()),  # in rows kept
+        "n_incomplete_rows": int((np.isnan(X).any(axis=1) & ~np.isnan(X).all(axis=1)).sum()),
+        "n_dropped_rows": int(np.isnan(X).all(axis=1).sum()),
+    }
+    GaussianMixture(3, nan_policy="drop", random_state=0).fit(X).save(tmp_path / "d")
+    assert yaml.safe_load((tmp_path / "d" / "model.yaml").read_text())["missing"] == {
+        "nan_policy": "drop",
+        "n_missing_values": 0,
+        "n_incomplete_rows": 0,
+        "n_dropped_rows": int(np.isnan(X).any(axis=1).sum()),
+    }
+
+
+@pytest.mark.parametrize("n_complete", [40, 2])
+def test_the_datas_moments_use_every_observed_value(n_complete):
+    """The prior's defaults need the data's mean and covariance: each column's over its observed values, the
+    complete rows' correlations (only the variances when there are no more complete rows than features)."""
+    from pipeline.init import data_moments
+
+    X = make_blobs(88, n_per=40)
+    X[n_complete:] = with_holes(X[n_complete:], 0.3, 7)
+    if n_complete < X.shape[1]:  # every later row misses a value
+        X[np.arange(n_complete, X.shape[0]), np.arange(X.shape[0] - n_complete) % X.shape[1]] = np.nan
+    X = X[~np.isnan(X).all(axis=1)]
+    weights = np.random.default_rng(1).integers(1, 4, size=X.shape[0])
+    weights[:n_complete] = 1
+    repeated = np.repeat(X, weights, axis=0)  # integer weights count as repeated rows
+    got = data_moments(
+        blocks_from_arrays(X, weights.astype(float), rows_per_block=31, nan_policy="marginalize"),
+        np.array([0.5, -1.0, 2.0]),
+    )
+    variances = np.nanvar(repeated, axis=0, ddof=1)
+    np.testing.assert_allclose(got.mean, np.nanmean(repeated, axis=0), rtol=1e-12)
+    complete = repeated[~np.isnan(repeated).any(axis=1)]
+    if complete.shape[0] > X.shape[1]:
+        correlation = np.corrcoef(complete.T)
+        want = correlation * np.sqrt(np.outer(variances, variances))
+    else:
+        want = np.diag(variances)
+    np.testing.assert_allclose(got.covariance, want, rtol=1e-10)

@@ -262,7 +262,9 @@ def test_the_cli_fits_with_the_prior_and_records_it(tmp_path, client):
         "--scheduler",
         client.scheduler.address,
     )
-    assert_user_error(bad, r"model\.prior: prior mean must be 3 finite numbers, got shape \(1,\)", tmp_path, "out3")
+    assert_user_error(
+        bad, r"model\.prior: prior mean must be 3 numbers \(one per feature\), got shape \(1,\)", tmp_path, "out3"
+    )
     # with reg_covar = 0 and no prior the same data stop with the advice
     assert_user_error(
         gmm(
@@ -292,3 +294,12 @@ def test_the_estimators_prior_parameter():
         GaussianMixture(3, prior={"shrink": 1}).fit(X)
     with pytest.raises(ValueError, match="prior dof must be > 2"):
         GaussianMixture(3, prior={"dof": 1.0}).fit(X)
+
+
+def test_of_several_map_starts_the_highest_log_posterior_wins():
+    # the log-likelihood alone would pick the first: the prior's term is what MAP EM maximises
+    runs = [
+        em.EMRun(None, None, lower_bound=-1.0, objective=-5.0),
+        em.EMRun(None, None, lower_bound=-2.0, objective=-3.0),
+    ]
+    assert em.best_run(runs) is runs[1]

@@ -168,3 +168,25 @@ def test_a_nearly_flat_history_has_no_offset_notation(tmp_path):
     assert [float(t) for t in convergence.get_xticks() if 1 <= t <= 2] == [1.0, 2.0]
     labels = [t.get_text() for t in convergence.get_yticklabels() if t.get_text()]
     assert labels and all("e" not in label for label in labels), labels
+
+
+def test_a_variational_model_is_drawn_with_its_bound_and_its_own_predictions(tmp_path):
+    import matplotlib.pyplot as plt
+    from helpers import make_blobs, write_parquet
+
+    from pipeline import BayesianGaussianMixture, kernels
+
+    X = make_blobs(5, n_per=150, centres=((0, 0, 0), (1.5, 0, 0), (0, 1.5, 0)))
+    write_parquet(tmp_path / "data", X, 1)
+    bgm = BayesianGaussianMixture(n_components=6, random_state=0, max_iter=300).fit(X)
+    bgm.save(tmp_path / "m")
+    fig, _, _ = report.draw(str(tmp_path / "m"), str(tmp_path / "data"))
+    convergence, components = fig.axes[:2]
+    assert convergence.get_legend().get_texts()[0].get_text() == "variational lower bound"
+    assert convergence.get_ylabel().startswith("lower bound")
+    shown = components.collections[0].get_facecolors()[:, :3]
+    colours = plt.cm.tab10(np.arange(6) % 10)[:, :3]
+    expected = bgm.predict(X)
+    np.testing.assert_allclose(shown, colours[expected])
+    plug_in = kernels.estimate_log_resp(np.asfortranarray(X), bgm._params())[1].argmax(axis=1)
+    assert (plug_in != expected).any()  # the case the report must not draw with the plug-in mixture

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from helpers import (
     write_parquet,
 )
 
-from pipeline import GaussianMixture, load_model
+from pipeline import BayesianGaussianMixture, GaussianMixture, load_model
 from pipeline.errors import ConvergenceWarning
 
 
@@ -206,6 +207,51 @@ def test_storage_options_never_reach_model_checkpoint_logs_or_inspect(workdir, c
     assert run.returncode == 0 and "nothing to do" in run.stderr, run.stderr
 
 
+WORKER_LOGS_A_SECRET = f"""
+import logging, sys
+from pipeline import cluster, jsonlog, secrets
+from pipeline.config import ClusterConfig
+
+jsonlog.configure(sys.argv[1])
+secrets.register({{"secret": "{SECRET}"}})
+
+def leak():
+    logging.getLogger("distributed.worker").warning("reading with secret={SECRET} from ftp://u:pw1234@host/x")
+    try:
+        raise OSError("denied for {SECRET}")
+    except OSError:
+        logging.getLogger("distributed.worker").exception("failed")
+
+with cluster.connect(None, ClusterConfig(n_workers=1, dashboard=False)) as client:
+    client.run(leak)
+"""
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_worker_process_logs_secrets_scrubbed(tmp_path, log_format):
+    """A LocalCluster's workers write to gmm's stderr: their lines are scrubbed as gmm's own."""
+    run = subprocess.run(
+        [sys.executable, "-c", WORKER_LOGS_A_SECRET, log_format], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert "reading with secret=*** from ftp://u:***@host/x" in run.stderr, run.stderr
+    assert "OSError: denied for ***" in run.stderr, run.stderr
+    assert SECRET not in run.stderr and "pw1234" not in run.stderr
+
+
+def test_a_urls_password_is_neither_recorded_nor_part_of_the_fits_identity():
+    from pipeline.config import fit_identity, recorded, validate
+
+    def config(password):
+        return validate(
+            {"data": {"path": f"s3://AKID:{password}@bucket/data"}, "output": {"path": f"s3://u:{password}@b/m"}}, "c"
+        )
+
+    assert SECRET not in str(recorded(config(SECRET))) and "s3://AKID:***@bucket/data" in str(recorded(config(SECRET)))
+    assert SECRET not in str(fit_identity(config(SECRET), "f"))
+    assert fit_identity(config(SECRET), "f") == fit_identity(config("rotated-password"), "f")
+
+
 def test_a_secret_in_a_bad_value_or_a_url_is_not_echoed(workdir):
     write_config(workdir / "s.yaml", data={"path": "data", "storage_options": SECRET}, output={"path": "out"})
     line = error_line(gmm(workdir, "fit", "s.yaml"))
@@ -358,6 +404,52 @@ def test_a_model_whose_files_disagree_or_are_no_mixture_is_refused(tmp_path, cha
     GaussianMixture(3, random_state=0).fit(make_blobs(85)).save(tmp_path / "m")
     _rewrite_model(tmp_path / "m", change)
     write_parquet(tmp_path / "data", make_blobs(85), 1)
+    assert_user_error(gmm(tmp_path, "inspect", "m"), pattern)
+    assert_user_error(
+        gmm(tmp_path, "score", "--model", "m", "--input", "data", "--output", "s"), pattern, tmp_path, output="s"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        load_model(tmp_path / "m")
+
+
+def _set_prior(key, value):
+    def change(arrays, info):
+        (info["prior"] if "prior" in info and info["prior"] else info["variational"])[key] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("make", "change", "pattern"),
+    [
+        ("map", _set_prior("dof", -1.0), r"model\.yaml: prior: prior dof must be > 2"),
+        ("map", _set_prior("scale", [[1.0, 0.0], [0.0, 1.0]]), r"model\.yaml: prior: prior scale must be a 3 x 3"),
+        ("map", _set_prior("mean", [1.0, 2.0]), r"model\.yaml: prior: prior mean must be 3 numbers"),
+        ("map", _set_prior("shrinkage", None), r"model\.yaml: prior: .*float\(\) argument must be"),
+        ("variational", _set_prior("mean_precision_prior", -2.0), r"variational: mean_precision_prior must be > 0"),
+        ("variational", _set_prior("covariance_prior", [1.0]), r"variational: covariance_prior has shape \(1,\)"),
+        ("variational", _set_prior("weight_concentration_prior_type", "x"), r"weight_concentration_prior_type 'x'"),
+        (
+            "variational",
+            _set(mean_precision=lambda a, i: np.full(3, np.inf)),
+            r"variational: mean_precision holds NaN or inf",
+        ),
+        (
+            "variational",
+            _set(degrees_of_freedom=lambda a, i: np.ones(3)),
+            r"variational: degrees_of_freedom must be > 2 \(n_features - 1\)",
+        ),
+        ("variational", lambda a, i: a.pop("weight_concentration"), r"no array 'weight_concentration'"),
+    ],
+)
+def test_a_model_whose_prior_or_posterior_is_unusable_is_refused(tmp_path, make, change, pattern):
+    X = make_blobs(87)
+    if make == "map":
+        GaussianMixture(3, prior={"shrinkage": 0.1}, random_state=0).fit(X).save(tmp_path / "m")
+    else:
+        BayesianGaussianMixture(n_components=3, random_state=0).fit(X).save(tmp_path / "m")
+    _rewrite_model(tmp_path / "m", change)
+    write_parquet(tmp_path / "data", X, 1)
     assert_user_error(gmm(tmp_path, "inspect", "m"), pattern)
     assert_user_error(
         gmm(tmp_path, "score", "--model", "m", "--input", "data", "--output", "s"), pattern, tmp_path, output="s"

@@ -51,6 +51,8 @@ def first_run(algorithm, X, resp, sample_weight=None):
 def ours_fit(X, resp, sample_weight=None, **params):
     class FromResp(BayesianGaussianMixture):
         def _runs(self, source, n_features):
+            if self.warm_start and self.__sklearn_is_fitted__():
+                return super()._runs(source, n_features)
             return [first_run(self._algorithm(init.data_moments(source, X.mean(axis=0))), X, resp, sample_weight)]
 
     with warnings.catch_warnings():
@@ -94,6 +96,18 @@ def test_parity_with_sklearn_with_given_priors():
         covariance_prior=[2.0, 1.0, 0.5],
     )
     assert_same(ours_fit(X, resp, **params), sklearn_fit(X, resp, **params))
+
+
+def test_a_warm_start_on_other_data_takes_that_datas_priors_as_sklearn():
+    X, other = make_blobs(102), make_blobs(103) + 1.5
+    resp = random_resp(X.shape[0], 4, seed=2)
+    params = dict(n_components=4, covariance_type="full", tol=0, max_iter=15, warm_start=True)
+    ours, theirs = ours_fit(X, resp, **params), sklearn_fit(X, resp, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.fit(other), theirs.fit(other)
+    np.testing.assert_allclose(ours.mean_prior_, other.mean(axis=0), rtol=1e-12)
+    assert_same(ours, theirs)
 
 
 @pytest.mark.parametrize("prior_type", PRIOR_TYPES)

@@ -8,12 +8,15 @@ results.  Notation follows scikit-learn: ``X`` is (n_samples, n_features),
 
 - :mod:`~pipeline.kernels.params`: parameters, Cholesky factors of the precisions, the covariance types;
 - :mod:`~pipeline.kernels.estep`: log densities and responsibilities, in log space;
-- :mod:`~pipeline.kernels.stats`: block statistics and their merge;
-- :mod:`~pipeline.kernels.mstep`: the M-step (maximum likelihood, or MAP under :mod:`~pipeline.kernels.prior`).
+- :mod:`~pipeline.kernels.stats`: block statistics (sums, summaries, starts' draws) and their merge;
+- :mod:`~pipeline.kernels.mstep`: the maximum-likelihood M-step;
+- :mod:`~pipeline.kernels.prior`: mclust's conjugate prior, the data's moments, the MAP M-step;
+- :mod:`~pipeline.kernels.variational`: the variational (Dirichlet-process) mixture's priors, posterior, bound;
+- :mod:`~pipeline.kernels.missing`: rows with missing values, marginalised (E-step, statistics, imputation);
+- :mod:`~pipeline.kernels.algorithms`: EM, MAP EM and the variational mixture as one step interface for the driver.
 """
 
 from pipeline.kernels.estep import (
-    DTYPES,
     MAX_SHIFT_DISTANCE2,
     MAX_SHIFT_DISTANCE2_FLOAT32,
     Prepared,
@@ -22,7 +25,6 @@ from pipeline.kernels.estep import (
 )
 from pipeline.kernels.mstep import m_step
 from pipeline.kernels.params import (
-    COVARIANCE_TYPES,
     Params,
     check_params,
     compute_precision_cholesky,
@@ -48,12 +50,9 @@ from pipeline.kernels.stats import (
     hard_assignment_statistics,
     nearest_centre,
     random_resp_statistics,
-    row_uniforms,
 )
 
 __all__ = [
-    "COVARIANCE_TYPES",
-    "DTYPES",
     "MAX_SHIFT_DISTANCE2",
     "MAX_SHIFT_DISTANCE2_FLOAT32",
     "DataMoments",
@@ -85,6 +84,5 @@ __all__ = [
     "precisions_from_cholesky",
     "prepare",
     "random_resp_statistics",
-    "row_uniforms",
     "unit_params",
 ]

@@ -38,12 +38,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.choices import DTYPES
 from pipeline.kernels.missing import MarginalModel, marginal_model
 from pipeline.kernels.missing import log_resp as missing_log_resp
 from pipeline.kernels.params import Params, is_dense
 
-__all__ = ["DTYPES"]
 _LOG_2PI = math.log(2.0 * math.pi)
 # Temporaries of a chunk take about this many bytes: within the last-level cache, and long enough rows for the
 # products (measured best from 4 to 16 MiB on the benchmark shapes).
@@ -110,7 +108,8 @@ class Prepared:
     missing: MarginalModel | None = None
 
 
-def _log_det(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
+def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
+    """``log |U_k|`` of each component's precision factor (= ``-1/2 log |Sigma_k|``); one value for tied."""
     if covariance_type == "full":
         return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
     if covariance_type == "tied":
@@ -210,7 +209,7 @@ def _log_weights(params: Params, log_weights: np.ndarray | None) -> np.ndarray:
 def _prepare(params: Params, allow_expanded: bool, dtype, log_weights: np.ndarray, with_entropy: bool) -> Prepared:
     ct, u = params.covariance_type, params.precisions_cholesky
     k, d = params.n_components, params.n_features
-    offset = log_weights + _log_det(u, ct, d) - 0.5 * d * _LOG_2PI
+    offset = log_weights + log_det_cholesky(u, ct, d) - 0.5 * d * _LOG_2PI
     centre = params.weights @ params.means / params.weights.sum()
     whitened = _whitened(params.means - centre, u, ct)
     distance2 = np.square(whitened).sum(axis=1)

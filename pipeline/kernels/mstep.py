@@ -65,14 +65,20 @@ def m_step(
     k, d = data_means.shape
     if prior is None:
         means = data_means
-        counts = nk[:, None, None] if is_dense(covariance_type) else nk[:, None]
-        full_counts = np.broadcast_to(counts, (k, d, d) if is_dense(covariance_type) else (k, d))
-        cov = scatter / reduce_components(full_counts, covariance_type)
+        cov = ml_covariances(nk, scatter, covariance_type, d)
     else:
         means = map_means(nk, data_means, prior)
         cov = map_covariances(nk, data_means - prior.mean, scatter, covariance_type, prior)
     cov = add_to_diagonal(cov, reg_covar, covariance_type)
     return Params(nk / nk.sum(), means, cov, compute_precision_cholesky(cov, covariance_type), covariance_type)
+
+
+def ml_covariances(nk: np.ndarray, scatter: np.ndarray, covariance_type: str, n_features: int) -> np.ndarray:
+    """Maximum-likelihood covariances: the scatter (in the type's shape) over its weight, reduced alike."""
+    k, d = nk.shape[0], n_features
+    dense = is_dense(covariance_type)
+    counts = np.broadcast_to(nk[:, None, None] if dense else nk[:, None], (k, d, d) if dense else (k, d))
+    return scatter / reduce_components(counts, covariance_type)
 
 
 def add_to_diagonal(cov: np.ndarray, value: float, covariance_type: str) -> np.ndarray:

@@ -22,10 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from pipeline.choices import COVARIANCE_TYPES
 from pipeline.errors import ComponentCollapseError
 
-__all__ = ["COVARIANCE_TYPES"]
 # The arrays of Params, in the order model.npz and checkpoints store them.
 PARAM_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
 

@@ -77,27 +77,72 @@ class DataMoments:
 
 @dataclass(frozen=True)
 class MomentSums:
-    """``sum w``, ``sum w (x - c)`` and ``sum w (x - c)(x - c)^T`` of some rows about a shift ``c``; ``+`` adds."""
+    """Sums for the data's moments about a shift ``c``; ``+`` adds.
+
+    ``weight_sum``, ``s1``, ``s2``: ``sum w``, ``sum w (x - c)``, ``sum w (x - c)(x - c)^T`` of the complete
+    rows; ``observed_*``: the same per column over every observed value (only the diagonal of ``s2``), which
+    differ from them only where values are missing.
+    """
 
     weight_sum: float
     s1: np.ndarray
     s2: np.ndarray
+    observed_weight: np.ndarray
+    observed_s1: np.ndarray
+    observed_s2: np.ndarray
 
     def __add__(self, other: MomentSums) -> MomentSums:
-        return MomentSums(self.weight_sum + other.weight_sum, self.s1 + other.s1, self.s2 + other.s2)
+        return MomentSums(
+            *(
+                a + b
+                for a, b in zip(
+                    (self.weight_sum, self.s1, self.s2, self.observed_weight, self.observed_s1, self.observed_s2),
+                    (other.weight_sum, other.s1, other.s2, other.observed_weight, other.observed_s1, other.observed_s2),
+                )
+            )
+        )
 
     def moments(self, shift: np.ndarray) -> DataMoments:
-        offset = self.s1 / self.weight_sum
-        scatter = self.s2 - np.outer(self.s1, offset)
-        return DataMoments(self.weight_sum, shift + offset, scatter / max(self.weight_sum - 1.0, np.finfo(float).tiny))
+        """The data's mean and (n - 1)-denominator covariance (R's ``var``; over the weight sum itself when that is
+        at most 1).  With missing values: each column's mean and variance over its observed values, and the
+        complete rows' covariance where they are more than ``d``, else only the diagonal."""
+        d = shift.shape[0]
+        if np.array_equal(self.observed_weight, np.full(d, self.weight_sum)):
+            offset = self.s1 / self.weight_sum
+            covariance = (self.s2 - np.outer(self.s1, offset)) / _denominator(self.weight_sum)
+            return DataMoments(self.weight_sum, shift + offset, covariance)
+        offset = self.observed_s1 / self.observed_weight
+        variances = (self.observed_s2 - self.observed_s1 * offset) / np.vectorize(_denominator)(self.observed_weight)
+        if self.weight_sum > d:
+            complete = (self.s2 - np.outer(self.s1, self.s1 / self.weight_sum)) / _denominator(self.weight_sum)
+            diagonal = np.diag(complete)
+            scale = np.sqrt(variances / np.where(diagonal > 0, diagonal, 1.0))
+            covariance = complete * np.outer(scale, scale)  # the complete rows' correlations, the columns' variances
+        else:
+            covariance = np.diag(variances)
+        return DataMoments(float(self.observed_weight.min()), shift + offset, covariance)
+
+
+def _denominator(weight_sum: float) -> float:
+    return weight_sum - 1.0 if weight_sum > 1.0 else max(weight_sum, np.finfo(float).tiny)
 
 
 def block_moment_sums(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray) -> MomentSums:
-    """MomentSums of a block's complete rows (those with no value missing) about ``shift``."""
-    complete = ~np.isnan(X).any(axis=1)
+    """MomentSums of a block about ``shift`` (see :class:`MomentSums` for rows with missing values)."""
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    observed = ~np.isnan(X)
+    complete = observed.all(axis=1)
     centred = X[complete] - shift
-    w = np.ones(centred.shape[0]) if sample_weight is None else sample_weight[complete]
-    return MomentSums(float(w.sum()), w @ centred, (centred * w[:, None]).T @ centred)
+    wc = w[complete]
+    filled = np.where(observed, X - shift, 0.0)
+    return MomentSums(
+        float(wc.sum()),
+        wc @ centred,
+        (centred * wc[:, None]).T @ centred,
+        w @ observed,
+        w @ filled,
+        w @ np.square(filled),
+    )
 
 
 def default_prior(moments: DataMoments, n_components: int, covariance_type: str, **given) -> Prior:
@@ -128,24 +173,38 @@ def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
     d = n_features
     if not (math.isfinite(prior.shrinkage) and prior.shrinkage >= 0):
         raise ValueError(f"prior shrinkage must be a finite number >= 0, got {prior.shrinkage}")
-    if prior.mean.shape != (d,) or not np.isfinite(prior.mean).all():
-        raise ValueError(f"prior mean must be {d} finite numbers, got shape {prior.mean.shape}")
+    if prior.mean.shape != (d,):
+        raise ValueError(f"prior mean must be {d} numbers (one per feature), got shape {prior.mean.shape}")
+    if not np.isfinite(prior.mean).all():
+        raise ValueError(f"prior mean must be finite, got {_brief(prior.mean)}")
     least = d - 1 if is_dense(covariance_type) else 0
     if not (math.isfinite(prior.dof) and prior.dof > least):
         raise ValueError(f"prior dof must be > {least} for covariance_type {covariance_type!r}, got {prior.dof}")
     if is_dense(covariance_type):
         scale = prior.scale
-        if scale.shape != (d, d) or not np.isfinite(scale).all() or not np.allclose(scale, scale.T):
+        if scale.shape != (d, d):
             raise ValueError(
-                f"prior scale must be a symmetric {d} x {d} matrix for covariance_type "
-                f"{covariance_type!r}, got shape {scale.shape}"
+                f"prior scale must be a {d} x {d} matrix for covariance_type {covariance_type!r}, "
+                f"got shape {scale.shape}"
             )
+        if not np.isfinite(scale).all():
+            raise ValueError(f"prior scale must be finite, got {_brief(scale)}")
+        if not np.allclose(scale, scale.T):
+            raise ValueError("prior scale must be symmetric")
         if np.linalg.eigvalsh(scale).min() < -1e-10 * max(1.0, np.abs(scale).max()):
             raise ValueError("prior scale must be positive semi-definite")
-    elif prior.scale.shape != () or not (np.isfinite(prior.scale) and prior.scale > 0):
+    elif prior.scale.shape != ():
         raise ValueError(
-            f"prior scale must be one number > 0 for covariance_type {covariance_type!r}, got {prior.scale.tolist()!r}"
+            f"prior scale must be one number for covariance_type {covariance_type!r}, got shape {prior.scale.shape}"
         )
+    elif not (np.isfinite(prior.scale) and prior.scale > 0):
+        raise ValueError(f"prior scale must be a finite number > 0, got {float(prior.scale)}")
+
+
+def _brief(values: np.ndarray) -> str:
+    """The first few values, for a message."""
+    flat = values.ravel()
+    return np.array2string(flat[:4], precision=4) + (" ..." if flat.size > 4 else "")
 
 
 def map_covariances(

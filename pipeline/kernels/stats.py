@@ -136,6 +136,8 @@ class Summary:
             spread = self.maximum - self.minimum
             load = np.square(spread) * max(self.weight_sum, 1.0)
         for j, name in enumerate(columns):
+            if self.minimum[j] > self.maximum[j]:  # no value seen: every row missing it, or weighing 0
+                return f"{name} has no value in any row that counts (all missing); drop the column or fill it"
             if not (math.isfinite(load[j]) and load[j] < MAX_SQUARED_SPREAD):
                 return (
                     f"{name} spans {spread[j]:.3g} (from {self.minimum[j]:.3g} to {self.maximum[j]:.3g}); its "
@@ -292,8 +294,8 @@ class _Rule:
     holes: Callable
 
 
-def _split(X, sample_weight, prep: Prepared):
-    """The complete rows (all of X when none has a hole or holes are not expected) and the rows with holes."""
+def _split(X, sample_weight, prep: Prepared) -> np.ndarray | None:
+    """The mask of rows with a hole; None when no row has one, or when holes are not expected (``prep``)."""
     if prep.missing is None:
         return None
     holes = np.isnan(X).any(axis=1)
@@ -458,18 +460,13 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def row_uniforms(row_offset: int, n_rows: int, n_columns: int, seed: int) -> np.ndarray:
+def uniforms_at(rows: np.ndarray, n_columns: int, seed: int) -> np.ndarray:
     """Uniform numbers in (0, 1] keyed by global row index, so any partitioning gives the same.
 
     Returns
     -------
-    u : ndarray of shape (n_rows, n_columns)
+    u : ndarray of shape (len(rows), n_columns)
     """
-    return uniforms_at(np.arange(row_offset, row_offset + n_rows), n_columns, seed)
-
-
-def uniforms_at(rows: np.ndarray, n_columns: int, seed: int) -> np.ndarray:
-    """:func:`row_uniforms` of the given global rows (shape (len(rows), n_columns))."""
     idx = (
         np.asarray(rows, dtype=np.uint64)[:, None] * np.uint64(n_columns) + np.arange(n_columns, dtype=np.uint64)
     ).ravel()

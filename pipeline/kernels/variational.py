@@ -18,27 +18,20 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
+from pipeline.choices import VARIATIONAL_PRIOR_KEYS
 from pipeline.kernels.algorithms import Scores
-from pipeline.kernels.estep import Prepared, prepare
-from pipeline.kernels.mstep import add_to_diagonal, component_moments
+from pipeline.kernels.estep import Prepared, log_det_cholesky, prepare
+from pipeline.kernels.mstep import add_to_diagonal, component_moments, ml_covariances
 from pipeline.kernels.params import (
     PARAM_ARRAYS,
     Params,
     compute_precision_cholesky,
     is_dense,
-    reduce_components,
 )
 from pipeline.kernels.prior import DataMoments
 from pipeline.kernels.stats import Stats
 
 VARIATIONAL_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom")
-PRIOR_KEYS = (
-    "weight_concentration_prior",
-    "mean_precision_prior",
-    "mean_prior",
-    "degrees_of_freedom_prior",
-    "covariance_prior",
-)
 
 
 @dataclass(frozen=True)
@@ -108,22 +101,26 @@ def resolve_priors(
             "spherical": variances.mean(),
         }[covariance_type],
     }
-    values = {key: defaults[key] if given.get(key) is None else given[key] for key in PRIOR_KEYS}
+    values = {key: defaults[key] if given.get(key) is None else given[key] for key in VARIATIONAL_PRIOR_KEYS}
     for key in ("weight_concentration_prior", "mean_precision_prior"):
         if not (isinstance(values[key], (int, float, np.floating)) and math.isfinite(values[key]) and values[key] > 0):
             raise ValueError(f"The parameter '{key}' should be a number > 0, but got {values[key]!r}.")
     mean = np.asarray(values["mean_prior"], dtype=float)
-    if mean.shape != (d,) or not np.isfinite(mean).all():
+    if mean.shape != (d,):
         raise ValueError(f"The parameter 'means' should have the shape of ({d},), but got {mean.shape}")
+    if not np.isfinite(mean).all():
+        raise ValueError("The parameter 'mean_prior' should be finite, but it holds NaN or inf")
     dof = values["degrees_of_freedom_prior"]
     if not (math.isfinite(dof) and dof > d - 1.0):
         raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got {dof:.3f}.")
     cov = np.asarray(values["covariance_prior"], dtype=float)
     shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[covariance_type]
-    if cov.shape != shape or not np.isfinite(cov).all():
+    if cov.shape != shape:
         raise ValueError(
             f"The parameter '{covariance_type} covariance_prior' should have the shape of {shape}, but got {cov.shape}"
         )
+    if not np.isfinite(cov).all():
+        raise ValueError("The parameter 'covariance_prior' should be finite, but it holds NaN or inf")
     if given.get("covariance_prior") is None:  # the data's own, as scikit-learn takes it unchecked
         pass
     elif is_dense(covariance_type):
@@ -139,6 +136,47 @@ def resolve_priors(
         float(dof),
         cov,
     )
+
+
+def check_stored(
+    priors: VariationalPriors, arrays: dict[str, np.ndarray], covariance_type: str, k: int, d: int
+) -> None:
+    """ValueError naming what a stored variational model (priors and posterior arrays) cannot be."""
+    if priors.weight_concentration_prior_type not in ("dirichlet_process", "dirichlet_distribution"):
+        raise ValueError(f"weight_concentration_prior_type {priors.weight_concentration_prior_type!r} is not known")
+    shapes = {
+        "mean_prior": (np.asarray(priors.mean_prior), (d,)),
+        "covariance_prior": (
+            np.asarray(priors.covariance_prior),
+            {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[covariance_type],
+        ),
+        "weight_concentration": (
+            arrays["weight_concentration"],
+            (2, k) if priors.weight_concentration_prior_type == "dirichlet_process" else (k,),
+        ),
+        "mean_precision": (arrays["mean_precision"], (k,)),
+        "degrees_of_freedom": (arrays["degrees_of_freedom"], () if covariance_type == "tied" else (k,)),
+    }
+    for name, (value, shape) in shapes.items():
+        if value.shape != shape:
+            raise ValueError(f"{name} has shape {value.shape}, expected {shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} holds NaN or inf")
+    positive = {
+        "weight_concentration_prior": priors.weight_concentration_prior,
+        "mean_precision_prior": priors.mean_precision_prior,
+        "weight_concentration": arrays["weight_concentration"],
+        "mean_precision": arrays["mean_precision"],
+    }
+    for name, value in positive.items():
+        if not (np.asarray(value) > 0).all():
+            raise ValueError(f"{name} must be > 0")
+    for name, value in (
+        ("degrees_of_freedom_prior", priors.degrees_of_freedom_prior),
+        ("degrees_of_freedom", arrays["degrees_of_freedom"]),
+    ):
+        if not (np.asarray(value) > d - 1.0).all():
+            raise ValueError(f"{name} must be > {d - 1} (n_features - 1)")
 
 
 @dataclass(frozen=True)
@@ -214,10 +252,7 @@ class VariationalStep:
         ct, p = self.covariance_type, self.priors
         nk, xk, scatter = component_moments(stats, shift, ct)
         k, d = xk.shape
-        counts = np.broadcast_to(
-            nk[:, None, None] if is_dense(ct) else nk[:, None], (k, d, d) if is_dense(ct) else (k, d)
-        )
-        sk = add_to_diagonal(scatter / reduce_components(counts, ct), self.reg_covar, ct)  # the ML covariances
+        sk = add_to_diagonal(ml_covariances(nk, scatter, ct, d), self.reg_covar, ct)
         if p.weight_concentration_prior_type == "dirichlet_process":
             concentration = np.stack(
                 [1.0 + nk, p.weight_concentration_prior + np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))]
@@ -258,17 +293,8 @@ class VariationalStep:
         """scikit-learn's bound (its constants left out), at the new posterior with the E-step's responsibilities."""
         ct, params = self.covariance_type, new_state.params
         d = params.n_features
-        u = params.precisions_cholesky
-        if ct == "full":
-            log_det = np.log(np.diagonal(u, axis1=1, axis2=2)).sum(axis=1)
-        elif ct == "tied":
-            log_det = np.log(np.diag(u)).sum()
-        elif ct == "diag":
-            log_det = np.log(u).sum(axis=1)
-        else:
-            log_det = d * np.log(u)
         nu = new_state.degrees_of_freedom
-        log_det = log_det - 0.5 * d * np.log(nu)
+        log_det = log_det_cholesky(params.precisions_cholesky, ct, d) - 0.5 * d * np.log(nu)
         log_wishart = _log_wishart_norm(nu, log_det, d)
         log_wishart = params.n_components * float(log_wishart[0]) if ct == "tied" else float(np.sum(log_wishart))
         concentration = new_state.weight_concentration
