@@ -94,15 +94,24 @@ class _Group(click.Group):
 
     def main(self, *args: Any, **kwargs: Any):
         kwargs["standalone_mode"] = False
+        argv = kwargs.get("args", args[0] if args else None)
+        argv = sys.argv[1:] if argv is None else list(argv)
         try:
             return super().main(*args, **kwargs)
         except click.exceptions.Abort:
-            click.echo("error: aborted", err=True)
+            _requested_console(argv).error("aborted")
             sys.exit(1)
         except click.ClickException as exc:
             context = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) is not None else ""
-            click.echo(f"error: {context}{' '.join(exc.format_message().split())}", err=True)
+            _requested_console(argv).error(f"{context}{' '.join(exc.format_message().split())}")
             sys.exit(EXIT_INPUT if isinstance(exc, click.UsageError) else exc.exit_code)
+
+
+def _requested_console(argv: list[str]) -> Console:
+    """The console the command line asked for, read from the raw arguments (click could not parse them)."""
+    pairs = zip(argv, [*argv[1:], None])
+    wants_json = any(a == "--log-format=json" or (a == "--log-format" and b == "json") for a, b in pairs)
+    return Console("json" if wants_json else "text")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -123,8 +123,12 @@ def staged_directory(path: str | Path, replaceable: Callable[[Path], bool] = lam
                 )
             retired = path.parent / f".{path.name}.old-{tag}"
             os.rename(path, retired)
-            os.rename(staging, path)
-            shutil.rmtree(retired)
+            try:
+                os.rename(staging, path)
+            except OSError:
+                os.rename(retired, path)  # the earlier output goes back where it was
+                raise
+            shutil.rmtree(retired, ignore_errors=True)
         else:
             os.rename(staging, path)
     except OSError as exc:

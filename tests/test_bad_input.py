@@ -7,7 +7,6 @@ connect to the session's LocalCluster with ``--scheduler``.
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import make_blobs, write_parquet
+from helpers import GMM, gmm, make_blobs, write_parquet
 
 from pipeline import GaussianMixture
 from pipeline.errors import ComponentCollapseError
-
-GMM = str(Path(sys.executable).parent / "gmm")
-
-
-def run_gmm(cwd, *args):
-    return subprocess.run([GMM, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def invoke(cwd, monkeypatch, *args):
@@ -59,7 +52,7 @@ def fit(tmp_path, client, data=None, model=None, extra_args=()):
         "output": {"path": "out"},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    return run_gmm(tmp_path, "fit", "c.yaml", "--scheduler", client.scheduler.address, *extra_args)
+    return gmm(tmp_path, "fit", "c.yaml", "--scheduler", client.scheduler.address, *extra_args)
 
 
 # --------------------------------------------------------------------------- config
@@ -110,7 +103,7 @@ def test_bad_set_overrides(tmp_path, monkeypatch, assignment, pattern):
 
 def test_a_config_mistake_through_the_installed_command(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {path: data}\nmodel: {n_components: 0}\n")
-    assert_user_error(run_gmm(tmp_path, "fit", "c.yaml"), r"model\.n_components: Input should be greater", tmp_path)
+    assert_user_error(gmm(tmp_path, "fit", "c.yaml"), r"model\.n_components: Input should be greater", tmp_path)
 
 
 def test_unknown_init_names_the_key(tmp_path, client):
@@ -313,9 +306,7 @@ def model_dir(tmp_path):
 
 def test_inspect_a_directory_that_is_not_a_model(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_user_error(
-        run_gmm(tmp_path, "inspect", "empty"), r"empty: not a model directory \(no model\.yaml\)", tmp_path
-    )
+    assert_user_error(gmm(tmp_path, "inspect", "empty"), r"empty: not a model directory \(no model\.yaml\)", tmp_path)
 
 
 def test_inspect_a_model_whose_arrays_fail_their_sha256(tmp_path, model_dir):
@@ -323,7 +314,7 @@ def test_inspect_a_model_whose_arrays_fail_their_sha256(tmp_path, model_dir):
     content = bytearray(npz.read_bytes())
     content[-40] ^= 0xFF
     npz.write_bytes(bytes(content))
-    assert_user_error(run_gmm(tmp_path, "inspect", "m"), r"model\.npz: sha256 does not match", tmp_path)
+    assert_user_error(gmm(tmp_path, "inspect", "m"), r"model\.npz: sha256 does not match", tmp_path)
 
 
 def test_inspect_a_newer_format_version(tmp_path, model_dir):
@@ -331,7 +322,7 @@ def test_inspect_a_newer_format_version(tmp_path, model_dir):
     info["format_version"] = 99
     (model_dir / "model.yaml").write_text(yaml.safe_dump(info))
     assert_user_error(
-        run_gmm(tmp_path, "inspect", "m"), r"format_version 99 is newer than this gmm-pipeline reads", tmp_path
+        gmm(tmp_path, "inspect", "m"), r"format_version 99 is newer than this gmm-pipeline reads", tmp_path
     )
 
 

@@ -3,8 +3,6 @@
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -13,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import COVARIANCE_TYPES, make_blobs, sklearn_start, whitened_errors, write_parquet
+from helpers import COVARIANCE_TYPES, gmm, make_blobs, sklearn_start, whitened_errors, write_config, write_parquet
 from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
@@ -22,16 +20,6 @@ from pipeline.config import load_config
 from pipeline.model import describe, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
-GMM = str(Path(sys.executable).parent / "gmm")
-
-
-def gmm(*args, cwd, env=None):
-    return subprocess.run([GMM, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
-
-
-def write_config(path: Path, **sections) -> Path:
-    path.write_text(yaml.safe_dump(sections))
-    return path
 
 
 def fit_parquet_from_sklearns_start(tmp_path, client, X, covariance_type, emit=lambda event: None, **model):
@@ -111,6 +99,7 @@ def test_a_model_written_before_a_config_key_existed_is_still_this_fit(tmp_path,
 
 def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
     run = gmm(
+        tmp_path,
         "generate",
         "--output",
         "data",
@@ -124,11 +113,10 @@ def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
         4,
         "--seed",
         3,
-        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
     write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3}, output={"path": "out/m"})
-    run = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", "--set", "model.dtype=float32", cwd=tmp_path)
+    run = gmm(tmp_path, "fit", "c.yaml", "--set", "cluster.n_workers=2", "--set", "model.dtype=float32")
     assert run.returncode == 0, run.stderr
     assert "iteration 1: lower_bound=" in run.stderr and "dashboard: http" in run.stderr
     assert run.stderr.count("dtype=float32") == run.stderr.count("iteration ")
@@ -166,11 +154,11 @@ def test_generate_then_fit_recovers_the_truth_through_the_cli(tmp_path):
     assert expected <= set(info)
     assert info["n_samples"] == 20000 and info["config"]["cluster"]["n_workers"] == 2
 
-    again = gmm("fit", "c.yaml", "--set", "cluster.n_workers=2", "--set", "model.dtype=float32", cwd=tmp_path)
+    again = gmm(tmp_path, "fit", "c.yaml", "--set", "cluster.n_workers=2", "--set", "model.dtype=float32")
     assert again.returncode == 0 and "nothing to do" in again.stderr
-    shown = gmm("inspect", "out/m", cwd=tmp_path)
+    shown = gmm(tmp_path, "inspect", "out/m")
     assert shown.returncode == 0 and "3 components x 3 features" in shown.stdout
-    as_json = json.loads(gmm("inspect", "out/m", "--json", cwd=tmp_path).stdout)
+    as_json = json.loads(gmm(tmp_path, "inspect", "out/m", "--json").stdout)
     assert as_json["n_components"] == 3 and as_json["feature_names"] == ["x0", "x1", "x2"]
 
 
@@ -180,7 +168,7 @@ def test_inspect_json_is_strict_json_for_a_model_with_no_iteration(tmp_path):
     from pipeline import GaussianMixture
 
     GaussianMixture(3, max_iter=0, random_state=0).fit(make_blobs(3)).save(tmp_path / "m")
-    shown = gmm("inspect", "m", "--json", cwd=tmp_path)
+    shown = gmm(tmp_path, "inspect", "m", "--json")
     assert shown.returncode == 0, shown.stderr
 
     def refuse(constant):
@@ -219,7 +207,7 @@ def test_json_log_format_and_require_convergence(tmp_path):
     # Dask warns about every graph above this size: its warnings (and log records) must be JSON too
     env = {**os.environ, "DASK_DISTRIBUTED__ADMIN__LARGE_GRAPH_WARNING_THRESHOLD": "1"}
     with hold_port(8787):  # the dashboard's port is taken: another one is used, without Dask's warning block
-        run = gmm("fit", "c.yaml", "--log-format", "json", "--require-convergence", cwd=tmp_path, env=env)
+        run = gmm(tmp_path, "fit", "c.yaml", "--log-format", "json", "--require-convergence", env=env)
     assert run.returncode == 3, run.stderr
     records = [json.loads(line) for line in run.stderr.splitlines()]  # every line is one JSON object
     assert any(r["event"] == "log" and "Sending large graph" in r["message"] for r in records), records
@@ -232,23 +220,39 @@ def test_json_log_format_and_require_convergence(tmp_path):
     assert yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())["converged"] is False
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("fit", "c.yaml", "--log-format", "json", "--frobnicate"), "No such option '--frobnicate'"),
+        (("fit", "--log-format=json"), "gmm fit: Missing argument 'CONFIG'"),
+        (("score", "--log-format", "json", "--model"), "Option '--model' requires an argument"),
+    ],
+)
+def test_a_usage_mistake_asked_for_in_json_is_one_json_error_record(tmp_path, args, message):
+    run = gmm(tmp_path, *args)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    record = json.loads(run.stderr)
+    assert record["event"] == "error" and message in record["message"], record
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_dashboard_off_and_on_a_chosen_port(tmp_path):
     write_parquet(tmp_path / "data", make_blobs(33), n_files=2)
     write_config(
         tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 3, "max_iter": 2}, output={"path": "m"}
     )
-    off = gmm("fit", "c.yaml", "--set", "cluster.dashboard=false", cwd=tmp_path)
+    off = gmm(tmp_path, "fit", "c.yaml", "--set", "cluster.dashboard=false")
     assert off.returncode == 0 and "dashboard: off" in off.stderr, off.stderr
     with socket.socket() as sock:
         sock.bind(("", 0))
         port = sock.getsockname()[1]
-    chosen = gmm("fit", "c.yaml", "--force", "--set", f"cluster.dashboard=':{port}'", cwd=tmp_path)
+    chosen = gmm(tmp_path, "fit", "c.yaml", "--force", "--set", f"cluster.dashboard=':{port}'")
     assert chosen.returncode == 0 and f":{port}/status" in chosen.stderr, chosen.stderr
     assert chosen.stderr.count("dashboard") == 1  # the address is printed once
 
 
 def test_missing_config_file_exits_2(tmp_path):
-    run = gmm("fit", "absent.yaml", cwd=tmp_path)
+    run = gmm(tmp_path, "fit", "absent.yaml")
     assert run.returncode == 2 and run.stderr.strip() == "error: config file 'absent.yaml' not found"
 
 

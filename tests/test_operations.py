@@ -6,20 +6,18 @@ A fit's ``model.npz`` is byte-reproducible (fixed zip timestamps), so
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import dask_cluster, kill_at_line, started, wait_for_line
+from helpers import dask_cluster, gmm, kill_at_line, started, wait_for_line
 
 from pipeline.synthetic import generate
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-GMM = str(BIN / "gmm")
 # Enough work per iteration (about 0.1 s) to stop a fit in the middle.
 CONFIG = {"model": {"n_components": 4, "covariance_type": "full", "tol": 0.0, "max_iter": 14}}
 
@@ -36,10 +34,6 @@ def write_config(directory: Path, data: Path, output: str, **model) -> Path:
     path = directory / f"{output}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def gmm(cwd, *args, **kw):
-    return subprocess.run([GMM, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import make_blobs, write_parquet
+from helpers import gmm, make_blobs, write_parquet
 
 from pipeline import load_model
 
@@ -68,17 +68,13 @@ def test_fit_reads_and_writes_s3_like_local_files(tmp_path, s3):
     local = {"data": {"path": str(tmp_path / "data")}, "model": model, "output": {"path": str(tmp_path / "m")}}
     for name, config in (("remote", remote), ("local", local)):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
-        run = subprocess.run(
-            [str(BIN / "gmm"), "fit", f"{name}.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300
-        )
+        run = gmm(tmp_path, "fit", f"{name}.yaml")
         assert run.returncode == 0, run.stderr
     assert fs.cat_file("bucket/models/m/model.npz") == (tmp_path / "m" / "model.npz").read_bytes()
     assert not fs.exists("bucket/models/m.checkpoint.npz")
     gm = load_model("s3://bucket/models/m", storage_options=s3)
     assert gm.n_components == 3 and gm.converged_
-    again = subprocess.run(
-        [str(BIN / "gmm"), "fit", "remote.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    again = gmm(tmp_path, "fit", "remote.yaml")
     assert again.returncode == 0 and "nothing to do" in again.stderr
 
 
@@ -98,7 +94,7 @@ def test_a_url_output_that_is_not_a_model_is_kept_and_secrets_stay_out_of_errors
         "output": {"path": "s3://bucket/users", "storage_options": options},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    run = subprocess.run([str(BIN / "gmm"), "fit", "c.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    run = gmm(tmp_path, "fit", "c.yaml")
     assert_user_error(run, r"output\.path 's3://bucket/users' exists and is a directory that is not a model directory")
     assert fs.cat_file("bucket/users/notes.txt") == b"the user's notes"
     assert secret not in run.stderr
@@ -106,6 +102,6 @@ def test_a_url_output_that_is_not_a_model_is_kept_and_secrets_stay_out_of_errors
     config["data"] = {"path": "s3://no-such-bucket/data", "storage_options": options}
     config["output"]["path"] = "s3://bucket/models/x"
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    run = subprocess.run([str(BIN / "gmm"), "fit", "c.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    run = gmm(tmp_path, "fit", "c.yaml")
     assert run.returncode == 2 and "no-such-bucket" in run.stderr.splitlines()[-1], run.stderr
     assert secret not in run.stderr

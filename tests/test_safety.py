@@ -174,6 +174,25 @@ def test_report_writes_only_over_its_own_reports(scored):
         assert gmm(scored, "report", "out", "--output", "r.html").returncode == 0
 
 
+def test_a_swap_that_fails_puts_the_earlier_output_back(tmp_path, monkeypatch):
+    from pipeline import storage
+    from pipeline.errors import EnvironmentFault
+
+    target = tmp_path / "m"
+    storage.write_directory(target, {"a": b"earlier"})
+    rename = os.rename
+
+    def failing_rename(source, destination):  # the disk refuses the new output's move into place (a fault injected)
+        if Path(destination) == target and ".tmp-" in Path(source).name:
+            raise OSError(5, "Input/output error")
+        rename(source, destination)
+
+    monkeypatch.setattr(storage.os, "rename", failing_rename)
+    with pytest.raises(EnvironmentFault, match=r"cannot write '.*m': Input/output error"):
+        storage.write_directory(target, {"a": b"new"}, replaceable=lambda path: True)
+    assert (target / "a").read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
 # --------------------------------------------------------------------------- 2. secrets
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 

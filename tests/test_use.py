@@ -2,24 +2,15 @@
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import make_blobs
+from helpers import gmm, make_blobs
 
 from pipeline import GaussianMixture, load_model
-
-GMM = str(Path(sys.executable).parent / "gmm")
-
-
-def gmm(cwd, *args):
-    return subprocess.run([GMM, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
