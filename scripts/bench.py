@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, futures_of, wait
 
 from pipeline import data, em, kernels, passes
+from pipeline.choices import DTYPES
 from pipeline.kernels.algorithms import EMStep
 from pipeline.synthetic import generate
 
@@ -31,6 +32,8 @@ SHAPES = {
     "C": dict(n=4_000_000, d=8, k=4, cov="diag", parts=32),
     "D": dict(n=200_000, d=16, k=64, cov="full", parts=8),
 }
+SELECT_SHAPE = dict(n=200_000, d=16, k=5, cov="full", parts=8)
+GEMM_SIZE = 4000
 FLOPS = {  # floating-point operations per row of one EM iteration (E-step + M-step moments)
     "full": lambda k, d: 4 * k * d * d,
     "tied": lambda k, d: 4 * k * d * d,
@@ -45,14 +48,14 @@ def stats_of(values):
 
 
 def matmul_rate(threads: int, dtype=np.float64) -> float:
-    """GEMM GFLOP/s of this machine (4000^3, best of 3) with ``threads`` BLAS threads."""
+    """GEMM GFLOP/s of this machine (GEMM_SIZE^3, best of 3) with ``threads`` BLAS threads."""
     from threadpoolctl import threadpool_limits
 
-    a = np.random.default_rng(0).normal(size=(4000, 4000)).astype(dtype)
+    a = np.random.default_rng(0).normal(size=(GEMM_SIZE, GEMM_SIZE)).astype(dtype)
     with threadpool_limits(threads):
         a @ a
         best = min(_timed(lambda: a @ a) for _ in range(3))
-    return 2 * 4000**3 / best / 1e9
+    return 2 * GEMM_SIZE**3 / best / 1e9
 
 
 def _timed(fn) -> float:
@@ -137,7 +140,7 @@ def _warm_baseline_mb(tiny_dataset, start):
     """Resident memory of this worker after reading a 10-row file and its statistics: no data held, but the
     code and the thread and memory pools of the libraries touched (36 MB of them at the first read, measured)."""
     X, _ = data.read_partition(tiny_dataset.fs, tiny_dataset.partitions[0], tiny_dataset.feature_names, None, "error")
-    for dtype in kernels.DTYPES:
+    for dtype in DTYPES:
         kernels.block_statistics(X, None, kernels.prepare(start, dtype=dtype))
     with open("/proc/self/status") as f:
         return int(next(line for line in f if line.startswith("VmRSS:")).split()[1]) / 1024
@@ -284,7 +287,7 @@ def bench_select(root, address):
     from pipeline import job
     from pipeline.config import validate
 
-    shape = dict(n=200_000, d=16, k=5, cov="full", parts=8)
+    shape = SELECT_SHAPE
     path = dataset_for(root, "select", shape)
 
     def config(k, out):
@@ -375,6 +378,17 @@ def print_table(results, gemm_rate):
         )
 
 
+def _shrink_to_smoke() -> None:
+    """Tiny shapes of the same kinds (figures meaningless): the test suite runs the bench this way."""
+    global GEMM_SIZE, SELECT_SHAPE
+    for shape in SHAPES.values():
+        shape.update(n=400 * shape["parts"], d=min(shape["d"], 4), k=min(shape["k"], 3))
+    SELECT_SHAPE = dict(SELECT_SHAPE, n=2000, parts=2)
+    for axis, values in SCALING.items():
+        SCALING[axis] = [max(2, v // {"N": 500, "K": 4, "D": 8, "partitions": 8}[axis]) for v in values]
+    GEMM_SIZE = 200
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shapes", default="A,B,C,D")
@@ -385,7 +399,12 @@ def main(argv=None):
     parser.add_argument("--extras", action="store_true", help="also scoring throughput and select vs fits")
     parser.add_argument("--scaling", action="store_true", help="only the scaling curves (and docs/scaling.png)")
     parser.add_argument("--missing", action="store_true", help="also shape A with 10%% of rows missing values")
+    parser.add_argument(
+        "--smoke", action="store_true", help="every step on tiny shapes, in seconds: a check that the bench runs"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        _shrink_to_smoke()
     root = Path(args.data)
     root.mkdir(parents=True, exist_ok=True)
     gemm_rate = matmul_rate(2)

@@ -1,0 +1,41 @@
+"""``scripts/bench`` runs every step (on tiny shapes: its figures are not checked here, only that it runs)."""
+
+import json
+import math
+import subprocess
+import sys
+
+from helpers import ROOT
+
+
+def bench(cwd, *args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--smoke", "--repeats", "1", "--data", "data", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_bench_runs_every_step_and_writes_its_figures(tmp_path):
+    run = bench(tmp_path, "--missing", "--extras", "--output", "out/bench.json")
+    assert run.returncode == 0, run.stderr[-4000:]
+    report = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert set(report["results"]) == {"A", "B", "C", "D"}
+    for result in report["results"].values():
+        figures = [result["ours_s"]["median"], result["ours_float32_s"]["median"], result["sklearn_s"]["median"]]
+        figures += [result["worker_baseline_rss_mb"], result["peak_worker_rss_mb_none"], result["gflops"]]
+        assert all(math.isfinite(x) for x in figures), result
+    assert math.isfinite(report["missing"]["per_incomplete_row_us"])
+    assert report["scoring"]["rows_per_s"] > 0 and report["select"]["ratio"] > 0
+    assert "speedup" in run.stdout and "scoring:" in run.stdout and "nan_policy marginalize" in run.stdout
+
+
+def test_the_bench_draws_its_scaling_curves(tmp_path):
+    run = bench(tmp_path, "--scaling", "--output", "out/bench.json")
+    assert run.returncode == 0, run.stderr[-4000:]
+    scaling = json.loads((tmp_path / "out" / "scaling.json").read_text())["scaling"]
+    assert set(scaling) == {"N", "K", "D", "partitions"}
+    assert all(len(points) == 3 and all(p["seconds"] > 0 for p in points) for points in scaling.values())
+    assert (tmp_path / "docs" / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
