@@ -2,13 +2,17 @@
 
 Exit codes: 0 done (or already done), 2 bad usage/config/data (one ``error:``
 line), 3 not converged with ``--require-convergence``, 1 anything else (one
-``error:`` line for a fault of the environment; a traceback only for a bug).
+``error:`` line for a fault of the environment or a SIGTERM/SIGINT; a traceback
+only for a bug).
 Options shared by several commands are defined once, below.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -89,15 +93,39 @@ def _version() -> str:
         return "unknown"
 
 
+class _Stopped(BaseException):
+    """A SIGTERM or SIGINT, raised in the main thread so that every ``with`` and ``finally`` on the way out runs:
+    the cluster is closed, a half-written output removed, an earlier one left in place, the lock released."""
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    def stop(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)  # a repeat while cleaning up does not interrupt the clean-up
+        raise _Stopped(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class _Group(click.Group):
-    """click's group, but a usage mistake is one ``error:`` line and exit 2, like every other mistake."""
+    """click's group, but a usage mistake is one ``error:`` line and exit 2, like every other mistake, and a
+    SIGTERM or SIGINT stops the command cleanly with one ``error:`` line and exit 1."""
 
     def main(self, *args: Any, **kwargs: Any):
         kwargs["standalone_mode"] = False
         argv = kwargs.get("args", args[0] if args else None)
         argv = sys.argv[1:] if argv is None else list(argv)
         try:
-            return super().main(*args, **kwargs)
+            with _stopped_by_signals():
+                return super().main(*args, **kwargs)
+        except _Stopped as stopped:
+            _requested_console(argv).error(f"stopped by {stopped} before finishing")
+            sys.exit(1)
         except click.exceptions.Abort:
             _requested_console(argv).error("aborted")
             sys.exit(1)

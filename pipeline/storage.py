@@ -125,7 +125,7 @@ def staged_directory(path: str | Path, replaceable: Callable[[Path], bool] = lam
             os.rename(path, retired)
             try:
                 os.rename(staging, path)
-            except OSError:
+            except BaseException:  # a fault, or a signal between the two renames
                 os.rename(retired, path)  # the earlier output goes back where it was
                 raise
             shutil.rmtree(retired, ignore_errors=True)

@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
-from helpers import dask_cluster, gmm, kill_at_line, started, wait_for_line
+from helpers import dask_cluster, gmm, kill_at_line, started, tree_digest, wait_for_line
 
 from pipeline.synthetic import generate
 
@@ -103,3 +104,28 @@ def test_worker_killed_mid_fit_costs_time_not_the_result(tmp_path, dataset, refe
             rest = proc.communicate(timeout=300)[1]
             assert proc.returncode == 0, rest
     assert (tmp_path / "lossy" / "model.npz").read_bytes() == reference
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_termination_signal_stops_cleanly_and_a_rerun_resumes(tmp_path, dataset, reference, signum):
+    config = write_config(tmp_path, dataset, "stopped")
+    earlier = gmm(tmp_path, "fit", config, "--set", "model.max_iter=2")  # another fit's model at the output
+    assert earlier.returncode == 0, earlier.stderr
+    before = tree_digest(tmp_path / "stopped")
+    with started(tmp_path, "fit", config) as proc:
+        wait_for_line(proc, "iteration 4:")
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert workers  # its LocalCluster's processes
+        proc.send_signal(signum)  # the command only, as an orchestrator stopping a job or a user's Ctrl-C does
+        rest = proc.communicate(timeout=120)[1]
+    lines = rest.strip().splitlines()
+    assert proc.returncode == 1 and lines[-1] == f"error: stopped by {signum.name} before finishing", rest
+    assert "Traceback" not in rest
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, alive  # no worker left behind
+    assert tree_digest(tmp_path / "stopped") == before  # the earlier model is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped", "stopped.checkpoint.npz", "stopped.yaml"]
+
+    run = gmm(tmp_path, "fit", config)
+    assert run.returncode == 0 and "resuming from iteration" in run.stderr, run.stderr
+    assert (tmp_path / "stopped" / "model.npz").read_bytes() == reference

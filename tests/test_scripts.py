@@ -1,11 +1,31 @@
-"""``scripts/bench`` runs every step (on tiny shapes: its figures are not checked here, only that it runs)."""
+"""The scripts README sends users to: ``scripts/demo``'s commands, and ``scripts/bench`` (every step, on tiny
+shapes: its figures are not checked here, only that it runs and writes them)."""
 
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from helpers import ROOT
+
+
+def test_the_demos_commands_fit_and_inspect_the_demo(tmp_path):
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    commands = (ROOT / "scripts" / "demo").read_text().split('cd "$ROOT"\n', 1)[1]  # after its venv set-up
+    run = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail\n{commands}"],
+        cwd=tmp_path,
+        env={**os.environ, "VENV": str(Path(sys.executable).parent.parent)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "4 components x 4 features" in run.stdout and "converged" in run.stdout, run.stdout
+    assert (tmp_path / "out" / "demo-model" / "model.yaml").exists()
 
 
 def bench(cwd, *args):
