@@ -49,6 +49,18 @@ class DataConfig(_Section):
     )
 
 
+def _square(value):
+    """A matrix given as a list of rows must be square (one row per feature, each as long as there are rows)."""
+    if isinstance(value, list) and value and all(isinstance(row, list) for row in value):
+        lengths = sorted({len(row) for row in value})
+        if lengths != [len(value)]:
+            raise ValueError(
+                f"expected a square matrix (as many numbers in each row as there are rows), got {len(value)} rows "
+                f"of {' and '.join(map(str, lengths))} numbers"
+            )
+    return value
+
+
 class PriorConfig(_Section):
     """mclust's conjugate prior; a key left out takes mclust's default."""
 
@@ -56,6 +68,8 @@ class PriorConfig(_Section):
     mean: list[float] | None = None
     dof: float | None = Field(None, gt=0)
     scale: float | list[list[float]] | None = None
+
+    _square_scale = field_validator("scale")(_square)
 
 
 _VARIATIONAL_KEYS = ("weight_concentration_prior_type", *VARIATIONAL_PRIOR_KEYS)
@@ -81,6 +95,8 @@ class ModelConfig(_Section):
     mean_prior: list[float] | None = None
     degrees_of_freedom_prior: float | None = Field(None, gt=0)
     covariance_prior: float | list[float] | list[list[float]] | None = None
+
+    _square_covariance_prior = field_validator("covariance_prior")(_square)
 
     @model_validator(mode="after")
     def _algorithm_keys(self):

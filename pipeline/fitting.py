@@ -125,6 +125,16 @@ def make_algorithm(
     return EMStep(ct, m.reg_covar, prior, missing=missing)
 
 
+def check_given_priors(m: ModelConfig, candidates: list[Candidate], n_features: int) -> None:
+    """InputError for a prior the config gives that data of this width cannot take, before any work is started.
+
+    The defaults a prior leaves to the data need the data's moments: they are checked once those are known.
+    """
+    stand_in = kernels.DataMoments(math.inf, np.zeros(n_features), np.eye(n_features))
+    for candidate in candidates:
+        make_algorithm(m, candidate, stand_in)
+
+
 def check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, config: Config, n_components: int) -> None:
     """The scan's findings that stop a fit before it starts: no rows, weights or values float64 cannot carry."""
     n_rows = sum(summary.n_rows)

@@ -118,6 +118,8 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     m, output, options = config.model, config.output.path, config.output_storage_options
     cluster.check(config.cluster, scheduler)
     dataset = _open(config)
+    candidates = [Candidate(m.n_components, m.covariance_type)]
+    fitting.check_given_priors(m, candidates, len(dataset.feature_names))
     identity = fit_identity(config, dataset.fingerprint)
     inputs = {"data.path": config.data.path, "model.init": _init_directory(config)}
     with outputs.writing(output, "output.path", "model", lambda p: is_model_directory(p, options), inputs, options):
@@ -134,7 +136,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
             fitted = fitting.fit_candidates(
                 config,
                 dataset,
-                [Candidate(m.n_components, m.covariance_type)],
+                candidates,
                 client=client,
                 emit=emit,
                 checkpoint=checkpoint,
@@ -209,6 +211,7 @@ def select(
     cluster.check(config.cluster, scheduler)
     dataset = _open(config)
     candidates = [Candidate(k, ct) for ct in covariance_types for k in ks]
+    fitting.check_given_priors(config.model, candidates, len(dataset.feature_names))
     identity = {**fit_identity(config, dataset.fingerprint), "candidates": [c.label for c in candidates]}
     with outputs.writing(
         output,

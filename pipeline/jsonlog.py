@@ -1,58 +1,76 @@
 """Logging set-up: Dask's and our loggers as text or JSON lines on stderr, also in Dask worker processes.
 
 Kept free of heavy imports: Dask workers import it while configuring logging.
-Every record passes through :func:`pipeline.secrets.scrub` in this process.
+Every record passes through :func:`pipeline.secrets.scrub` in this process, and
+is one line: an exception it carries is summarised as ``(Type: message)``, not a
+traceback (Dask logs its own recoverable failures, such as a heartbeat that
+meets a closing scheduler, with tracebacks that tell a user nothing).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import logging.config
 import os
 import sys
 
-LOGGERS = ("distributed", "dask", "py.warnings", "pipeline")
+# The loggers whose records are printed, with everything under them; tornado and bokeh (under Dask's servers) as
+# quiet as Dask itself sets them.
+LOGGERS = {
+    "distributed": "WARNING",
+    "dask": "WARNING",
+    "tornado": "CRITICAL",
+    "bokeh": "ERROR",
+    "py.warnings": "WARNING",
+    "pipeline": "WARNING",
+}
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ``{"event": "log", "level", "logger", "message"}``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_info:
-            message += "\n" + self.formatException(record.exc_info)
-        elif record.exc_text:  # formatted (and scrubbed) already by a filter
-            message += "\n" + record.exc_text
-        return json.dumps(
-            {"event": "log", "level": record.levelname, "logger": record.name, "message": _scrub(message)}
-        )
+        message = _scrub(_one_line(record))
+        return json.dumps({"event": "log", "level": record.levelname, "logger": record.name, "message": message})
 
 
 class TextFormatter(logging.Formatter):
     """``LEVEL logger: message``, secrets scrubbed."""
 
     def format(self, record: logging.LogRecord) -> str:
+        _one_line(record)
         return _scrub(super().format(record))
 
 
 class _ScrubFilter(logging.Filter):
-    """Scrubs a record's message and traceback before any formatter sees it (for handlers not set up here)."""
+    """Makes a record one line and scrubs it before any formatter sees it (for handlers not set up here)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = _scrub(record.getMessage()), ()
-        if record.exc_info:
-            record.exc_text = _scrub(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
+        record.msg, record.args = _scrub(_one_line(record)), ()
         return True
 
 
+def _one_line(record: logging.LogRecord) -> str:
+    """The record's message, its exception (if any) summarised after it; the record then carries no traceback."""
+    message = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        message = f"{message} ({type(exc).__name__}: {exc})"
+    record.msg, record.args, record.exc_info, record.exc_text = message, (), None, None
+    return message
+
+
 def scrub_handlers() -> None:
-    """Add the scrubbing filter to every handler of the root logger and of Dask's and our loggers (once)."""
-    for name in ("", *LOGGERS):
-        for handler in logging.getLogger(name).handlers:
+    """Add the scrubbing filter to every handler of every logger there is (once each)."""
+    for logger in _every_logger():
+        for handler in logger.handlers:
             if not any(isinstance(f, _ScrubFilter) for f in handler.filters):
                 handler.addFilter(_ScrubFilter())
+
+
+def _every_logger() -> list[logging.Logger]:
+    known = logging.root.manager.loggerDict.values()
+    return [logging.getLogger(), *(logger for logger in known if isinstance(logger, logging.Logger))]
 
 
 def _scrub(text: str) -> str:
@@ -61,33 +79,42 @@ def _scrub(text: str) -> str:
     return scrub(text)
 
 
-def dask_logging_config(level: str = "WARNING") -> dict:
+def dask_logging_config() -> dict:
     """A ``logging`` dict-config for Dask that writes JSON lines to stderr."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-        "loggers": {name: {"handlers": ["stderr"], "level": level, "propagate": False} for name in LOGGERS},
+        "loggers": {
+            name: {"handlers": ["stderr"], "level": level, "propagate": False} for name, level in LOGGERS.items()
+        },
     }
 
 
 def configure(log_format: str) -> None:
-    """Route Dask's log records and Python warnings to stderr as text lines or JSON objects.
+    """Route Dask's log records and Python warnings to stderr as text lines or JSON objects, one line a record.
 
-    With JSON, LocalCluster workers started from this process log JSON too
-    (Dask reads its logging config from ``DASK_LOGGING`` when a worker imports it).
+    Every record under :data:`LOGGERS` reaches the one handler set here:
+    loggers Dask gave handlers of their own (``distributed.client``,
+    ``tornado.application``, ...) hand their records up instead.  With JSON,
+    LocalCluster workers started from this process log JSON too (Dask reads
+    its logging config from ``DASK_LOGGING`` when a worker imports it).
     """
+    import distributed  # noqa: F401 - Dask sets up its loggers when imported: this set-up has to come after
+
     logging.captureWarnings(True)
     if log_format == "json":
         os.environ["DASK_LOGGING"] = repr(dask_logging_config())
-        logging.config.dictConfig(dask_logging_config())
-        return
+        formatter: logging.Formatter = JsonFormatter()
+    else:
+        formatter = TextFormatter("%(levelname)s %(name)s: %(message)s")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
-    for name in LOGGERS:
+    handler.setFormatter(formatter)
+    for logger in _every_logger():
+        if logger.name not in LOGGERS and logger.name.split(".")[0] in LOGGERS:
+            logger.handlers, logger.propagate = [], True
+    for name, level in LOGGERS.items():
         logger = logging.getLogger(name)
-        logger.handlers = [handler]
-        logger.propagate = False
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.WARNING)
+        logger.handlers, logger.propagate = [handler], False
+        logger.setLevel(level)

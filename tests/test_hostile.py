@@ -177,7 +177,37 @@ CASES = {
         _config(model={"prior": {"scale": [[1.0, 0.0, 0.0], [0.0, 1.0]]}}),
         FIT,
         2,
-        r"model\.prior: .*inhomogeneous",
+        r"model\.prior\.scale: expected a square matrix .*, got 2 rows of 2 and 3 numbers",
+    ),
+    "prior scale of another width": (
+        _config(model={"prior": {"scale": [[1.0, 0.0], [0.0, 1.0]]}}),
+        FIT,
+        2,
+        r"model\.prior: prior scale must be a 3 x 3 matrix for covariance_type 'full', got shape \(2, 2\)",
+    ),
+    "prior mean of another width": (
+        _config(model={"prior": {"mean": [0.0, 0.0]}}),
+        FIT,
+        2,
+        r"model\.prior: prior mean must be 3 numbers \(one per feature\), got shape \(2,\)",
+    ),
+    "select with a prior of another width": (
+        _config(model={"prior": {"mean": [0.0, 0.0]}}),
+        ("select", "h.yaml", "--k", "2..3"),
+        2,
+        r"model\.prior: prior mean must be 3 numbers",
+    ),
+    "variational covariance_prior ragged": (
+        _config(model={"algorithm": "variational", "covariance_prior": [[1.0], [0.0, 1.0]]}),
+        FIT,
+        2,
+        r"model\.covariance_prior: expected a square matrix",
+    ),
+    "variational mean_prior of another width": (
+        _config(model={"algorithm": "variational", "mean_prior": [0.0]}),
+        FIT,
+        2,
+        r"model: The parameter 'means' should have the shape of \(3,\), but got \(1,\)",
     ),
     "prior scale not symmetric": (
         _config(model={"prior": {"scale": [[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]}}),
@@ -404,4 +434,6 @@ def test_hostile_case(tmp_path, model_files, client, case):
     run = gmm(tmp_path, *(a.format(scheduler=client.scheduler.address) for a in args), timeout=120)
     assert_user_error(run, pattern, code=code)
     assert tree_digest(tmp_path) == before
+    if "prior" in case:  # found before any work: no cluster was started
+        assert "scheduler " not in run.stderr, run.stderr
     assert len(CASES) >= 30

@@ -7,6 +7,7 @@ Every case runs the real ``gmm`` command and checks the exit code, the one
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -243,19 +244,28 @@ def leak():
 
 with cluster.connect(None, ClusterConfig(n_workers=1, dashboard=False)) as client:
     client.run(leak)
+try:
+    raise ValueError("in the client for {SECRET}")
+except ValueError:
+    logging.getLogger("distributed.client").exception("also failed")
 """
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_a_worker_process_logs_secrets_scrubbed(tmp_path, log_format):
-    """A LocalCluster's workers write to gmm's stderr: their lines are scrubbed as gmm's own."""
+def test_a_worker_process_logs_secrets_scrubbed_one_line_a_record(tmp_path, log_format):
+    """A LocalCluster's workers write to gmm's stderr: their lines are scrubbed as gmm's own, and a record's
+    exception is summarised on its line, in the workers and in gmm's process, never a traceback."""
     run = subprocess.run(
         [sys.executable, "-c", WORKER_LOGS_A_SECRET, log_format], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr
     assert "reading with secret=*** from ftp://u:***@host/x" in run.stderr, run.stderr
-    assert "OSError: denied for ***" in run.stderr, run.stderr
+    assert "failed (OSError: denied for ***)" in run.stderr, run.stderr
+    assert "also failed (ValueError: in the client for ***)" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and "raise " not in run.stderr, run.stderr
     assert SECRET not in run.stderr and "pw1234" not in run.stderr
+    if log_format == "json":  # every line, the workers' and those of Dask's loggers with handlers of their own
+        assert all(json.loads(line)["event"] == "log" for line in run.stderr.splitlines()), run.stderr
 
 
 def test_a_urls_password_is_neither_recorded_nor_part_of_the_fits_identity():
