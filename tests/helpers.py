@@ -165,17 +165,21 @@ def em_runs(params_list, reg_covar=1e-6, prior=None, missing=False):
     return [em.EMRun(EMStep(p.covariance_type, reg_covar, prior, missing), p) for p in params_list]
 
 
-def stats_of_resp(X, resp, shift, covariance_type, sample_weight=None):
-    """Our Stats of rows under given responsibilities, about ``shift``, by the textbook sums."""
-    a = resp if sample_weight is None else resp * sample_weight[:, None]
-    diff = X[None, :, :] - shift[:, None, :]
-    full = np.einsum("nk,knd,kne->kde", a, diff, diff)
-    s2 = {
+def in_type_shape(full, covariance_type):
+    """Per-component (K, D, D) second moments as the covariance type keeps them, written out for the tests."""
+    return {
         "full": full,
         "tied": full.sum(0),
         "diag": np.einsum("kdd->kd", full),
         "spherical": np.einsum("kdd->k", full),
     }[covariance_type]
+
+
+def stats_of_resp(X, resp, shift, covariance_type, sample_weight=None):
+    """Our Stats of rows under given responsibilities, about ``shift``, by the textbook sums."""
+    a = resp if sample_weight is None else resp * sample_weight[:, None]
+    diff = X[None, :, :] - shift[:, None, :]
+    s2 = in_type_shape(np.einsum("nk,knd,kne->kde", a, diff, diff), covariance_type)
     weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     from pipeline.kernels.stats import Stats
 

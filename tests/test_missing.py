@@ -12,7 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 import reference_missing as ref
 import yaml
-from helpers import COVARIANCE_TYPES, em_runs, gmm, make_blobs, random_params, write_config, write_parquet
+from helpers import (
+    COVARIANCE_TYPES,
+    em_runs,
+    gmm,
+    in_type_shape,
+    make_blobs,
+    random_params,
+    write_config,
+    write_parquet,
+)
 
 from pipeline import GaussianMixture, em, kernels, load_model
 from pipeline.errors import ConvergenceWarning
@@ -37,13 +46,7 @@ def shifted(stats, shift, covariance_type):
         - np.einsum("kd,ke->kde", shift, sx)
         + nk[:, None, None] * np.einsum("kd,ke->kde", shift, shift)
     )
-    s2 = {
-        "full": full,
-        "tied": full.sum(0),
-        "diag": np.einsum("kdd->kd", full),
-        "spherical": np.einsum("kdd->k", full),
-    }[covariance_type]
-    return s1, s2
+    return s1, in_type_shape(full, covariance_type)
 
 
 @pytest.mark.parametrize("expanded", [True, False], ids=["expanded", "centred"])

@@ -432,13 +432,16 @@ def _set(**values):
 def test_a_model_whose_files_disagree_or_are_no_mixture_is_refused(tmp_path, change, pattern):
     GaussianMixture(3, random_state=0).fit(make_blobs(85)).save(tmp_path / "m")
     _rewrite_model(tmp_path / "m", change)
-    write_parquet(tmp_path / "data", make_blobs(85), 1)
-    assert_user_error(gmm(tmp_path, "inspect", "m"), pattern)
-    assert_user_error(
-        gmm(tmp_path, "score", "--model", "m", "--input", "data", "--output", "s"), pattern, tmp_path, output="s"
-    )
+    _assert_every_reader_refuses(tmp_path, make_blobs(85), pattern)
+
+
+def _assert_every_reader_refuses(root, X, pattern):
+    """``gmm inspect``, ``gmm score`` (of ``X``) and ``load_model`` refuse the model at ``root / "m"``."""
+    write_parquet(root / "data", X, 1)
+    assert_user_error(gmm(root, "inspect", "m"), pattern)
+    assert_user_error(gmm(root, "score", "--model", "m", "--input", "data", "--output", "s"), pattern, root, output="s")
     with pytest.raises(ValueError, match=pattern):
-        load_model(tmp_path / "m")
+        load_model(root / "m")
 
 
 def _set_prior(key, value):
@@ -478,13 +481,7 @@ def test_a_model_whose_prior_or_posterior_is_unusable_is_refused(tmp_path, make,
     else:
         BayesianGaussianMixture(n_components=3, random_state=0).fit(X).save(tmp_path / "m")
     _rewrite_model(tmp_path / "m", change)
-    write_parquet(tmp_path / "data", X, 1)
-    assert_user_error(gmm(tmp_path, "inspect", "m"), pattern)
-    assert_user_error(
-        gmm(tmp_path, "score", "--model", "m", "--input", "data", "--output", "s"), pattern, tmp_path, output="s"
-    )
-    with pytest.raises(ValueError, match=pattern):
-        load_model(tmp_path / "m")
+    _assert_every_reader_refuses(tmp_path, X, pattern)
 
 
 def test_a_candidate_gives_the_same_bits_alone_with_others_and_in_gmm_fit(tmp_path, client):
