@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -104,6 +105,9 @@ def _stopped_by_signals() -> Iterator[None]:
         signal.signal(signum, signal.SIG_IGN)  # a repeat while cleaning up does not interrupt the clean-up
         raise _Stopped(signal.Signals(signum).name)
 
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
