@@ -84,7 +84,7 @@ def _run(console: Console, fn, *args, **kwargs):
 
 def _setup(log_format: str = "text") -> Console:
     jsonlog.configure(log_format)
-    return Console(log_format)
+    return _Console(log_format)
 
 
 def _version() -> str:
@@ -99,11 +99,15 @@ class _Stopped(BaseException):
     the cluster is closed, a half-written output removed, an earlier one left in place, the lock released."""
 
 
+_STOP_SIGNALS: list[str] = []  # the signal that came, if one did: see _Console
+
+
 @contextmanager
 def _stopped_by_signals() -> Iterator[None]:
     def stop(signum, frame):
         signal.signal(signum, signal.SIG_IGN)  # a repeat while cleaning up does not interrupt the clean-up
-        raise _Stopped(signal.Signals(signum).name)
+        _STOP_SIGNALS.append(signal.Signals(signum).name)
+        raise _Stopped(_STOP_SIGNALS[0])
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
@@ -114,6 +118,17 @@ def _stopped_by_signals() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _STOP_SIGNALS.clear()
+
+
+class _Console(Console):
+    """The console, which also stops the command at its next event (an iteration, at least) if a stop signal's
+    exception was swallowed where it was raised: Python ignores exceptions raised in a destructor, for one."""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        super().__call__(event)
+        if _STOP_SIGNALS:
+            raise _Stopped(_STOP_SIGNALS[0])
 
 
 class _Group(click.Group):

@@ -14,16 +14,9 @@ import logging
 import os
 import sys
 
-# The loggers whose records are printed, with everything under them; tornado and bokeh (under Dask's servers) as
-# quiet as Dask itself sets them.
-LOGGERS = {
-    "distributed": "WARNING",
-    "dask": "WARNING",
-    "tornado": "CRITICAL",
-    "bokeh": "ERROR",
-    "py.warnings": "WARNING",
-    "pipeline": "WARNING",
-}
+# Every record of WARNING or above is printed, through the root logger's one handler (Dask sets its own loggers to
+# INFO); tornado and bokeh (under Dask's servers) as quiet as Dask itself sets them.
+LEVELS = {"": "WARNING", "distributed": "WARNING", "dask": "WARNING", "tornado": "CRITICAL", "bokeh": "ERROR"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,11 +44,13 @@ class _ScrubFilter(logging.Filter):
 
 
 def _one_line(record: logging.LogRecord) -> str:
-    """The record's message, its exception (if any) summarised after it; the record then carries no traceback."""
+    """The record's message on one line, its exception (if any) summarised after it; the record then carries no
+    traceback."""
     message = record.getMessage()
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
         message = f"{message} ({type(exc).__name__}: {exc})"
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     record.msg, record.args, record.exc_info, record.exc_text = message, (), None, None
     return message
 
@@ -80,26 +75,26 @@ def _scrub(text: str) -> str:
 
 
 def dask_logging_config() -> dict:
-    """A ``logging`` dict-config for Dask that writes JSON lines to stderr."""
+    """A ``logging`` dict-config for Dask (in its worker processes) that writes JSON lines to stderr."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-        "loggers": {
-            name: {"handlers": ["stderr"], "level": level, "propagate": False} for name, level in LOGGERS.items()
-        },
+        "root": {"handlers": ["stderr"], "level": LEVELS[""]},
+        "loggers": {name: {"level": level} for name, level in LEVELS.items() if name},
     }
 
 
 def configure(log_format: str) -> None:
-    """Route Dask's log records and Python warnings to stderr as text lines or JSON objects, one line a record.
+    """Route every log record (Dask's, asyncio's, fsspec's, ours) and Python warnings to stderr as text lines or
+    JSON objects, one line a record.
 
-    Every record under :data:`LOGGERS` reaches the one handler set here:
-    loggers Dask gave handlers of their own (``distributed.client``,
-    ``tornado.application``, ...) hand their records up instead.  With JSON,
-    LocalCluster workers started from this process log JSON too (Dask reads
-    its logging config from ``DASK_LOGGING`` when a worker imports it).
+    The one handler is the root logger's: loggers Dask gave handlers of their
+    own (``distributed.client``, ``tornado.application``, ...) hand their
+    records up to it instead.  With JSON, LocalCluster workers started from
+    this process log JSON too (Dask reads its logging config from
+    ``DASK_LOGGING`` when a worker imports it).
     """
     import distributed  # noqa: F401 - Dask sets up its loggers when imported: this set-up has to come after
 
@@ -111,10 +106,9 @@ def configure(log_format: str) -> None:
         formatter = TextFormatter("%(levelname)s %(name)s: %(message)s")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
-    for logger in _every_logger():
-        if logger.name not in LOGGERS and logger.name.split(".")[0] in LOGGERS:
-            logger.handlers, logger.propagate = [], True
-    for name, level in LOGGERS.items():
-        logger = logging.getLogger(name)
-        logger.handlers, logger.propagate = [handler], False
-        logger.setLevel(level)
+    root, *others = _every_logger()
+    for logger in others:
+        logger.handlers, logger.propagate = [], True
+    root.handlers = [handler]
+    for name, level in LEVELS.items():
+        logging.getLogger(name).setLevel(level)

@@ -236,6 +236,17 @@ def test_a_usage_mistake_asked_for_in_json_is_one_json_error_record(tmp_path, ar
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_stop_signal_swallowed_where_it_was_raised_still_stops_the_command_at_its_next_event():
+    from pipeline import cli
+
+    cli._STOP_SIGNALS.append("SIGTERM")  # as the handler records it, before raising where Python may swallow it
+    try:
+        with pytest.raises(cli._Stopped, match="SIGTERM"):
+            cli._Console("json")({"event": "iteration", "iteration": 5})
+    finally:
+        cli._STOP_SIGNALS.clear()
+
+
 def test_dashboard_off_and_on_a_chosen_port(tmp_path):
     write_parquet(tmp_path / "data", make_blobs(33), n_files=2)
     write_config(

@@ -248,6 +248,7 @@ try:
     raise ValueError("in the client for {SECRET}")
 except ValueError:
     logging.getLogger("distributed.client").exception("also failed")
+logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=RuntimeError("{SECRET}"))
 """
 
 
@@ -262,6 +263,7 @@ def test_a_worker_process_logs_secrets_scrubbed_one_line_a_record(tmp_path, log_
     assert "reading with secret=*** from ftp://u:***@host/x" in run.stderr, run.stderr
     assert "failed (OSError: denied for ***)" in run.stderr, run.stderr
     assert "also failed (ValueError: in the client for ***)" in run.stderr, run.stderr
+    assert "Task exception was never retrieved (RuntimeError: ***)" in run.stderr, run.stderr  # any library's
     assert "Traceback" not in run.stderr and "raise " not in run.stderr, run.stderr
     assert SECRET not in run.stderr and "pw1234" not in run.stderr
     if log_format == "json":  # every line, the workers' and those of Dask's loggers with handlers of their own
