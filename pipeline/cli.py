@@ -105,19 +105,26 @@ _STOP_SIGNALS: list[str] = []  # the signal that came, if one did: see _Console
 @contextmanager
 def _stopped_by_signals() -> Iterator[None]:
     def stop(signum, frame):
-        signal.signal(signum, signal.SIG_IGN)  # a repeat while cleaning up does not interrupt the clean-up
+        for each in previous:  # another signal while cleaning up does not interrupt the clean-up
+            signal.signal(each, signal.SIG_IGN)
         _STOP_SIGNALS.append(signal.Signals(signum).name)
         raise _Stopped(_STOP_SIGNALS[0])
+
+    def unraisable(hook_args) -> None:  # raised in a destructor: Python drops it (it is raised again at the next
+        if not isinstance(hook_args.exc_value, _Stopped):  # event, see _Console) and would print a traceback
+            previous_hook(hook_args)
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
         _STOP_SIGNALS.clear()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -167,16 +169,17 @@ def connect(
         ) as cluster,
         Client(cluster) as client,
     ):
-        client.register_plugin(ScrubbedLogs(secrets.registered()))  # their lines are printed with ours
+        client.register_plugin(LocalWorkerSetup(secrets.registered()))  # their lines are printed with ours
         if on_connect:
             on_connect(client)
         yield client
 
 
-class ScrubbedLogs(WorkerPlugin):
-    """Scrubs the secrets (and URL passwords) from every log line of a worker process this job started."""
+class LocalWorkerSetup(WorkerPlugin):
+    """A worker process this job started: its log lines scrubbed of the secrets (and URL passwords), and Ctrl-C
+    left to the command, which closes the cluster (a terminal sends SIGINT to the whole process group)."""
 
-    name = "gmm-scrubbed-logs"
+    name = "gmm-local-worker-setup"
 
     def __init__(self, values: list[str]):
         self.values = values
@@ -184,6 +187,8 @@ class ScrubbedLogs(WorkerPlugin):
     def setup(self, worker) -> None:
         secrets.register({"values": self.values})
         jsonlog.scrub_handlers()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def check(settings: ClusterConfig, scheduler: str | None) -> None:

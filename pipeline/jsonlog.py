@@ -51,7 +51,7 @@ def _one_line(record: logging.LogRecord) -> str:
         exc = record.exc_info[1]
         message = f"{message} ({type(exc).__name__}: {exc})"
     message = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    record.msg, record.args, record.exc_info, record.exc_text = message, (), None, None
+    record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = message, (), None, None, None
     return message
 
 
@@ -74,13 +74,21 @@ def _scrub(text: str) -> str:
     return scrub(text)
 
 
-def dask_logging_config() -> dict:
-    """A ``logging`` dict-config for Dask (in its worker processes) that writes JSON lines to stderr."""
+TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def dask_logging_config(log_format: str) -> dict:
+    """A ``logging`` dict-config for Dask's worker processes: the same one handler, on the root, as here."""
+    formatter = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if log_format == "json"
+        else {"()": f"{__name__}.TextFormatter", "fmt": TEXT_FORMAT}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "formatters": {"line": formatter},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"}},
         "root": {"handlers": ["stderr"], "level": LEVELS[""]},
         "loggers": {name: {"level": level} for name, level in LEVELS.items() if name},
     }
@@ -92,18 +100,15 @@ def configure(log_format: str) -> None:
 
     The one handler is the root logger's: loggers Dask gave handlers of their
     own (``distributed.client``, ``tornado.application``, ...) hand their
-    records up to it instead.  With JSON, LocalCluster workers started from
-    this process log JSON too (Dask reads its logging config from
-    ``DASK_LOGGING`` when a worker imports it).
+    records up to it instead.  LocalCluster workers started from this process
+    log the same way (Dask reads its logging config from ``DASK_LOGGING`` when
+    a worker imports it).
     """
     import distributed  # noqa: F401 - Dask sets up its loggers when imported: this set-up has to come after
 
     logging.captureWarnings(True)
-    if log_format == "json":
-        os.environ["DASK_LOGGING"] = repr(dask_logging_config())
-        formatter: logging.Formatter = JsonFormatter()
-    else:
-        formatter = TextFormatter("%(levelname)s %(name)s: %(message)s")
+    os.environ["DASK_LOGGING"] = repr(dask_logging_config(log_format))
+    formatter = JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root, *others = _every_logger()

@@ -122,13 +122,16 @@ def staged_directory(path: str | Path, replaceable: Callable[[Path], bool] = lam
                     f"{str(path)!r} appeared while this command ran and is not its own output; nothing was replaced"
                 )
             retired = path.parent / f".{path.name}.old-{tag}"
-            os.rename(path, retired)
             try:
+                os.rename(path, retired)
                 os.rename(staging, path)
-            except BaseException:  # a fault, or a signal between the two renames
-                os.rename(retired, path)  # the earlier output goes back where it was
+            except BaseException:  # a fault, or a signal (raised just after either rename returned, or before)
+                if retired.exists() and not path.exists():
+                    os.rename(retired, path)  # the earlier output goes back where it was
                 raise
-            shutil.rmtree(retired, ignore_errors=True)
+            finally:
+                if path.exists() and retired.exists():  # the new output is in place
+                    shutil.rmtree(retired, ignore_errors=True)
         else:
             os.rename(staging, path)
     except OSError as exc:

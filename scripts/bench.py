@@ -416,6 +416,7 @@ def main(argv=None):
         "cpu_count": os.cpu_count(),
         "gemm_gflops": gemm_rate,
         "gemm_float32_gflops": matmul_rate(2, np.float32),
+        "smoke": args.smoke,
     }
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
@@ -423,8 +424,8 @@ def main(argv=None):
     ):
         if args.scaling:
             report["scaling"] = bench_scaling(root, client, max(1, args.repeats))
-            png = Path("docs/scaling.png")
-            png.parent.mkdir(exist_ok=True)
+            png = Path(args.output).with_name("scaling.png") if args.smoke else Path("docs/scaling.png")
+            png.parent.mkdir(parents=True, exist_ok=True)
             plot_scaling(report["scaling"], png)
             print(json.dumps(report["scaling"], indent=1))
         else:

@@ -106,8 +106,12 @@ def test_worker_killed_mid_fit_costs_time_not_the_result(tmp_path, dataset, refe
     assert (tmp_path / "lossy" / "model.npz").read_bytes() == reference
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_termination_signal_stops_cleanly_and_a_rerun_resumes(tmp_path, dataset, reference, signum):
+@pytest.mark.parametrize(
+    "signum, to_group",
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGTERM to the command (an orchestrator)", "SIGINT to its process group (Ctrl-C)"],
+)
+def test_a_termination_signal_stops_cleanly_and_a_rerun_resumes(tmp_path, dataset, reference, signum, to_group):
     config = write_config(tmp_path, dataset, "stopped")
     earlier = gmm(tmp_path, "fit", config, "--set", "model.max_iter=2")  # another fit's model at the output
     assert earlier.returncode == 0, earlier.stderr
@@ -116,11 +120,14 @@ def test_a_termination_signal_stops_cleanly_and_a_rerun_resumes(tmp_path, datase
         wait_for_line(proc, "iteration 4:")
         workers = psutil.Process(proc.pid).children(recursive=True)
         assert workers  # its LocalCluster's processes
-        proc.send_signal(signum)  # the command only, as an orchestrator stopping a job or a user's Ctrl-C does
+        if to_group:  # a terminal's Ctrl-C reaches the command and its LocalCluster's workers
+            os.killpg(proc.pid, signum)
+        else:  # Kubernetes signals the container's first process only
+            proc.send_signal(signum)
         rest = proc.communicate(timeout=120)[1]
     lines = rest.strip().splitlines()
     assert proc.returncode == 1 and lines[-1] == f"error: stopped by {signum.name} before finishing", rest
-    assert "Traceback" not in rest
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, alive  # no worker left behind
     assert tree_digest(tmp_path / "stopped") == before  # the earlier model is untouched

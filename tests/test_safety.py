@@ -194,6 +194,31 @@ def test_a_swap_that_fails_puts_the_earlier_output_back(tmp_path, monkeypatch):
     assert (target / "a").read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
+class _Signal(BaseException):
+    """Stands for the CLI's stop exception, raised by a signal handler just after a system call returned."""
+
+
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_a_signal_just_after_either_rename_leaves_one_whole_output(tmp_path, monkeypatch, which):
+    from pipeline import storage
+
+    target = tmp_path / "m"
+    storage.write_directory(target, {"a": b"earlier"})
+    rename, calls = os.rename, []
+
+    def rename_then_signal(source, destination):
+        rename(source, destination)
+        calls.append(destination)
+        if len(calls) == {"first": 1, "second": 2}[which]:
+            raise _Signal
+
+    monkeypatch.setattr(storage.os, "rename", rename_then_signal)
+    with pytest.raises(_Signal):
+        storage.write_directory(target, {"a": b"new"}, replaceable=lambda path: True)
+    expected = {"first": b"earlier", "second": b"new"}[which]  # the second rename had put the new one in place
+    assert (target / "a").read_bytes() == expected and [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
 # --------------------------------------------------------------------------- 2. secrets
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
@@ -241,6 +266,7 @@ def leak():
         raise OSError("denied for {SECRET}")
     except OSError:
         logging.getLogger("distributed.worker").exception("failed")
+    logging.getLogger("asyncio").error("in a worker", exc_info=RuntimeError("{SECRET}"))  # a logger Dask left alone
 
 with cluster.connect(None, ClusterConfig(n_workers=1, dashboard=False)) as client:
     client.run(leak)
@@ -264,6 +290,7 @@ def test_a_worker_process_logs_secrets_scrubbed_one_line_a_record(tmp_path, log_
     assert "failed (OSError: denied for ***)" in run.stderr, run.stderr
     assert "also failed (ValueError: in the client for ***)" in run.stderr, run.stderr
     assert "Task exception was never retrieved (RuntimeError: ***)" in run.stderr, run.stderr  # any library's
+    assert "in a worker (RuntimeError: ***)" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and "raise " not in run.stderr, run.stderr
     assert SECRET not in run.stderr and "pw1234" not in run.stderr
     if log_format == "json":  # every line, the workers' and those of Dask's loggers with handlers of their own
