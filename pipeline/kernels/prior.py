@@ -24,6 +24,24 @@ from pipeline.kernels.params import Params, is_dense, per_component
 
 PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")
 DEFAULT_SHRINKAGE = 0.01
+# The largest pseudo-count a prior may weigh (shrinkage, dof; the variational mixture's concentrations, mean
+# precision and degrees of freedom): the fit multiplies them by row counts and logarithms, and a count near
+# float64's limit (1.8e308) overflows there, ending the fit in NaN.
+MAX_PRIOR_COUNT = 1e100
+
+
+class NoSpreadError(ValueError):
+    """The data have no spread, so a default prior scale taken from their variances would be 0.
+
+    Attributes
+    ----------
+    columns : list of int
+        The constant columns, by position (every column: with one varying, the default scale is > 0).
+    """
+
+    def __init__(self, message: str, columns: list[int]):
+        super().__init__(message)
+        self.columns = columns
 
 
 @dataclass(frozen=True)
@@ -145,12 +163,20 @@ def block_moment_sums(X: np.ndarray, sample_weight: np.ndarray | None, shift: np
     )
 
 
-def default_prior(moments: DataMoments, n_components: int, covariance_type: str, **given) -> Prior:
+def default_prior(
+    moments: DataMoments, n_components: int, covariance_type: str, feature_names: list[str] | None = None, **given
+) -> Prior:
     """mclust's ``defaultPrior``, with any hyperparameter in ``given`` taking the place of its default.
 
     shrinkage 0.01; mean the data's mean; dof ``d + 2``; scale
     ``(1/G)^(2/d) var(X)`` (full, tied; its diagonal only when ``n <= d``)
     or ``(1/G)^(2/d) sum_j var(X_j) / d`` (diag, spherical).
+
+    Raises
+    ------
+    NoSpreadError
+        When the default scale of diag or spherical would be 0: every column is constant (``feature_names``,
+        if given, name them in the message; else their positions do).
     """
     d = moments.mean.shape[0]
     factor = (1.0 / n_components) ** (2.0 / d)
@@ -159,6 +185,14 @@ def default_prior(moments: DataMoments, n_components: int, covariance_type: str,
         scale = factor * cov
     else:
         scale = np.asarray(factor * np.trace(moments.covariance) / d)
+        if "scale" not in given and not scale > 0:
+            names = ", ".join(repr(name) for name in (feature_names or range(d))[:4]) + (", ..." if d > 4 else "")
+            which = f"column {names} is constant" if d == 1 else f"every column is constant: {names}"
+            raise NoSpreadError(
+                f"the data have no spread ({which}), so the default prior scale (their variance) is 0: "
+                "set the prior's scale (> 0), or fit data whose rows differ",
+                list(range(d)),
+            )
     values = {"shrinkage": DEFAULT_SHRINKAGE, "mean": moments.mean, "dof": d + 2.0, "scale": scale, **given}
     return Prior(
         float(values["shrinkage"]),
@@ -173,13 +207,15 @@ def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
     d = n_features
     if not (math.isfinite(prior.shrinkage) and prior.shrinkage >= 0):
         raise ValueError(f"prior shrinkage must be a finite number >= 0, got {prior.shrinkage}")
+    check_count("prior shrinkage", prior.shrinkage)
     if prior.mean.shape != (d,):
         raise ValueError(f"prior mean must be {d} numbers (one per feature), got shape {prior.mean.shape}")
     if not np.isfinite(prior.mean).all():
-        raise ValueError(f"prior mean must be finite, got {_brief(prior.mean)}")
+        raise ValueError(f"prior mean must be finite, got {brief(prior.mean)}")
     least = d - 1 if is_dense(covariance_type) else 0
     if not (math.isfinite(prior.dof) and prior.dof > least):
         raise ValueError(f"prior dof must be > {least} for covariance_type {covariance_type!r}, got {prior.dof}")
+    check_count("prior dof", prior.dof)
     if is_dense(covariance_type):
         scale = prior.scale
         if scale.shape != (d, d):
@@ -188,7 +224,7 @@ def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
                 f"got shape {scale.shape}"
             )
         if not np.isfinite(scale).all():
-            raise ValueError(f"prior scale must be finite, got {_brief(scale)}")
+            raise ValueError(f"prior scale must be finite, got {brief(scale)}")
         if not np.allclose(scale, scale.T):
             raise ValueError("prior scale must be symmetric")
         if np.linalg.eigvalsh(scale).min() < -1e-10 * max(1.0, np.abs(scale).max()):
@@ -201,7 +237,16 @@ def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
         raise ValueError(f"prior scale must be a finite number > 0, got {float(prior.scale)}")
 
 
-def _brief(values: np.ndarray) -> str:
+def check_count(name: str, value: float) -> None:
+    """ValueError unless the pseudo-count ``value`` is at most :data:`MAX_PRIOR_COUNT`."""
+    if value > MAX_PRIOR_COUNT:
+        raise ValueError(
+            f"{name} must be at most {MAX_PRIOR_COUNT:g}, got {value:g}: a prior that weighs more rows than that "
+            "overflows the fit's float64 arithmetic"
+        )
+
+
+def brief(values: np.ndarray) -> str:
     """The first few values, for a message."""
     flat = values.ravel()
     return np.array2string(flat[:4], precision=4) + (" ..." if flat.size > 4 else "")

@@ -28,7 +28,7 @@ from pipeline.kernels.params import (
     compute_precision_cholesky,
     is_dense,
 )
-from pipeline.kernels.prior import DataMoments
+from pipeline.kernels.prior import DataMoments, brief, check_count
 from pipeline.kernels.stats import Stats
 
 VARIATIONAL_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom")
@@ -104,30 +104,43 @@ def resolve_priors(
     values = {key: defaults[key] if given.get(key) is None else given[key] for key in VARIATIONAL_PRIOR_KEYS}
     for key in ("weight_concentration_prior", "mean_precision_prior"):
         if not (isinstance(values[key], (int, float, np.floating)) and math.isfinite(values[key]) and values[key] > 0):
-            raise ValueError(f"The parameter '{key}' should be a number > 0, but got {values[key]!r}.")
+            raise ValueError(f"{key} must be a number > 0, got {values[key]!r}")
+        check_count(key, values[key])
     mean = np.asarray(values["mean_prior"], dtype=float)
     if mean.shape != (d,):
-        raise ValueError(f"The parameter 'means' should have the shape of ({d},), but got {mean.shape}")
+        raise ValueError(f"mean_prior must be {d} numbers (one per feature), got shape {mean.shape}")
     if not np.isfinite(mean).all():
-        raise ValueError("The parameter 'mean_prior' should be finite, but it holds NaN or inf")
+        raise ValueError(f"mean_prior must be finite, got {brief(mean)}")
     dof = values["degrees_of_freedom_prior"]
     if not (math.isfinite(dof) and dof > d - 1.0):
-        raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got {dof:.3f}.")
+        raise ValueError(f"degrees_of_freedom_prior must be > {d - 1} (n_features - 1), got {dof:g}")
+    check_count("degrees_of_freedom_prior", dof)
     cov = np.asarray(values["covariance_prior"], dtype=float)
     shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[covariance_type]
     if cov.shape != shape:
+        expected = {
+            "full": f"a {d} x {d} matrix",
+            "tied": f"a {d} x {d} matrix",
+            "diag": f"{d} numbers (one per feature)",
+            "spherical": "one number",
+        }[covariance_type]
         raise ValueError(
-            f"The parameter '{covariance_type} covariance_prior' should have the shape of {shape}, but got {cov.shape}"
+            f"covariance_prior must be {expected} for covariance_type {covariance_type!r}, got shape {cov.shape}"
         )
     if not np.isfinite(cov).all():
-        raise ValueError("The parameter 'covariance_prior' should be finite, but it holds NaN or inf")
+        raise ValueError(f"covariance_prior must be finite, got {brief(cov)}")
     if given.get("covariance_prior") is None:  # the data's own, as scikit-learn takes it unchecked
         pass
     elif is_dense(covariance_type):
-        if not (np.allclose(cov, cov.T) and np.linalg.eigvalsh(cov).min() > 0):
-            raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite")
+        if not np.allclose(cov, cov.T):
+            raise ValueError(f"covariance_prior must be symmetric for covariance_type {covariance_type!r}")
+        if np.linalg.eigvalsh(cov).min() <= 0:
+            raise ValueError(
+                f"covariance_prior must be positive definite for covariance_type {covariance_type!r}, "
+                f"got a matrix with smallest eigenvalue {np.linalg.eigvalsh(cov).min():.3g}"
+            )
     elif (cov <= 0).any():
-        raise ValueError(f"'{covariance_type} precision' should be positive")
+        raise ValueError(f"covariance_prior must be > 0 for covariance_type {covariance_type!r}, got {brief(cov)}")
     return VariationalPriors(
         prior_type,
         float(values["weight_concentration_prior"]),
