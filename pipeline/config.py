@@ -31,6 +31,9 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_VALUES = 100_000
 _ECHO_CHARS = 60
 _SECRET_KEYS = ("storage_options",)
+# A worker process holds about 200 MiB before any data (Python, NumPy, pyarrow, Dask), and Dask pauses it at 80%
+# of its limit: below this, a LocalCluster has no worker that can run (cluster.memory_limit).
+MIN_MEMORY_LIMIT = 512 << 20
 
 
 class _Section(BaseModel):
@@ -129,7 +132,9 @@ class ClusterConfig(_Section):
     address: str | None = Field(None, description="null: start a LocalCluster")
     n_workers: int = Field(2, ge=1, le=1024)
     threads_per_worker: int = Field(1, ge=1, le=1024)
-    memory_limit: str | int = "auto"
+    memory_limit: str | int = Field(
+        "auto", description=f"per worker: 'auto', 0 (no limit), or at least {MIN_MEMORY_LIMIT >> 20} MiB"
+    )
     persist: Literal["auto", "memory", "none"] = "auto"
     dashboard: bool | str = Field(True, description="true: on (a free port if 8787 is taken); false: off; ':PORT'")
     connect_timeout: float = Field(30.0, gt=0, description="seconds to reach the scheduler")
@@ -141,15 +146,22 @@ class ClusterConfig(_Section):
     def _memory_limit(cls, value):
         from dask.utils import parse_bytes
 
-        if isinstance(value, int):
-            if value < 0:
-                raise ValueError("expected 'auto', bytes >= 0 or a size such as 4GiB")
+        if value == "auto" or value == 0:  # 0: no limit
             return value
-        if value != "auto":
+        if isinstance(value, int):
+            n_bytes = value
+        else:
             try:
-                parse_bytes(value)
+                n_bytes = parse_bytes(value)
             except (ValueError, TypeError):
                 raise ValueError("expected 'auto', bytes >= 0 or a size such as 4GiB") from None
+        if n_bytes < 0:
+            raise ValueError("expected 'auto', bytes >= 0 or a size such as 4GiB")
+        if n_bytes < MIN_MEMORY_LIMIT:
+            raise ValueError(
+                f"{n_bytes} bytes per worker is below the minimum of {MIN_MEMORY_LIMIT >> 20} MiB (a worker needs "
+                "about 200 MiB before it holds any data); give a size such as 4GiB, 'auto', or 0 for no limit"
+            )
         return value
 
     @field_validator("dashboard")
@@ -271,8 +283,10 @@ def apply_override(raw: dict, assignment: str) -> None:
             raise InputError(f"--set {key}: {part!r} is not a section")
         schema = sections[0] if sections else None
         child = node.setdefault(part, {})
+        if child is None and (sections or part in _SECRET_KEYS):  # null stands for the mapping being created
+            child = node[part] = {}
         if not isinstance(child, dict):
-            raise InputError(f"--set {key}: {part!r} is not a section")
+            raise InputError(f"--set {key}: {part!r} is not a section (it is {_echo(child)})")
         node = child
     node[parts[-1]] = value
 
@@ -317,20 +331,25 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
 
 
 def recorded(config: Config) -> dict[str, Any]:
-    """The config as model.yaml records it: every value, but no secret (storage options' values redacted)."""
+    """The config as model.yaml records it: every value, but no secret.
+
+    Storage options' values are redacted, and every URL (``data.path``, ``model.init``, ...) is written
+    without its password.
+    """
     dumped = config.model_dump(mode="json")
     for section in ("data", "output"):
         dumped[section]["storage_options"] = secrets.redact_options(dumped[section]["storage_options"])
-        dumped[section]["path"] = secrets.scrub(dumped[section]["path"])  # a URL's password
-    return dumped
+        dumped[section]["path"] = secrets.scrub(dumped[section]["path"])
+    return secrets.without_passwords(dumped)
 
 
 def fit_identity(config: Config, fingerprint: str | None) -> dict[str, Any]:
     """What decides the fitted arrays: the data and the model settings and the data's fingerprint.
 
-    Not where it runs, and not the credentials it reads with (``storage_options``, a URL's password).
+    Not where it runs, and not the credentials it reads with (``storage_options``, any URL's password).
     """
     dumped = config.model_dump(mode="json")
     data = {key: value for key, value in dumped["data"].items() if key != "storage_options"}
     data["path"] = secrets.scrub(data["path"])
-    return {"data": data, "model": dumped["model"], "data_fingerprint": fingerprint}
+    model = secrets.without_passwords(dumped["model"])
+    return {"data": secrets.without_passwords(data), "model": model, "data_fingerprint": fingerprint}

@@ -2,12 +2,18 @@
 
 A dataset is a file, a directory (hive partitions allowed, read recursively),
 a glob, or any fsspec URL.  Its files are taken in natural sort order.  A
-partition is one file, or a run of row groups of a file that is large.
-Only footers are read here on the client; rows are read by the workers.
+name beginning with ``_`` or ``.`` below the path (``_temporary/``,
+``.staging/``, ``_SUCCESS``: what writers leave while they write) is not data,
+as for pyarrow.dataset and Spark, unless the path or the glob spells it out.
+A partition is one file, or a run of row groups of a file that is large.
+Only footers (and, when the columns are chosen automatically, a bounded sample
+of the integer columns) are read here on the client; rows are read by the
+workers, which check that each file is still the one the fit began with.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 from collections import Counter
@@ -30,6 +36,15 @@ if TYPE_CHECKING:
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 # A file larger than this (in float64 rows x columns) is split by row groups.
 PARTITION_BYTES = 128 << 20
+# Names below the dataset's path that begin with these are not data (unless the path or glob spells them out).
+HIDDEN_PREFIXES = ("_", ".")
+# Of what fsspec's info gives, the first present tells one content of a file from the next (besides its size).
+_VERSION_KEYS = ("ETag", "etag", "generation", "mtime", "LastModified", "last_modified", "updated", "created")
+# Automatically chosen integer columns are checked on at most this many rows of the first file with rows ...
+SAMPLE_ROWS = 10_000
+# ... when it has at least this many: all distinct looks like an identifier, at most LABEL_VALUES like a label.
+MIN_SAMPLE_ROWS = 20
+LABEL_VALUES = 10
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,7 @@ class Partition:
     path: str
     row_groups: tuple[int, ...] | None
     n_rows: int
+    version: str  # the file's size, ETag or modification time, and footer digest when the dataset was opened
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,9 @@ class ParquetDataset:
         sha256 over the files' paths, sizes and footers, and the projection.
     files : list of str
         The Parquet files, in order.
+    column_warnings : tuple of str
+        When the columns were chosen automatically: one line per integer
+        column that looks like an identifier or a label (see :func:`open_dataset`).
     """
 
     fs: Any
@@ -65,6 +84,7 @@ class ParquetDataset:
     nan_policy: str
     fingerprint: str
     files: list[str]
+    column_warnings: tuple[str, ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -75,10 +95,23 @@ def _natural_key(path: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
 
 
-def _is_data_file(path: str) -> bool:
-    parts = path.rstrip("/").split("/")
-    hidden = any(p.startswith(("_", ".")) for p in parts[-1:])
-    return not hidden and path.lower().endswith(PARQUET_SUFFIXES)
+def _below(root: str, path: str) -> list[str]:
+    """The names of ``path`` below directory ``root``."""
+    return path[len(root.rstrip("/")) :].strip("/").split("/")
+
+
+def _spelled_out(name: str, pattern: list[str]) -> bool:
+    """Whether a glob names a hidden ``name`` itself: a part of it that begins with the same character matches it."""
+    return any(part[:1] == name[:1] and fnmatch.fnmatchcase(name, part) for part in pattern)
+
+
+def _is_hidden(names: list[str], pattern: list[str] = ()) -> bool:
+    """Whether one of ``names`` (below the dataset's path) begins with ``_`` or ``.`` and the glob does not name it."""
+    return any(n.startswith(HIDDEN_PREFIXES) and not _spelled_out(n, pattern) for n in names)
+
+
+def _is_parquet(path: str) -> bool:
+    return path.lower().endswith(PARQUET_SUFFIXES)
 
 
 def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, list[str]]:
@@ -89,11 +122,17 @@ def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, lis
         raise InputError(scrub(f"data.path {path!r}: {exc}")) from None
     try:
         if any(ch in root for ch in "*?["):
+            pattern = root.split("/")
             candidates = []
             for match in fs.glob(root):
-                candidates += fs.find(match) if fs.isdir(match) else [match]
+                if _is_hidden(match.split("/"), pattern):  # matched by a wildcard, not named
+                    continue
+                if fs.isdir(match):
+                    candidates += [f for f in fs.find(match) if not _is_hidden(_below(match, f))]
+                else:
+                    candidates.append(match)
         elif fs.isdir(root):
-            candidates = fs.find(root)
+            candidates = [f for f in fs.find(root) if not _is_hidden(_below(root, f))]
         elif fs.isfile(root):
             return fs, [root]
         else:
@@ -102,7 +141,7 @@ def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, lis
         raise InputError(scrub(f"data.path {path!r}: permission denied")) from None
     except OSError as exc:  # an object store that refuses (no such bucket, bad credentials)
         raise InputError(scrub(f"data.path {path!r}: cannot list it ({exc})")) from None
-    files = sorted((f for f in candidates if _is_data_file(f)), key=_natural_key)
+    files = sorted((f for f in candidates if _is_parquet(f)), key=_natural_key)
     if not files:
         raise InputError(f"data.path {path!r} holds no Parquet files (*.parquet, *.parq, *.pq)")
     return fs, files
@@ -115,6 +154,7 @@ class _Footer:
     schema: pa.Schema
     row_group_rows: tuple[int, ...]
     digest: bytes
+    version: str
 
 
 def open_parquet(f) -> pq.ParquetFile:
@@ -122,21 +162,34 @@ def open_parquet(f) -> pq.ParquetFile:
     return pq.ParquetFile(f, page_checksum_verification=True)
 
 
+def _footer_digest(f) -> bytes:
+    """sha256 of the Parquet footer of the open file ``f``."""
+    size = f.size
+    f.seek(size - 8)
+    footer_len = int.from_bytes(f.read(4), "little")
+    f.seek(size - 8 - footer_len)
+    return hashlib.sha256(f.read(footer_len)).digest()
+
+
+def _stamp(fs, path: str) -> str:
+    """The size of a file and the first of its ETag, generation or modification time that fsspec's info gives."""
+    info = fs.info(path)
+    tag = next((f" {key}={info[key]}" for key in _VERSION_KEYS if info.get(key) is not None), "")
+    return f"size={info.get('size')}{tag}"
+
+
 def _read_footer(fs, path: str) -> _Footer:
     try:
+        stamp = _stamp(fs, path)
         with fs.open(path, "rb") as f:
-            size = f.size
             meta = open_parquet(f).metadata
-            f.seek(size - 8)
-            footer_len = int.from_bytes(f.read(4), "little")
-            f.seek(size - 8 - footer_len)
-            digest = hashlib.sha256(f.read(footer_len)).digest()
+            size, digest = f.size, _footer_digest(f)
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (pa.ArrowException, OSError) as exc:
         raise InputError(scrub(f"{path}: not a readable Parquet file ({exc})")) from None
     rows = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-    return _Footer(path, size, meta.schema.to_arrow_schema(), rows, digest)
+    return _Footer(path, size, meta.schema.to_arrow_schema(), rows, digest, f"{stamp} footer={digest.hex()}")
 
 
 def _is_numeric(dtype: pa.DataType) -> bool:
@@ -211,16 +264,52 @@ def _check_same_schema(footers: list[_Footer], needed: list[str]) -> None:
 def _partitions(footer: _Footer, n_columns: int) -> list[Partition]:
     rows = footer.row_group_rows
     if sum(rows) * n_columns * 8 <= PARTITION_BYTES or len(rows) < 2:
-        return [Partition(footer.path, None, sum(rows))]
+        return [Partition(footer.path, None, sum(rows), footer.version)]
     parts, group, count = [], [], 0
     for i, r in enumerate(rows):
         if group and (count + r) * n_columns * 8 > PARTITION_BYTES:
-            parts.append(Partition(footer.path, tuple(group), count))
+            parts.append(Partition(footer.path, tuple(group), count, footer.version))
             group, count = [], 0
         group.append(i)
         count += r
-    parts.append(Partition(footer.path, tuple(group), count))
+    parts.append(Partition(footer.path, tuple(group), count, footer.version))
     return parts
+
+
+def _column_warnings(fs, footers: list[_Footer], names: list[str]) -> tuple[str, ...]:
+    """Integer columns among automatically chosen ``names`` that look like an identifier or a label.
+
+    Judged on at most :data:`SAMPLE_ROWS` rows of the first file with rows, and only when that sample has
+    at least :data:`MIN_SAMPLE_ROWS` values: every value distinct looks like an identifier, at most
+    :data:`LABEL_VALUES` distinct values like a label or a code.
+    """
+    integers = [n for n in names if pa.types.is_integer(footers[0].schema.field(n).type)]
+    first = next((footer for footer in footers if sum(footer.row_group_rows)), None)
+    if not integers or first is None:
+        return ()
+    try:
+        with fs.open(first.path, "rb") as f:
+            sample = next(open_parquet(f).iter_batches(batch_size=SAMPLE_ROWS, columns=integers))
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(scrub(f"{first.path}: cannot read Parquet data ({exc})")) from None
+    warnings = []
+    for name in integers:
+        column = sample.column(name)
+        n_values = len(column) - column.null_count
+        n_distinct = pc.count_distinct(column).as_py()
+        if n_values < MIN_SAMPLE_ROWS:
+            continue
+        if n_distinct == n_values:
+            looks = f"an identifier: all {n_values} values in the first rows of {first.path} are distinct"
+        elif n_distinct <= LABEL_VALUES:
+            looks = f"a label or a code: {n_distinct} distinct values in the first {n_values} rows of {first.path}"
+        else:
+            continue
+        warnings.append(
+            f"column {name!r} ({column.type}) looks like {looks}; it is fitted as a feature because data.columns "
+            "is null: list the features in data.columns"
+        )
+    return tuple(warnings)
 
 
 def open_dataset(
@@ -231,9 +320,13 @@ def open_dataset(
     nan_policy: str = "error",
     passthrough: list[str] = (),
 ) -> ParquetDataset:
-    """List, check and project a Parquet dataset (reads footers only).
+    """List, check and project a Parquet dataset (reads footers, and a sample when ``columns`` is None).
 
-    ``passthrough`` columns (of any type) must exist in every file too.
+    ``passthrough`` columns (of any type) must exist in every file too.  With
+    ``columns=None`` every numeric column but the weight column is a feature,
+    and integer columns that look like an identifier or a label (judged on the
+    first rows, see :func:`_column_warnings`) are named in the dataset's
+    ``column_warnings``.
 
     Raises
     ------
@@ -258,7 +351,8 @@ def open_dataset(
         digest.update(f"{footer.path}\0{footer.size}\0".encode())
         digest.update(footer.digest)
     partitions = [p for footer in footers for p in _partitions(footer, len(needed))]
-    return ParquetDataset(fs, partitions, names, weight_column, nan_policy, digest.hexdigest(), files)
+    warnings = _column_warnings(fs, footers, names) if columns is None else ()
+    return ParquetDataset(fs, partitions, names, weight_column, nan_policy, digest.hexdigest(), files, warnings)
 
 
 def _column_as_float(table: pa.Table, name: str) -> np.ndarray:
@@ -285,13 +379,21 @@ def read_partition(
     Raises
     ------
     InputError
-        Unreadable file (or a page failing its checksum), non-finite values
-        (``nan_policy="error"``), or a negative or non-finite weight.
+        Unreadable file (or a page failing its checksum), a file that is not
+        the one the dataset was opened with (``part.version``), non-finite
+        values (``nan_policy="error"``), or a negative or non-finite weight.
     """
     columns = np.empty((len(feature_names), part.n_rows))  # Arrow's layout: one contiguous column each
     sample_weight = None
     try:
+        fs.invalidate_cache(part.path)  # a listing cached in this process must not hide a new version
+        stamp = _stamp(fs, part.path)
         with fs.open(part.path, "rb") as f:
+            if f"{stamp} footer={_footer_digest(f).hex()}" != part.version:
+                raise InputError(
+                    f"{part.path}: the file changed during the fit (its size, modification time or footer is not "
+                    "what it was when the fit began); no model was written: rerun once nothing writes to the data"
+                )
             pf = open_parquet(f)
             # One column at a time: besides X, only one column's Arrow buffers are alive.
             for j, name in enumerate(feature_names + ([weight_column] if weight_column else [])):
@@ -333,7 +435,8 @@ def read_partition(
         if nan_policy == "error":
             raise InputError(
                 f"{part.path}: {int(bad.sum())} rows have NaN or infinite values in the selected columns; "
-                "clean the data or set data.nan_policy: drop"
+                "clean the data or set data.nan_policy: drop (those rows are left out) or marginalize "
+                "(NaN is a missing value and each row's observed values are fitted; infinite values stay errors)"
             )
         X = np.asfortranarray(X[~bad])
         sample_weight = None if sample_weight is None else sample_weight[~bad]

@@ -6,7 +6,9 @@ their keys with every value replaced by :data:`REDACTED`, the fit's identity
 leaves them out (rotating a credential does not refit), and every line the
 CLI prints passes through :func:`scrub`, which replaces any registered
 secret value, and the password of a URL such as ``ftp://user:pass@host``,
-with ``***``.
+with ``***``.  A URL in a setting (``data.path``, ``model.init``,
+``output.path``, ...) is recorded and compared without its password
+(:func:`without_passwords`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ REDACTED = "<redacted>"
 _SECRETS: set[str] = set()
 # Values shorter than this are not secrets worth hiding (and would blank out common words).
 _MIN_LENGTH = 4
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<password>[^/@\s]+)@")
+# The password runs to the last "@" of the URL's authority (one written with an unescaped "@" is hidden whole).
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/?#@:\s]*):(?P<password>[^/?#\s]+)@")
 
 
 def redact_options(options: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -52,9 +55,20 @@ def registered() -> list[str]:
     return sorted(_SECRETS)
 
 
+def without_passwords(value: Any) -> Any:
+    """``value`` with the password of every URL in its strings (in mappings and lists too) replaced by ``***``."""
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", value)
+    if isinstance(value, dict):
+        return {key: without_passwords(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(without_passwords(item) for item in value)
+    return value
+
+
 def scrub(text: str) -> str:
     """``text`` with registered secrets and URL passwords replaced by ``***``."""
     for secret in sorted(_SECRETS, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, "***")
-    return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+    return without_passwords(text)
