@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from pipeline import kernels
 from pipeline.errors import InputError, NumericalError
+from pipeline.kernels.algorithms import check_supported
 from pipeline.passes import BlockSource, add_tuples
 
 
@@ -99,18 +100,23 @@ def run_em(
     tol: float,
     max_iter: int,
     dtype: str = "float64",
+    data_variance: np.ndarray | None = None,
     on_iteration: Callable[[IterationReport], None] | None = None,
 ) -> list[EMRun]:
     """Advance every run until its objective changes by less than ``tol`` or ``max_iter``.
 
     Runs resumed from a checkpoint keep their ``n_iter`` and ``history``.
     ``dtype`` is the E-step's arithmetic (see :func:`pipeline.kernels.prepare`).
+    ``data_variance`` (n_features,), the data's variance per feature (``Summary.variance``), is the scale at which
+    every M-step's covariances are checked for collapse, whatever the covariance type.
     The runs are updated in place and returned.
 
     Raises
     ------
     NumericalError
         If an iteration produced NaN or inf.
+    ComponentCollapseError
+        If an M-step left a component with a variance the data's scale cannot support.
     """
     # One BLAS thread here: the client's arithmetic is small, and an idle OpenBLAS thread spins for a while after
     # every call, on a core a worker needs (measured: 70 ms of CPU per iteration of shape A, half an iteration).
@@ -127,6 +133,8 @@ def run_em(
             for run, prep, stats in zip(active, preps, all_stats):
                 _check_finite(stats, run.n_iter + 1)
                 new_state = run.algorithm.m_step(stats, prep.shift)
+                if data_variance is not None:
+                    check_supported(run.algorithm.params(new_state), data_variance, run.algorithm.reg_covar)
                 scores = run.algorithm.scores(stats, run.state, new_state)
                 if not (math.isfinite(scores.lower_bound) and math.isfinite(scores.objective)):
                     raise NumericalError(

@@ -204,6 +204,7 @@ def fit_candidates(
             "path": config.data.path,
             "n_rows": n_rows,
             "n_features": len(dataset.feature_names),
+            "columns": list(dataset.feature_names),
             "n_partitions": len(dataset.partitions),
             "dropped_rows": dataset.n_rows - n_rows,
             "persisted": persisted,
@@ -212,6 +213,8 @@ def fit_candidates(
             "incomplete_rows": summary.n_incomplete,
         }
     )
+    for message in dataset.column_warnings:
+        emit({"event": "warning", "category": "ColumnWarning", "message": message})
 
     groups = _resume(config, candidates, checkpoint, emit) if checkpoint is not None else None
     if groups is None:
@@ -237,7 +240,13 @@ def fit_candidates(
                 emit(_iteration_event(candidate if len(candidates) > 1 else None, active, changes, rep, m.dtype))
 
     em.run_em(
-        source, [r for g in groups for r in g], tol=m.tol, max_iter=m.max_iter, dtype=m.dtype, on_iteration=report
+        source,
+        [r for g in groups for r in g],
+        tol=m.tol,
+        max_iter=m.max_iter,
+        dtype=m.dtype,
+        data_variance=summary.variance,
+        on_iteration=report,
     )
     bests = [em.best_run(g) for g in groups]
     fits = em.final_fits(source, bests)
@@ -247,7 +256,7 @@ def fit_candidates(
         bic, aic, icl = (
             (None, None, None) if m.algorithm == "variational" else criteria(fit, candidate, len(dataset.feature_names))
         )
-        collapsed = collapsed_components(run.params, m.reg_covar).tolist()
+        collapsed = collapsed_components(run.params, m.reg_covar, summary.variance).tolist()
         outcomes.append(Outcome(candidate, run, fit, bic, aic, icl, collapsed, h))
     return Fitted(outcomes, summary, n_rows)
 

@@ -222,7 +222,7 @@ class MixtureEstimator:
         if self.verbose:
             state = "converged" if self.converged_ else "did not converge"
             print(f"Initialization {state}." + (f" lower bound {self.lower_bound_:.5f}." if self.verbose >= 2 else ""))
-        collapsed = collapsed_components(best.params, self.reg_covar)
+        collapsed = collapsed_components(best.params, self.reg_covar, summary.variance)
         if collapsed.size:
             warnings.warn(
                 f"{collapsed.size} of {self.n_components} components collapsed onto single points or none "
@@ -260,7 +260,13 @@ class MixtureEstimator:
         source, summary, n_rows, n_dropped = self._source(X, sample_weight)
         runs = self._runs(source, X.shape[1])
         em.run_em(
-            source, runs, tol=self.tol, max_iter=self.max_iter, dtype=self.dtype, on_iteration=self._verbose_reporter()
+            source,
+            runs,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            dtype=self.dtype,
+            data_variance=summary.variance,
+            on_iteration=self._verbose_reporter(),
         )
         self._finish(runs, X.shape[1], names, summary, n_rows, n_dropped)
         return self

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.errors import ComponentCollapseError
 from pipeline.kernels.estep import Prepared, prepare
 from pipeline.kernels.mstep import m_step
-from pipeline.kernels.params import PARAM_ARRAYS, Params, dense_covariances
+from pipeline.kernels.params import COLLAPSE_HINT, PARAM_ARRAYS, Params, is_dense, per_component
 from pipeline.kernels.prior import Prior, log_prior
 from pipeline.kernels.stats import Stats
 
@@ -73,13 +74,82 @@ class EMStep:
         return None if self.prior is None else self.prior.as_dict()
 
 
-def collapsed_components(params: Params, reg_covar: float) -> np.ndarray:
-    """Indices of components that reg_covar alone holds up: no variance of their own above it.
+# A component's variance, in some direction, below this fraction of the data's own variance (feature by feature) is
+# one the data cannot support: float64 sums cannot tell it from 0.  The same test for every covariance type.
+COLLAPSE_RTOL = 1e-13
+
+
+def _standardised_variances(params: Params, data_variance: np.ndarray, subtract: float) -> np.ndarray:
+    """Each component's covariance less ``subtract`` on the diagonal, in units of the data's variance per feature.
+
+    Columns without spread (or without an observed value) are left out: no component can be narrower than them.
+
+    Returns
+    -------
+    ndarray of shape (n_components, d, d) for full and tied, (n_components, d) for diag and spherical
+    """
+    data_variance = np.asarray(data_variance, dtype=np.float64)
+    spread = np.isfinite(data_variance) & (data_variance > 0)
+    scale = 1.0 / np.sqrt(data_variance[spread])
+    k, d = params.n_components, params.n_features
+    cov = per_component(params.covariances, params.covariance_type, k, d)
+    if is_dense(params.covariance_type):
+        cov = np.array(cov[:, spread][:, :, spread])
+        idx = np.arange(cov.shape[-1])
+        cov[:, idx, idx] -= subtract
+        return cov * scale[:, None] * scale[None, :]
+    return (cov[:, spread] - subtract) * np.square(scale)
+
+
+def unsupported_components(params: Params, data_variance: np.ndarray, reg_covar: float) -> np.ndarray:
+    """Indices of components whose covariance (``reg_covar`` included) is degenerate at the data's scale.
+
+    A component is degenerate when, in some direction, its variance is at most
+    :data:`COLLAPSE_RTOL` of the data's own variance: the smallest eigenvalue of
+    its covariance standardised by the data's per-feature variances (its
+    smallest standardised variance for diag and spherical).  Nothing can be
+    degenerate while ``reg_covar`` alone exceeds that bound in every feature, so
+    the test then costs nothing.
+    """
+    data_variance = np.asarray(data_variance, dtype=np.float64)
+    spread = np.isfinite(data_variance) & (data_variance > 0)
+    if not spread.any() or reg_covar > COLLAPSE_RTOL * data_variance[spread].max():
+        return np.empty(0, dtype=int)
+    scaled = _standardised_variances(params, data_variance, 0.0)
+    if is_dense(params.covariance_type):
+        smallest = np.linalg.eigvalsh(scaled)[:, 0]
+    else:
+        smallest = scaled.min(axis=1)
+    return np.flatnonzero(~(smallest > COLLAPSE_RTOL))
+
+
+def collapsed_components(params: Params, reg_covar: float, data_variance: np.ndarray) -> np.ndarray:
+    """Indices of components that ``reg_covar`` alone holds up: no variance of their own at the data's scale.
 
     A component on a single point (or on none) has an empirical covariance of
-    zero; with ``reg_covar > 0`` its fitted variances are all ``reg_covar``.
+    zero: each of its variances, less ``reg_covar``, is at most
+    :data:`COLLAPSE_RTOL` of the data's variance in that feature (the same test
+    for every covariance type).  An empty component (weight 0) is collapsed too.
     """
-    if reg_covar <= 0:
-        return np.empty(0, dtype=int)
-    variances = np.diagonal(dense_covariances(params), axis1=1, axis2=2)
-    return np.flatnonzero((variances <= 2 * reg_covar).all(axis=1) | (params.weights <= 0))
+    own = _standardised_variances(params, data_variance, reg_covar)
+    if own.shape[-1] == 0:
+        return np.flatnonzero(params.weights <= 0)
+    if is_dense(params.covariance_type):
+        own = np.diagonal(own, axis1=1, axis2=2)
+    return np.flatnonzero((own <= COLLAPSE_RTOL).all(axis=1) | (params.weights <= 0))
+
+
+def check_supported(params: Params, data_variance: np.ndarray, reg_covar: float) -> None:
+    """Raise :class:`ComponentCollapseError` if a component is degenerate at the data's scale.
+
+    Raises
+    ------
+    ComponentCollapseError
+        Naming the components, as a covariance that is not positive definite does, with the same advice.
+    """
+    bad = unsupported_components(params, data_variance, reg_covar)
+    if bad.size:
+        raise ComponentCollapseError(
+            f"the covariance of component(s) {bad.tolist()} has a variance of at most {COLLAPSE_RTOL:g} of the "
+            f"data's own variance in some direction: {COLLAPSE_HINT}"
+        )

@@ -111,7 +111,7 @@ def dense_covariances(params: Params) -> np.ndarray:
 
 
 # Cholesky factors of the precisions
-_COLLAPSE_HINT = (
+COLLAPSE_HINT = (
     "ill-defined empirical covariance (the component collapsed onto too few distinct points); "
     "increase reg_covar (model.reg_covar), use the conjugate prior (model.prior: default, prior='default'), "
     "or reduce n_components"
@@ -122,7 +122,7 @@ def _chol_lower(matrix: np.ndarray, what: str) -> np.ndarray:
     try:
         return np.linalg.cholesky(matrix)
     except np.linalg.LinAlgError:
-        raise ComponentCollapseError(f"{what} is not positive definite: {_COLLAPSE_HINT}") from None
+        raise ComponentCollapseError(f"{what} is not positive definite: {COLLAPSE_HINT}") from None
 
 
 def _precision_chol_from_cov(cov: np.ndarray, what: str) -> np.ndarray:
@@ -147,7 +147,7 @@ def compute_precision_cholesky(covariances: np.ndarray, covariance_type: str) ->
         If a covariance is not positive definite (or not finite).
     """
     if not np.isfinite(covariances).all():
-        raise ComponentCollapseError(f"a covariance is not finite: {_COLLAPSE_HINT}")
+        raise ComponentCollapseError(f"a covariance is not finite: {COLLAPSE_HINT}")
     if covariance_type == "full":
         return np.stack(
             [_precision_chol_from_cov(c, f"covariance of component {k}") for k, c in enumerate(covariances)]
@@ -156,7 +156,7 @@ def compute_precision_cholesky(covariances: np.ndarray, covariance_type: str) ->
         return _precision_chol_from_cov(covariances, "tied covariance")
     bad = np.flatnonzero(np.reshape(covariances <= 0, (covariances.shape[0], -1)).any(axis=1))
     if bad.size:
-        raise ComponentCollapseError(f"variance of component {int(bad[0])} is not positive: {_COLLAPSE_HINT}")
+        raise ComponentCollapseError(f"variance of component {int(bad[0])} is not positive: {COLLAPSE_HINT}")
     return 1.0 / np.sqrt(covariances)
 
 

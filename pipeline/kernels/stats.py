@@ -110,6 +110,9 @@ class Summary:
         Missing values (NaN) in the rows kept.
     n_incomplete : int
         Rows kept with at least one missing value.
+    column_weight, column_mean, column_m2 : ndarray of shape (n_features,)
+        Each column's weight of observed values, weighted mean, and weighted sum of squared deviations about
+        that mean; blocks combine by Chan's pairwise update, never as ``E[x^2] - E[x]^2``.
     """
 
     n_rows: tuple[int, ...]
@@ -119,6 +122,20 @@ class Summary:
     maximum: np.ndarray
     n_missing: int = 0
     n_incomplete: int = 0
+    column_weight: np.ndarray | None = None
+    column_mean: np.ndarray | None = None
+    column_m2: np.ndarray | None = None
+
+    @property
+    def variance(self) -> np.ndarray:
+        """Each column's weighted variance over its observed values (the data's own scale, for collapse checks).
+
+        Returns
+        -------
+        ndarray of shape (n_features,); NaN for a column with no observed value.
+        """
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.column_m2 / self.column_weight
 
     def problem(self, columns: list[str], weights: str) -> str | None:
         """What float64 arithmetic cannot carry, in words (None if nothing): weights that sum past float64's
@@ -147,6 +164,14 @@ class Summary:
         return None
 
     def __add__(self, other: Summary) -> Summary:
+        wa, wb = self.column_weight, other.column_weight
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            total = wa + wb
+            share = np.where(total > 0, wb / np.where(total > 0, total, 1.0), 0.0)
+            delta = other.column_mean - self.column_mean
+            merged = np.where(wa > 0, self.column_mean + delta * share, other.column_mean)
+            mean = np.where(wb > 0, merged, self.column_mean)
+            m2 = self.column_m2 + other.column_m2 + np.where((wa > 0) & (wb > 0), np.square(delta) * wa * share, 0.0)
         return Summary(
             self.n_rows + other.n_rows,
             self.weight_sum + other.weight_sum,
@@ -155,6 +180,9 @@ class Summary:
             np.fmax(self.maximum, other.maximum),
             self.n_missing + other.n_missing,
             self.n_incomplete + other.n_incomplete,
+            total,
+            mean,
+            m2,
         )
 
 
@@ -178,6 +206,7 @@ def block_summary(X: np.ndarray, sample_weight: np.ndarray | None) -> Summary:
         with np.errstate(over="ignore"):  # a sum past float64's range is reported by Summary.problem
             weight_sum = float(sample_weight.sum())
         max_weight = float(sample_weight.max()) if sample_weight.size else 0.0
+    column_weight, column_mean, column_m2 = _column_moments(X, missing, sample_weight)
     return Summary(
         (int(X.shape[0]),),
         weight_sum,
@@ -186,7 +215,22 @@ def block_summary(X: np.ndarray, sample_weight: np.ndarray | None) -> Summary:
         np.nan_to_num(maximum, nan=-np.inf),
         int(missing.sum()),
         int(missing.any(axis=1).sum()),
+        column_weight,
+        column_mean,
+        column_m2,
     )
+
+
+def _column_moments(X: np.ndarray, missing: np.ndarray, sample_weight: np.ndarray | None):
+    """Each column's weight of observed values, weighted mean and sum of squared deviations (one block)."""
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    observed = np.where(missing, 0.0, w[:, None])
+    values = np.where(missing, 0.0, X)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # overflow is Summary.problem's to report
+        weight = observed.sum(axis=0)
+        mean = np.where(weight > 0, (observed * values).sum(axis=0) / np.where(weight > 0, weight, 1.0), 0.0)
+        m2 = (observed * np.square(values - mean)).sum(axis=0)
+    return weight, mean, m2
 
 
 # --------------------------------------------------------------------------- #
