@@ -28,6 +28,9 @@ from pipeline.model import npz_bytes, read_npz
 
 META = "meta"
 _KIND = "gmm-pipeline checkpoint"
+# 2: starts keyed by (random_state, K, restart), no longer by the covariance type; a checkpoint of 1 is not resumed,
+# so a resumed fit always ends where an uninterrupted one of this version does.
+FORMAT = 2
 
 
 def checkpoint_path(output: str | Path) -> str:
@@ -103,6 +106,8 @@ class Checkpoint:
         if state == "damaged":
             return None, "it is damaged (empty)"
         meta = arrays[META]
+        if meta.get("format", 1) != FORMAT:
+            return None, "it was written by another version of gmm-pipeline (whose starts differ)"
         saved = meta.get("identity")
         if saved != self.identity:
             if isinstance(saved, dict) and saved.get("data_fingerprint") != self.identity.get("data_fingerprint"):
@@ -133,6 +138,7 @@ class Checkpoint:
         arrays = {f"run{i}_{name}": value for i, run in enumerate(runs) for name, value in run.arrays.items()}
         meta = {
             "kind": _KIND,
+            "format": FORMAT,
             "identity": self.identity,
             "hyperparameters": hyperparameters,
             "runs": [

@@ -4,8 +4,9 @@ Every start is seeded and independent of how the rows are partitioned: the
 sample is drawn by global row index, random responsibilities are keyed by
 global row index, and all reductions are sums in a fixed order.  A start
 depends only on the seed and on its own candidate and restart index
-``(n_components, covariance_type, restart)``: the same candidate starts the
-same in ``gmm fit`` and in any selection.
+``(n_components, restart)``, as scikit-learn's: the same candidate starts the
+same in ``gmm fit`` and in any selection, and every covariance type of a
+selection starts from the same centres at each K.
 
 Where scikit-learn's starts are weak we do better: its ``k-means++`` and
 ``random_from_data`` give each component a single point (so tied fits stall
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import kernels
-from pipeline.choices import COVARIANCE_TYPES
 from pipeline.kernels.prior import DataMoments, block_moment_sums
 from pipeline.passes import BlockSource, add_tuples
 
@@ -144,26 +144,30 @@ def lloyd(X, sample_weight, centres):
 # --------------------------------------------------------------------------- #
 # Starts
 # --------------------------------------------------------------------------- #
-def start_rng(seed: int, n_components: int, covariance_type: str, restart: int) -> np.random.Generator:
-    """The random stream of one start: a function of the seed and the start's own identity only."""
-    return np.random.default_rng([seed, n_components, COVARIANCE_TYPES.index(covariance_type), restart])
+def start_rng(seed: int, n_components: int, restart: int) -> np.random.Generator:
+    """The random stream of one start: a function of the seed, the number of components and the restart only.
+
+    As in scikit-learn, the covariance type does not enter: at one seed every type starts from the same centres
+    (or random responsibilities), so comparing types compares the types, not their starts.
+    """
+    return np.random.default_rng([seed, n_components, restart])
 
 
-def _spec(sample, sample_w, n_components, covariance_type, init_params, rng) -> StartSpec:
+def _start(sample, sample_w, n_components, init_params, rng) -> tuple[np.ndarray, int | None]:
+    """One start's shift (the centres, or the sample mean repeated) and, for random responsibilities, their seed."""
     if sample.shape[0] == 0:
         raise ValueError("no row of positive weight has every feature present; cannot choose starting centres")
     if init_params == "random":
         centre = np.average(sample, axis=0, weights=sample_w)
-        shift = np.repeat(centre[None, :], n_components, axis=0)
-        return StartSpec(covariance_type, shift, int(rng.integers(2**63)))
+        return np.repeat(centre[None, :], n_components, axis=0), int(rng.integers(2**63))
     if init_params == "random_from_data":
         size = min(n_components, sample.shape[0])
         chosen = sample[rng.choice(sample.shape[0], size=size, replace=False)]
-        return StartSpec(covariance_type, np.concatenate([chosen, np.repeat(chosen[-1:], n_components - size, 0)]))
+        return np.concatenate([chosen, np.repeat(chosen[-1:], n_components - size, 0)]), None
     centres = kmeans_plusplus(sample, sample_w, n_components, rng)
     if init_params == "kmeans":
         centres = lloyd(sample, sample_w, centres)
-    return StartSpec(covariance_type, centres)
+    return centres, None
 
 
 @dataclass(frozen=True)
@@ -194,10 +198,12 @@ def start_statistics(
     start of every candidate (and, if asked, the data's mean and covariance).
     """
     sample, sample_w = draw_sample(source, np.random.default_rng(seed))
-    specs = [
-        [_spec(sample, sample_w, k, ct, init_params, start_rng(seed, k, ct, r)) for r in range(n_init)]
-        for k, ct in candidates
-    ]
+    shared = {}  # one start per (K, restart), whatever the covariance type
+    for k, _ in candidates:
+        for r in range(n_init):
+            if (k, r) not in shared:
+                shared[k, r] = _start(sample, sample_w, k, init_params, start_rng(seed, k, r))
+    specs = [[StartSpec(ct, *shared[k, r]) for r in range(n_init)] for k, ct in candidates]
     flat = [spec for group in specs for spec in group]
     shift = _sample_mean(sample, sample_w, source.n_features) if with_moments else None
     results = source.run(_start_block, flat, shift, combine=add_tuples)
