@@ -47,9 +47,10 @@ def _data(event: dict[str, Any]) -> str:
         else ""
     )
     where = "held in cluster memory" if event["persisted"] else "re-read every iteration"
+    columns = f"; columns: {', '.join(event['columns'])}" if event.get("columns") else ""
     return (
         f"data {event['path']}: {event['n_rows']} rows x {event['n_features']} features "
-        f"in {event['n_partitions']} partitions ({where}){dropped}{missing}"
+        f"in {event['n_partitions']} partitions ({where}){dropped}{missing}{columns}"
     )
 
 
