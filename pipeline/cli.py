@@ -21,7 +21,7 @@ import click
 
 from pipeline import job, jsonlog, scoring, synthetic
 from pipeline.choices import COVARIANCE_TYPES, CRITERIA
-from pipeline.config import load_config
+from pipeline.config import ClusterConfig, apply_override, load_config, validate
 from pipeline.console import Console, echo, strict_json
 from pipeline.errors import EnvironmentFault, InputError
 from pipeline.model import SELECTION_FILE
@@ -52,6 +52,13 @@ LOG_FORMAT = click.Option(
     help="Progress and errors on stderr as text lines or JSON objects.",
 )
 CONFIG = click.Argument(["config_path"], metavar="CONFIG")
+CONFIG_OPTION = click.Option(
+    ["--config", "config_path"],
+    default=None,
+    metavar="CONFIG",
+    help="A config (the fit's will do): its cluster section sets where and how this runs; the other sections "
+    "are checked but not used.",
+)
 MODEL_DIR = click.Argument(["model_dir"], metavar="DIR")
 
 
@@ -232,32 +239,66 @@ def _parse_types(text: str) -> list[str]:
     metavar="full,diag,...",
     help="Candidate covariance types (default: model.covariance_type of the config).",
 )
-def select(config_path, overrides, scheduler, log_format, k_text, criterion, covariance_types):
-    """Fit every candidate in shared passes, print the BIC/AIC/ICL table, write the best model."""
+@click.option("--force", is_flag=True, help="Fit every candidate even if the output already holds this selection.")
+def select(config_path, overrides, scheduler, log_format, k_text, criterion, covariance_types, force):
+    """Fit every candidate in shared passes, print the BIC/AIC/ICL table, write the best model.
+
+    If the output already holds this selection (same data, settings and candidates), the best is chosen again
+    from its table by --criterion, without a refit.
+    """
     console = _setup(log_format)
     config = _run(console, load_config, config_path, overrides)
     ks = _run(console, _parse_ks, k_text)
     types = _run(console, _parse_types, covariance_types or config.model.covariance_type)
-    outcome = _run(console, job.select, config, ks, types, criterion, scheduler=scheduler, emit=console)
+    outcome = _run(console, job.select, config, ks, types, criterion, scheduler=scheduler, force=force, emit=console)
+    below = {i: outcome.table[j] for i, j in job.falling_likelihoods(outcome.table)}
     echo(
         f"{'K':>3}  {'covariance':<10} {'log_likelihood':>16} {'BIC':>14} {'AIC':>14} {'ICL':>14} {'iter':>5}"
         "  converged"
     )
     for i, row in enumerate(outcome.table):
-        mark = "  <- best" if i == outcome.best else ""
+        marks = (["<- best"] if i == outcome.best else []) + (
+            [f"! log-likelihood below K={below[i]['n_components']} (local optimum?)"] if i in below else []
+        )
         echo(
             f"{row['n_components']:>3}  {row['covariance_type']:<10} {row['log_likelihood']:>16.6g} "
             f"{row['bic']:>14.6g} {row['aic']:>14.6g} {row['icl']:>14.6g} {row['n_iter']:>5}  "
-            f"{str(row['converged']):<9}{mark}"
+            f"{str(row['converged']):<9}" + "".join(f"  {mark}" for mark in marks)
         )
     best = outcome.table[outcome.best]
+    how = (
+        f"; re-chosen from the table at {outcome.rechosen_from}, no refit"
+        if outcome.rechosen_from
+        else "; already written, nothing refitted"
+        if outcome.skipped
+        else ""
+    )
     echo(
-        f"best by {criterion.upper()}: K={best['n_components']} {best['covariance_type']}; model and "
+        f"best by {criterion.upper()}: K={best['n_components']} {best['covariance_type']}{how}; model and "
         f"{SELECTION_FILE} in {outcome.path}"
     )
 
 
-@main.command(params=[SCHEDULER, LOG_FORMAT])
+def _score_cluster(config_path: str | None, overrides: tuple[str, ...]) -> ClusterConfig | None:
+    """The cluster settings of ``gmm score``: a config's cluster section and ``--set cluster.*`` (None: defaults)."""
+    for assignment in overrides:
+        key = assignment.partition("=")[0].strip()
+        if key != "cluster" and not key.startswith("cluster."):
+            raise InputError(
+                f"--set {key}: gmm score takes only cluster.* settings (the model comes from --model, the data "
+                "from --input)"
+            )
+    if config_path is not None:
+        return load_config(config_path, overrides).cluster
+    if not overrides:
+        return None
+    raw: dict[str, Any] = {"data": {"path": "(not used by gmm score)"}}
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate(raw, "--set").cluster
+
+
+@main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT])
 @click.option("--model", "model_dir", required=True, metavar="DIR", help="A fitted model directory.")
 @click.option("--input", "input_path", required=True, metavar="DATA", help="Parquet file, directory or glob.")
 @click.option("--output", "output_dir", required=True, metavar="DIR", help="Directory to write.")
@@ -274,9 +315,25 @@ def select(config_path, overrides, scheduler, log_format, k_text, criterion, cov
     help="Also write imputed_<feature>: the features with each missing value replaced by its conditional mean "
     "under the mixture (for a model fitted with data.nan_policy: marginalize).",
 )
-def score(scheduler, log_format, model_dir, input_path, output_dir, keep, probabilities, uncertainty, impute):
-    """Write label, log_likelihood (and probabilities) for every row, one Parquet file per input file."""
+def score(
+    config_path,
+    overrides,
+    scheduler,
+    log_format,
+    model_dir,
+    input_path,
+    output_dir,
+    keep,
+    probabilities,
+    uncertainty,
+    impute,
+):
+    """Write label, log_likelihood (and probabilities) for every row, one Parquet file per input file.
+
+    The cluster is set as for fit (cluster.* of --config and --set cluster.KEY=VALUE, --scheduler).
+    """
     console = _setup(log_format)
+    settings = _run(console, _score_cluster, config_path, overrides)
     columns = [c.strip() for c in keep.split(",") if c.strip()]
     _run(
         console,
@@ -289,6 +346,7 @@ def score(scheduler, log_format, model_dir, input_path, output_dir, keep, probab
         uncertainty,
         impute,
         scheduler=scheduler,
+        settings=settings,
         emit=console,
     )
 

@@ -8,27 +8,39 @@ the config, the data's footers, and the output (:mod:`pipeline.outputs`).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import cluster, data, fitting, outputs, storage
+import numpy as np
+
+from pipeline import cluster, data, fitting, kernels, outputs, storage
 from pipeline.checkpoint import Checkpoint
 from pipeline.choices import INIT_METHODS
-from pipeline.config import Config, fit_identity, validate
+from pipeline.config import Config, fit_identity, recorded, validate
 from pipeline.errors import InputError
 from pipeline.fitting import Candidate, Emit
+from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.model import (
     SELECTION_FILE,
     ModelInfo,
     SelectionRef,
+    describe,
     is_model_directory,
     load_saved_model,
+    npz_bytes,
+    read_npz,
     save_model,
 )
 
 SELECTION_COLUMNS = ("n_components", "covariance_type", "log_likelihood", "bic", "aic", "icl", "n_iter", "converged")
+# Beside selection.csv: every candidate's model (arrays, history, prior), so that another criterion can choose
+# among them without a pass over the data.  Its arrays are named "<row of the table>.<name>".
+CANDIDATES_FILE = "candidates.npz"
+# A log-likelihood this much (relative) below that of fewer components of the same type is flagged, not round-off.
+FALLING_SLACK = 1e-9
 
 
 def _ignore(event: dict[str, Any]) -> None:
@@ -53,6 +65,8 @@ class SelectOutcome:
     path: str
     table: list[dict[str, Any]]
     best: int
+    rechosen_from: str | None = None  # the table the best was chosen from again, without a refit
+    skipped: bool = False  # the output already held this selection, chosen by this criterion
 
 
 def _open(config: Config) -> data.ParquetDataset:
@@ -64,14 +78,20 @@ def _init_directory(config: Config) -> str | None:
     return None if config.model.init in INIT_METHODS else config.model.init
 
 
-def _previous_identity(path: str, storage_options: dict) -> tuple[dict[str, Any], ModelInfo] | None:
-    """The identity and model.yaml of a readable model already at ``path``."""
+def _previous_model(path: str, storage_options: dict) -> tuple[Config, ModelInfo] | None:
+    """The config and model.yaml of a readable model already at ``path``."""
     try:
         info = load_saved_model(path, storage_options).info
         # through the schema, so that a key added since (at its default) does not make the model look different
-        return fit_identity(validate(info.config, path), info.data_fingerprint), info
+        return validate(info.config, path), info
     except InputError:  # unreadable, or a config this version cannot read: not the same fit
         return None
+
+
+def _previous_identity(path: str, storage_options: dict) -> tuple[dict[str, Any], ModelInfo] | None:
+    """The identity and model.yaml of a readable model already at ``path``."""
+    previous = _previous_model(path, storage_options)
+    return None if previous is None else (fit_identity(previous[0], previous[1].data_fingerprint), previous[1])
 
 
 def _warm_start(config: Config, dataset: data.ParquetDataset):
@@ -175,6 +195,229 @@ def _selection_csv(table: list[dict[str, Any]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def read_selection_table(content: bytes, where: str) -> list[dict[str, Any]]:
+    """The rows of a ``selection.csv`` as :func:`select` wrote them; InputError naming ``where`` if it is not one."""
+    try:
+        lines = content.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not UTF-8 text") from None
+    if not lines or tuple(lines[0].split(",")) != SELECTION_COLUMNS:
+        raise InputError(f"{where}: its header is not {','.join(SELECTION_COLUMNS)}")
+    table = []
+    for number, line in enumerate(lines[1:], start=2):
+        values = line.split(",")
+        try:
+            if len(values) != len(SELECTION_COLUMNS):
+                raise ValueError
+            k, ct, ll, bic, aic, icl, n_iter, converged = values
+            table.append(
+                {
+                    "n_components": int(k),
+                    "covariance_type": ct,
+                    "log_likelihood": float(ll),
+                    "bic": float(bic),
+                    "aic": float(aic),
+                    "icl": float(icl),
+                    "n_iter": int(n_iter),
+                    "converged": {"True": True, "False": False}[converged],
+                }
+            )
+        except (ValueError, KeyError):
+            raise InputError(f"{where}: line {number} is not a row of a selection table") from None
+    return table
+
+
+def falling_likelihoods(table: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Rows whose log-likelihood falls below that of fewer components of the same covariance type.
+
+    A mixture with more components can always fit at least as well as one
+    with fewer (a component of weight 0 changes nothing), so such a row ended
+    in a worse local optimum, or stopped early.
+
+    Returns
+    -------
+    list of (int, int)
+        ``(row, better)``: the row's index in ``table``, and the index of the row
+        with fewer components of its type that has the highest log-likelihood.
+    """
+    flagged = []
+    for covariance_type in dict.fromkeys(row["covariance_type"] for row in table):
+        rows = sorted(
+            (i for i, row in enumerate(table) if row["covariance_type"] == covariance_type),
+            key=lambda i: table[i]["n_components"],
+        )
+        best = None
+        for i in rows:
+            if best is not None:
+                top = table[best]["log_likelihood"]
+                if table[i]["log_likelihood"] < top - FALLING_SLACK * abs(top):
+                    flagged.append((i, best))
+            if best is None or table[i]["log_likelihood"] > table[best]["log_likelihood"]:
+                best = i
+    return flagged
+
+
+def _label(row: dict[str, Any]) -> str:
+    return Candidate(row["n_components"], row["covariance_type"]).label
+
+
+def warn_falling(table: list[dict[str, Any]], n_init: int, emit: Emit) -> None:
+    """A warning event naming the candidates of :func:`falling_likelihoods`, suggesting more restarts."""
+    flagged = falling_likelihoods(table)
+    if not flagged:
+        return
+    pairs = ", ".join(
+        f"{_label(table[i])} ({table[i]['log_likelihood']:.6g}) below {_label(table[j])} "
+        f"({table[j]['log_likelihood']:.6g})"
+        for i, j in flagged
+    )
+    emit(
+        {
+            "event": "warning",
+            "category": "LocalOptimumWarning",
+            "message": f"log-likelihood falls as K grows: {pairs}; more components can always fit at least as well, "
+            f"so these ended in a local optimum (or stopped early: see converged): select again with more "
+            f"restarts, e.g. --set model.n_init={max(5, 2 * n_init)} (now {n_init})",
+            "candidates": [_label(table[i]) for i, _ in flagged],
+        }
+    )
+
+
+def selection_identity(config: Config, fingerprint: str | None, candidates: list[Candidate]) -> dict[str, Any]:
+    """What decides every candidate's fit in ``gmm select``: the data, the model settings but
+    ``model.n_components`` and ``model.covariance_type`` (the candidates replace them), and the candidates."""
+    identity = fit_identity(config, fingerprint)
+    model = {key: value for key, value in identity["model"].items() if key not in ("n_components", "covariance_type")}
+    return {**identity, "model": model, "candidates": [c.label for c in candidates]}
+
+
+def _candidates_npz(outcomes: list[fitting.Outcome]) -> bytes:
+    """Every candidate's model as :data:`CANDIDATES_FILE` holds it, named by its row of the table."""
+    arrays = {}
+    for i, outcome in enumerate(outcomes):
+        run = outcome.run
+        arrays.update({f"{i}.{name}": getattr(run.params, name) for name in PARAM_ARRAYS})
+        arrays[f"{i}.history"] = np.asarray(run.history, dtype=np.float64)
+        arrays[f"{i}.lower_bound"] = np.asarray([run.lower_bound], dtype=np.float64)
+        arrays[f"{i}.collapsed_components"] = np.asarray(outcome.collapsed, dtype=np.int64)
+        if outcome.hyperparameters is not None:  # the resolved prior's plain numbers, as model.yaml has them
+            arrays[f"{i}.prior"] = np.asarray([json.dumps(outcome.hyperparameters)])
+    return npz_bytes(arrays)
+
+
+@dataclass(frozen=True)
+class _StoredSelection:
+    """A selection already at the output: its model.yaml, its table and the bytes of its files."""
+
+    info: ModelInfo
+    table: list[dict[str, Any]]
+    table_bytes: bytes
+    candidates_bytes: bytes
+    table_path: str
+    candidates_path: str
+
+
+def _stored_selection(output: str, options: dict, identity: dict[str, Any], emit: Emit) -> _StoredSelection | None:
+    """The selection at ``output`` if it is this one (same data, model settings and candidates), else None.
+
+    Only its files are read, not the data.  One that is this selection but
+    cannot be chosen from again (written before :data:`CANDIDATES_FILE`
+    existed, or damaged) is refitted, with a warning saying why.
+    """
+    previous = _previous_model(output, options)
+    if previous is None or previous[1].selection is None:
+        return None
+    config, info = previous
+    if {**selection_identity(config, info.data_fingerprint, []), "candidates": identity["candidates"]} != identity:
+        return None
+    table_path = storage.join(output, SELECTION_FILE)
+    try:
+        table_bytes = storage.read_bytes(table_path, options)
+        table = read_selection_table(table_bytes, table_path)
+        if [_label(row) for row in table] != identity["candidates"]:
+            raise InputError(f"{table_path}: its rows are not the candidates of model.yaml's selection")
+        candidates_path = storage.join(output, CANDIDATES_FILE)
+        candidates_bytes = storage.read_bytes(candidates_path, options)
+    except InputError as exc:
+        _not_reusable(output, exc, emit)
+        return None
+    return _StoredSelection(info, table, table_bytes, candidates_bytes, table_path, candidates_path)
+
+
+def _not_reusable(output: str, exc: InputError, emit: Emit) -> None:
+    emit(
+        {
+            "event": "warning",
+            "category": "SelectionNotReusable",
+            "message": f"the selection at {output} is of this config, data and candidates but cannot be chosen "
+            f"from again ({exc}): fitting every candidate again",
+        }
+    )
+
+
+def _stored_candidate(
+    config: Config, stored: _StoredSelection, row: int, criterion: str
+) -> tuple[kernels.Params, ModelInfo, list[int]]:
+    """The parameters, model.yaml and collapsed components of the table's ``row``, as a fresh selection writes them.
+
+    Raises
+    ------
+    InputError
+        The stored arrays are missing, damaged or disagree with the table.
+    """
+    where = stored.candidates_path
+    arrays = read_npz(stored.candidates_bytes, where)
+    entry = stored.table[row]
+    candidate = Candidate(entry["n_components"], entry["covariance_type"])
+    try:
+        params = kernels.Params(
+            covariance_type=candidate.covariance_type,
+            **{name: np.asarray(arrays[f"{row}.{name}"], dtype=np.float64) for name in PARAM_ARRAYS},
+        )
+        kernels.check_params(params)
+        if params.n_components != candidate.n_components:
+            raise ValueError(f"it has {params.n_components} components")
+        prior = json.loads(arrays[f"{row}.prior"].item()) if f"{row}.prior" in arrays else None
+        history = arrays[f"{row}.history"].tolist()
+        lower_bound = float(arrays[f"{row}.lower_bound"].item())
+        collapsed = [int(c) for c in arrays[f"{row}.collapsed_components"]]
+    except (KeyError, ValueError, TypeError) as exc:  # a JSON error is a ValueError
+        raise InputError(f"{where}: {candidate.label} cannot be read back ({str(exc)[:200]})") from None
+    chosen = config.model_copy(
+        update={
+            "model": config.model.model_copy(
+                update={"n_components": candidate.n_components, "covariance_type": candidate.covariance_type}
+            )
+        }
+    )
+    info = stored.info
+    described = describe(
+        params,
+        info.feature_names,
+        converged=entry["converged"],
+        n_iter=entry["n_iter"],
+        lower_bound=lower_bound,
+        history=history,
+        n_samples=info.n_samples,
+        weight_sum=info.weight_sum,
+        bic=entry["bic"],
+        aic=entry["aic"],
+        icl=entry["icl"],
+        config=recorded(chosen),
+        data_fingerprint=info.data_fingerprint,
+        algorithm=info.algorithm,
+        prior=prior,
+        missing=info.missing,
+        collapsed_components=collapsed,
+        selection=SelectionRef(criterion=criterion),
+    )
+    return params, described, collapsed
+
+
+def _best(table: list[dict[str, Any]], criterion: str) -> int:
+    return min(range(len(table)), key=lambda i: table[i][criterion])
+
+
 def select(
     config: Config,
     ks: list[int],
@@ -182,6 +425,7 @@ def select(
     criterion: str = "bic",
     *,
     scheduler: str | None = None,
+    force: bool = False,
     emit: Emit = _ignore,
 ) -> SelectOutcome:
     """Fit every candidate (K, covariance type) in shared passes and write the best model.
@@ -189,8 +433,27 @@ def select(
     Every EM iteration is one pass over the data that serves every candidate
     (and every restart) still running.  Each candidate starts as ``gmm fit``
     of it would, so it ends with the same numbers.  The best model's directory
-    holds ``selection.csv`` (the table) beside model.yaml and model.npz.  A
-    selection stopped midway resumes from its checkpoint.
+    holds ``selection.csv`` (the table) and ``candidates.npz`` (every
+    candidate's model) beside model.yaml and model.npz.  A selection stopped
+    midway resumes from its checkpoint.
+
+    If the output already holds this selection (same data, model settings and
+    candidates; the criterion may differ), nothing is fitted: the best is
+    chosen again from its table by ``criterion``, its model written from
+    ``candidates.npz`` (or nothing written if the criterion is the same).
+
+    Parameters
+    ----------
+    config : Config
+    ks, covariance_types : list
+        The candidates: every K with every covariance type.
+    criterion : {"bic", "aic", "icl"}
+    scheduler : str, optional
+        Address of a Dask scheduler (wins over DASK_SCHEDULER_ADDRESS and cluster.address).
+    force : bool
+        Fit every candidate even if the output already holds this selection.
+    emit : callable
+        Receives progress events (dicts with an ``event`` key).
 
     Returns
     -------
@@ -212,7 +475,7 @@ def select(
     dataset = _open(config)
     candidates = [Candidate(k, ct) for ct in covariance_types for k in ks]
     fitting.check_given_priors(config.model, candidates, len(dataset.feature_names))
-    identity = {**fit_identity(config, dataset.fingerprint), "candidates": [c.label for c in candidates]}
+    identity = selection_identity(config, dataset.fingerprint, candidates)
     with outputs.writing(
         output,
         "output.path",
@@ -221,6 +484,11 @@ def select(
         {"data.path": config.data.path},
         options,
     ):
+        stored = None if force else _stored_selection(output, options, identity, emit)
+        if stored is not None:
+            again = _choose_again(config, stored, criterion, output, options, started, emit)
+            if again is not None:
+                return again
         checkpoint = Checkpoint(output, identity, options)
         with cluster.session(config.cluster, scheduler, emit) as client:
             fitted = fitting.fit_candidates(
@@ -239,11 +507,13 @@ def select(
             }
             for o in fitted.outcomes
         ]
-        chosen = min(range(len(table)), key=lambda i: table[i][criterion])
+        chosen = _best(table, criterion)
         outcome = fitted.outcomes[chosen]
         info = fitting.model_info(config, dataset, fitted, outcome, selection=SelectionRef(criterion=criterion))
-        save_model(output, outcome.run.params, info, options, extra_files={SELECTION_FILE: _selection_csv(table)})
+        files = {SELECTION_FILE: _selection_csv(table), CANDIDATES_FILE: _candidates_npz(fitted.outcomes)}
+        save_model(output, outcome.run.params, info, options, extra_files=files)
         checkpoint.remove()
+    warn_falling(table, config.model.n_init, emit)
     fitting.warn_collapsed(outcome, emit)
     emit(
         {
@@ -259,6 +529,58 @@ def select(
         }
     )
     return SelectOutcome(output, table, chosen)
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """What :func:`fitting.warn_collapsed` reads of an outcome, for a candidate chosen from the table."""
+
+    candidate: Candidate
+    collapsed: list[int]
+
+
+def _choose_again(
+    config: Config,
+    stored: _StoredSelection,
+    criterion: str,
+    output: str,
+    options: dict,
+    started: float,
+    emit: Emit,
+) -> SelectOutcome | None:
+    """Choose the best of a stored selection by ``criterion`` and write its model; None if it cannot be read back."""
+    table = stored.table
+    chosen = _best(table, criterion)
+    if stored.info.selection.criterion == criterion:
+        reason = "the selection for this config, data, candidates and criterion exists"
+        emit({"event": "skipped", "model": output, "reason": reason})
+        warn_falling(table, config.model.n_init, emit)
+        return SelectOutcome(output, table, chosen, skipped=True)
+    try:
+        params, info, collapsed = _stored_candidate(config, stored, chosen, criterion)
+    except InputError as exc:
+        _not_reusable(output, exc, emit)
+        return None
+    files = {SELECTION_FILE: stored.table_bytes, CANDIDATES_FILE: stored.candidates_bytes}
+    save_model(output, params, info, options, extra_files=files)
+    row = table[chosen]
+    warn_falling(table, config.model.n_init, emit)
+    fitting.warn_collapsed(_Chosen(Candidate(row["n_components"], row["covariance_type"]), collapsed), emit)
+    emit(
+        {
+            "event": "done",
+            "model": output,
+            "converged": info.converged,
+            "n_iter": info.n_iter,
+            "lower_bound": info.lower_bound,
+            "bic": info.bic,
+            "seconds": time.perf_counter() - started,
+            "n_components": row["n_components"],
+            "covariance_type": row["covariance_type"],
+            "rechosen_from": stored.table_path,
+        }
+    )
+    return SelectOutcome(output, table, chosen, rechosen_from=stored.table_path)
 
 
 # A variational model's components with a weight above this are counted as the ones it uses.

@@ -346,3 +346,70 @@ def test_a_large_file_is_split_by_row_groups_and_fits_the_same(tmp_path, client,
     assert fits["split"][1]["n_rows"] == X.shape[0]
     for attr in ("weights_", "means_", "covariances_"):
         np.testing.assert_allclose(getattr(fits["split"][0], attr), getattr(fits["whole"][0], attr), rtol=1e-9)
+
+
+def invoke(cwd, monkeypatch, *args):
+    """The ``gmm`` click command in this process, run in ``cwd``."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(main, list(map(str, args)))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def to_score(tmp_path):
+    """A model, data to score with it, and a fit config whose cluster section has 3 workers and no dashboard."""
+    from pipeline import GaussianMixture
+
+    X = make_blobs(35, n_per=50)
+    GaussianMixture(3, random_state=0).fit(X).save(tmp_path / "m")
+    write_parquet(tmp_path / "data", X, n_files=2)
+    write_config(
+        tmp_path / "c.yaml", data={"path": "data"}, cluster={"n_workers": 3, "dashboard": False}, output={"path": "m"}
+    )
+    return tmp_path
+
+
+def test_score_takes_the_cluster_settings_of_a_config_and_set(to_score, monkeypatch):
+    common = ("score", "--model", "m", "--input", "data", "--output", "s", "--config", "c.yaml")
+    run = invoke(to_score, monkeypatch, *common, "--set", "cluster.n_workers=1")
+    assert run.returncode == 0, run.stderr
+    assert "with 1 workers; dashboard: off" in run.stderr  # n_workers from --set, the dashboard from the config
+    assert len(list((to_score / "s").glob("*.parquet"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (("--set", "model.n_components=2"), r"^error: --set model\.n_components: gmm score takes only cluster\.\*"),
+        (("--set", "cluster.n_workers=0"), r"^error: --set: cluster\.n_workers: .*greater than or equal to 1"),
+        (("--set", "cluster.dashbord=false"), r"^error: --set: unknown key 'cluster\.dashbord'; did you mean"),
+        (("--config", "absent.yaml"), r"^error: config file 'absent\.yaml' not found$"),
+        (("--config", "c.yaml", "--set", "cluster.n_workers=x"), r"^error: c\.yaml: cluster\.n_workers: "),
+    ],
+    ids=["not cluster", "out of range", "unknown key", "no config", "bad value over a config"],
+)
+def test_score_refuses_bad_cluster_settings_before_any_work(to_score, monkeypatch, args, pattern):
+    import re
+
+    run = invoke(to_score, monkeypatch, "score", "--model", "m", "--input", "data", "--output", "s", *args)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(pattern, lines[0]), run.stderr
+    assert not (to_score / "s").exists()
+
+
+def test_the_demo_installs_the_extras_readmes_next_steps_need():
+    import re
+    import tomllib
+
+    extras = re.search(r'^ensure_venv "\[(.*)\]"$', (ROOT / "scripts" / "demo").read_text(), re.MULTILINE)
+    assert extras, "scripts/demo installs no extras"
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installed = [dependency for extra in extras.group(1).split(",") for dependency in optional[extra.strip()]]
+    assert any(dependency.startswith("matplotlib") for dependency in installed)  # gmm report
