@@ -1,12 +1,14 @@
 """Pictures of a fitted model: convergence, the criteria of a selection, components over the data.
 
-Needs matplotlib (``pip install gmm-pipeline[plot]``).  Runs on the client:
+Needs matplotlib (the ``plot`` extra: ``python -m pip install 'gmm-pipeline[plot]'``).  Runs on the client:
 the data panel reads a small, evenly spread sample of rows with pyarrow.
 The components are drawn on the two leading principal axes of the
 *standardised* data (each feature divided by its standard deviation), so one
 large-scale column cannot make the first axis; each axis names the features
 that load on it most.  The HTML page is self-contained (the picture and the
-tables inline, no script, nothing fetched).
+tables inline, no script, nothing fetched).  Text that comes from the user
+(feature names, the model's path, the cells of selection.csv) is drawn as
+plain text, never as mathtext, and passes through :func:`pipeline.secrets.scrub`.
 """
 
 from __future__ import annotations
@@ -15,17 +17,32 @@ import base64
 import csv
 import html
 import io
+import math
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import data, kernels, outputs, storage
+from pipeline.choices import COVARIANCE_TYPES, CRITERIA
 from pipeline.errors import InputError
 from pipeline.kernels.variational import scoring_log_weights
-from pipeline.model import SELECTION_FILE, ModelInfo, load_saved_model
+from pipeline.model import SELECTION_FILE, YAML_NAME, ModelInfo, load_saved_model
+from pipeline.secrets import scrub
 
 SAMPLE_ROWS = 5000
-CRITERIA_STYLE = {"bic": ("BIC", "-"), "aic": ("AIC", "--"), "icl": ("ICL", ":")}
+# Criterion: its name, line style, marker and colour (the one that chose the model is drawn bold and black).
+CRITERIA_STYLE = {
+    "bic": ("BIC", "-", "s", "tab:blue"),
+    "aic": ("AIC", "--", "^", "tab:green"),
+    "icl": ("ICL", ":", "o", "tab:purple"),
+}
+# Text properties for anything the user wrote: drawn as it is, never read as mathtext or TeX ("$" is a dollar).
+PLAIN_TEXT = {"parse_math": False, "usetex": False}
+# Longest feature name an axis label shows in full (longer ones are cut, with "…"; the HTML table has them all).
+NAME_CHARS = 24
+REDO_SELECTION = "restore the file gmm select wrote, or run gmm select again"
 
 
 def _sample_rows(path: str, feature_names: list[str], rows: int = SAMPLE_ROWS) -> np.ndarray:
@@ -48,10 +65,82 @@ def _sample_rows(path: str, feature_names: list[str], rows: int = SAMPLE_ROWS) -
 
 
 def _read_selection(model_dir: str, info: ModelInfo) -> list[dict] | None:
+    """The rows of the model's selection.csv, checked: ``n_components`` an int, the criteria finite floats.
+
+    Raises
+    ------
+    InputError
+        An unknown ``selection.criterion`` in model.yaml; an empty or unreadable file, a missing column, a row
+        of the wrong length, a value that is not what its column holds, a candidate twice, or no row for the
+        model itself (each naming the file, and the line and column).
+    """
     if info.selection is None:
         return None
+    criterion = info.selection.criterion
+    if criterion not in CRITERIA:
+        raise InputError(
+            f"{storage.join(model_dir, YAML_NAME)}: selection.criterion {criterion!r} is not one of "
+            f"{', '.join(CRITERIA)}; restore the model.yaml gmm select wrote"
+        )
     path = storage.join(model_dir, Path(info.selection.file).name)
-    return list(csv.DictReader(io.StringIO(storage.read_bytes(path).decode())))
+    try:
+        text = storage.read_bytes(path).decode()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; {REDO_SELECTION}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    if not header:
+        raise InputError(f"{path}: empty, expected a header and one row per candidate; {REDO_SELECTION}")
+    missing = [column for column in ("n_components", "covariance_type", criterion) if column not in header]
+    if missing:
+        raise InputError(f"{path}: no column {missing[0]!r} in the header ({','.join(header)}); {REDO_SELECTION}")
+    rows, seen = [], {}
+    for row in reader:
+        where = f"{path}, line {reader.line_num}"
+        if None in row or None in row.values():
+            fields = len(header) + len(row[None]) if None in row else sum(v is not None for v in row.values())
+            raise InputError(f"{where}: {fields} fields, expected {len(header)} (one per column); {REDO_SELECTION}")
+        row = _typed_row(row, where)
+        candidate = (row["n_components"], row["covariance_type"])
+        if candidate in seen:
+            raise InputError(
+                f"{where}: K={candidate[0]} {candidate[1]} again (first on line {seen[candidate]}); {REDO_SELECTION}"
+            )
+        seen[candidate] = reader.line_num
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{path}: no candidates, only a header; {REDO_SELECTION}")
+    model = (info.n_components, info.covariance_type)
+    if model not in seen:
+        raise InputError(f"{path}: no row for the model itself (K={model[0]} {model[1]}); {REDO_SELECTION}")
+    return rows
+
+
+def _typed_row(row: dict[str, str], where: str) -> dict:
+    """One row of selection.csv with its number of components as an int and its criteria as floats."""
+    typed = dict(row)
+    try:
+        typed["n_components"] = int(row["n_components"])
+    except ValueError:
+        typed["n_components"] = 0
+    if typed["n_components"] < 1:
+        raise InputError(
+            f"{where}, column n_components: {row['n_components']!r} is not a number of components "
+            f"(a whole number >= 1); {REDO_SELECTION}"
+        )
+    if row["covariance_type"] not in COVARIANCE_TYPES:
+        raise InputError(
+            f"{where}, column covariance_type: {row['covariance_type']!r} is not one of "
+            f"{', '.join(COVARIANCE_TYPES)}; {REDO_SELECTION}"
+        )
+    for key in (key for key in CRITERIA if key in row):
+        try:
+            typed[key] = float(row[key])
+        except ValueError:
+            typed[key] = math.nan
+        if not math.isfinite(typed[key]):
+            raise InputError(f"{where}, column {key}: {row[key]!r} is not a finite number; {REDO_SELECTION}")
+    return typed
 
 
 def standardised_axes(params: kernels.Params, sample: np.ndarray):
@@ -86,13 +175,21 @@ def standardised_axes(params: kernels.Params, sample: np.ndarray):
     return centre, scale, axes, explained
 
 
-def axis_label(index: int, loadings: np.ndarray, explained: float, names: list[str], shown: int = 3) -> str:
-    """``PC1 (54%): 0.62 x3 − 0.55 x1 + 0.41 x0 …``: the features that load most on a standardised axis."""
+def axis_label(
+    index: int, loadings: np.ndarray, explained: float, names: list[str], shown: int = 3, stacked: bool = False
+) -> str:
+    """The features that load most on a standardised axis, under the axis' name and share of the variance.
+
+    ``PC1 (54% of standardised variance)`` over ``0.62 x3 − 0.55 x1 + 0.41 x0 …``, or with ``stacked`` one
+    term a line (for a vertical axis, whose label must fit the panel's height).  A name longer than
+    :data:`NAME_CHARS` is cut, ending in "…".
+    """
     order = np.argsort(-np.abs(loadings))[:shown]
-    terms = [f"{'−' if loadings[j] < 0 else '+'} {abs(loadings[j]):.2f} {names[j]}" for j in order]
-    text = " ".join(terms).lstrip("+ ")
+    short = [name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…" for name in names]
+    terms = [f"{'−' if loadings[j] < 0 else '+'} {abs(loadings[j]):.2f} {short[j]}" for j in order]
+    text = ("\n" if stacked else " ").join(terms).lstrip("+ ")
     more = " …" if len(names) > shown else ""
-    return f"PC{index + 1} ({100 * explained:.0f}% of standardised variance): {text}{more}"
+    return f"PC{index + 1} ({100 * explained:.0f}% of standardised variance)\n{text}{more}"
 
 
 def _convergence(ax, info: ModelInfo):
@@ -140,32 +237,34 @@ def _convergence(ax, info: ModelInfo):
 
 
 def _selection(axes, selection: list[dict], info: ModelInfo, params: kernels.Params):
+    """One panel per covariance type, all on one y-scale (the axes share it), each criterion its own line style."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     criterion = info.selection.criterion
     types = list(dict.fromkeys(row["covariance_type"] for row in selection))
     for ax, ct in zip(axes, types):
-        rows = sorted((r for r in selection if r["covariance_type"] == ct), key=lambda r: int(r["n_components"]))
-        ks = [int(r["n_components"]) for r in rows]
-        for key, (label, style) in CRITERIA_STYLE.items():
+        rows = sorted((r for r in selection if r["covariance_type"] == ct), key=lambda r: r["n_components"])
+        ks = [r["n_components"] for r in rows]
+        for key, (label, style, marker, colour) in CRITERIA_STYLE.items():
             if key not in rows[0]:
                 continue
-            values = [float(r[key]) for r in rows]
             chosen = key == criterion
             ax.plot(
                 ks,
-                values,
+                [r[key] for r in rows],
                 linestyle=style,
-                marker="o" if chosen else None,
-                linewidth=2.2 if chosen else 1,
+                marker=marker,
+                markersize=6 if chosen else 5,
+                linewidth=2.2 if chosen else 1.2,
                 label=f"{label}{' (chose the model)' if chosen else ''}",
-                color="black" if chosen else None,
+                color="black" if chosen else colour,
+                zorder=2 if chosen else 3,  # the others' markers stay visible where the lines coincide
             )
         if ct == params.covariance_type:
-            best = next(r for r in rows if int(r["n_components"]) == params.n_components)
+            best = next(r for r in rows if r["n_components"] == params.n_components)
             ax.plot(
                 [params.n_components],
-                [float(best[criterion])],
+                [best[criterion]],
                 marker="*",
                 markersize=16,
                 color="tab:orange",
@@ -174,7 +273,8 @@ def _selection(axes, selection: list[dict], info: ModelInfo, params: kernels.Par
             )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.6g}"))
-        ax.set(title=f"{ct} covariances", xlabel="n_components (K)", ylabel="criterion (lower is better)")
+        ylabel = "criterion (lower is better)" if ax is axes[0] else ""  # the panels share the first one's scale
+        ax.set(title=f"{ct} covariances", xlabel="n_components (K)", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
 
@@ -225,21 +325,24 @@ def _components(ax, params: kernels.Params, info: ModelInfo, sample: np.ndarray,
     ax.set_aspect("equal", adjustable="datalim")
     where = f"{sample.shape[0]} sample rows" if sample.shape[0] else "no data given: the mixture alone"
     ax.set_title(f"{params.n_components} components ({params.covariance_type}); {where}")
-    ax.set_xlabel(axis_label(0, axes[:, 0], explained[0], names), fontsize=8)
-    ax.set_ylabel(axis_label(1, axes[:, 1], explained[1], names), fontsize=8)
+    ax.set_xlabel(scrub(axis_label(0, axes[:, 0], explained[0], names)), fontsize=8, **PLAIN_TEXT)
+    ax.set_ylabel(scrub(axis_label(1, axes[:, 1], explained[1], names, stacked=True)), fontsize=8, **PLAIN_TEXT)
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
 
 
 def draw(model_dir: str, data_path: str | None = None):
-    """A matplotlib Figure with the report's panels, and the model's ModelInfo."""
+    """A matplotlib Figure with the report's panels, the model's ModelInfo, and its checked selection rows."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InputError("gmm report needs matplotlib: pip install gmm-pipeline[plot]") from None
+        raise InputError(
+            f"gmm report needs matplotlib, which this Python does not have: "
+            f"{shlex.quote(sys.executable)} -m pip install 'gmm-pipeline[plot]'"
+        ) from None
     saved = load_saved_model(model_dir)
     params, info = saved.params, saved.info
     selection = _read_selection(model_dir, info)
@@ -255,19 +358,24 @@ def draw(model_dir: str, data_path: str | None = None):
         log_weights = scoring_log_weights(saved.extra_arrays, prior_type, params)
     _components(right, params, info, sample, log_weights)
     if selection:
-        _selection(bottom.subplots(1, n_types, squeeze=False)[0], selection, info, params)
+        _selection(bottom.subplots(1, n_types, squeeze=False, sharey=True)[0], selection, info, params)
         bottom.suptitle(
             f"Model selection by {info.selection.criterion.upper()} over {len(selection)} candidates "
-            "(lower is better; the bold line is the criterion that chose the model)",
+            "(lower is better; the bold line is the criterion that chose the model; one y-scale for all panels)",
             fontsize=12,
             weight="bold",
         )
     return fig, info, selection
 
 
+def _html(text: str) -> str:
+    """Text for the page: secrets and URL passwords scrubbed, then escaped."""
+    return html.escape(scrub(text))
+
+
 def _html_table(rows: list[list[str]], header: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    head = "".join(f"<th>{_html(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_html(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -309,8 +417,8 @@ def _page(model_dir: str, png: bytes, info, selection: list[dict]) -> str:
     tables = _html_table(summary, ["", "value"])
     if selection:
         header = list(selection[0])
-        tables += f"<h2>Selection ({html.escape(SELECTION_FILE)})</h2>" + _html_table(
-            [[row[h] for h in header] for row in selection], header
+        tables += f"<h2>Selection ({_html(SELECTION_FILE)})</h2>" + _html_table(
+            [[str(row[h]) for h in header] for row in selection], header
         )
     weights = _html_table(
         [
@@ -319,7 +427,7 @@ def _page(model_dir: str, png: bytes, info, selection: list[dict]) -> str:
         ],
         ["component", "weight", f"mean ({', '.join(info.feature_names)})"],
     )
-    title = html.escape(f"gmm report: {model_dir}")
+    title = _html(f"gmm report: {model_dir}")
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='generator' content='{outputs.REPORT_MARK}'><link rel='icon' href='data:,'>"
