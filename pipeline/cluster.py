@@ -176,8 +176,9 @@ def connect(
 
 
 class LocalWorkerSetup(WorkerPlugin):
-    """A worker process this job started: its log lines scrubbed of the secrets (and URL passwords), and Ctrl-C
-    left to the command, which closes the cluster (a terminal sends SIGINT to the whole process group)."""
+    """A worker process this job started: its log lines scrubbed of the secrets (and URL passwords), its Python
+    warnings printed as log lines (one JSON object each with ``--log-format json``), and Ctrl-C left to the command,
+    which closes the cluster (a terminal sends SIGINT to the whole process group)."""
 
     name = "gmm-local-worker-setup"
 
@@ -187,6 +188,7 @@ class LocalWorkerSetup(WorkerPlugin):
     def setup(self, worker) -> None:
         secrets.register({"values": self.values})
         jsonlog.scrub_handlers()
+        jsonlog.route_warnings()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 

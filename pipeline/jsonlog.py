@@ -74,6 +74,13 @@ def _scrub(text: str) -> str:
     return scrub(text)
 
 
+def route_warnings() -> None:
+    """Print Python warnings (NumPy's RuntimeWarnings among them) as log records of ``py.warnings``, one line each
+    through the root handler, instead of the raw two lines Python writes to stderr; in a worker process too, where
+    the LocalCluster's plugin calls it (Dask's logging config cannot)."""
+    logging.captureWarnings(True)
+
+
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
@@ -106,7 +113,7 @@ def configure(log_format: str) -> None:
     """
     import distributed  # noqa: F401 - Dask sets up its loggers when imported: this set-up has to come after
 
-    logging.captureWarnings(True)
+    route_warnings()
     os.environ["DASK_LOGGING"] = repr(dask_logging_config(log_format))
     formatter = JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT)
     handler = logging.StreamHandler(sys.stderr)

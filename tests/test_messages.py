@@ -5,11 +5,19 @@ The ``gmm`` faces of the same checks are in test_bad_input.py.
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import sys
+import warnings
+
 import numpy as np
 import pytest
 from helpers import make_blobs
 
-from pipeline import BayesianGaussianMixture, GaussianMixture
+from pipeline import BayesianGaussianMixture, GaussianMixture, cluster, jsonlog
+from pipeline.config import ClusterConfig
+from pipeline.errors import ConvergenceWarning
 from pipeline.kernels.prior import MAX_PRIOR_COUNT, NoSpreadError
 
 X = make_blobs(70, n_per=60)
@@ -89,3 +97,69 @@ def test_a_prior_count_that_overflows_is_refused_and_a_large_one_fits(estimator,
         for value in (1e12, MAX_PRIOR_COUNT):
             fitted = estimator(value).set_params(max_iter=3).fit(X)
             assert np.isfinite(fitted.means_).all() and np.isfinite(fitted.lower_bound_)
+
+
+# --------------------------------------------------------------------------- warnings in the log
+@pytest.fixture
+def json_logging(monkeypatch):
+    """Logging set up as ``gmm --log-format json`` sets it up, this process's stderr a StringIO (yielded); logging
+    and warnings as they were after.
+
+    Warnings are shown (not recorded by pytest, not filtered as already seen) while the test runs.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setenv("DASK_LOGGING", "")  # what configure sets for workers: restored after
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RuntimeWarning)
+        logging.captureWarnings(False)  # an earlier set-up in this process would make configure's a no-op
+        jsonlog.configure("json")
+        yield stderr
+        logging.captureWarnings(False)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _json_lines(text: str) -> list[dict]:
+    """Every line of ``text`` as a JSON object (AssertionError naming the first line that is not one)."""
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line!r}\n{text}") from None
+    return records
+
+
+def _overflow() -> float:
+    with np.errstate(all="warn"):
+        return float(np.add.reduce(np.array([1e308, 1e308])))
+
+
+def test_warnings_in_this_process_are_json_lines(json_logging):
+    warnings.warn("a warning of the job's", RuntimeWarning, stacklevel=1)
+    assert _overflow() == np.inf
+    records = _json_lines(json_logging.getvalue())
+    assert [r["logger"] for r in records] == ["py.warnings", "py.warnings"]
+    assert "RuntimeWarning: a warning of the job's" in records[0]["message"]
+    assert "RuntimeWarning: overflow encountered in reduce" in records[1]["message"]
+
+
+def test_pipeline_warnings_stay_errors_under_the_suites_filter(json_logging):
+    # pyproject's "error::pipeline.errors.PipelineWarning": routing warnings to the log must not swallow it
+    with pytest.raises(ConvergenceWarning, match="not converged"):
+        warnings.warn("not converged", ConvergenceWarning, stacklevel=1)
+    assert json_logging.getvalue() == ""
+
+
+def test_warnings_in_local_workers_are_json_lines(json_logging, capfd):
+    settings = ClusterConfig(n_workers=1, threads_per_worker=1, dashboard=False)
+    with cluster.session(settings, None, lambda event: None) as client:
+        assert client.submit(_overflow, pure=False).result() == np.inf
+        client.run(warnings.warn, "a warning in a worker", RuntimeWarning)
+    _json_lines(json_logging.getvalue())
+    messages = [r["message"] for r in _json_lines(capfd.readouterr().err) if r["logger"] == "py.warnings"]
+    assert any("RuntimeWarning: overflow encountered in reduce" in m for m in messages), messages
+    assert any("RuntimeWarning: a warning in a worker" in m for m in messages), messages
