@@ -340,3 +340,64 @@ def test_init_from_a_directory_that_is_not_a_model(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(56), 2)
     (tmp_path / "notmodel").mkdir()
     assert_user_error(fit(tmp_path, client, model={"init": "notmodel"}), r"notmodel: not a model directory", tmp_path)
+
+
+# --------------------------------------------------------------------------- priors
+def fit_here(tmp_path, monkeypatch, client, model):
+    """:func:`fit` through click's runner in this process (connecting to the session's cluster)."""
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"data": {"path": "data"}, "model": {"n_components": 1, **model}, "output": {"path": "out"}})
+    )
+    return invoke(tmp_path, monkeypatch, "fit", "c.yaml", "--scheduler", client.scheduler.address)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_the_default_prior_on_data_without_spread_names_the_columns(tmp_path, monkeypatch, client, covariance_type):
+    write_parquet(tmp_path / "data", np.tile([1.0, 2.0, 3.0], (40, 1)), 2)
+    run = fit_here(tmp_path, monkeypatch, client, {"covariance_type": covariance_type, "prior": "default"})
+    assert_user_error(
+        run,
+        r"^error: model\.prior: the data have no spread \(every column is constant: .*\), so the default prior scale "
+        r"\(their variance\) is 0: set the prior's scale \(> 0\), or fit data whose rows differ$",
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "pattern"),
+    [
+        (
+            {"covariance_prior": [[1.0, 0.0], [0.0, 1.0]]},
+            r"model: covariance_prior must be a 3 x 3 matrix for covariance_type 'full', got shape \(2, 2\)$",
+        ),
+        (
+            {"covariance_type": "diag", "covariance_prior": [1.0, 2.0]},
+            r"model: covariance_prior must be 3 numbers \(one per feature\) for covariance_type 'diag', "
+            r"got shape \(2,\)$",
+        ),
+        (
+            {"covariance_prior": [[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]]},
+            r"model: covariance_prior must be positive definite for covariance_type 'full', "
+            r"got a matrix with smallest eigenvalue -1$",
+        ),
+        ({"mean_prior": [0.0, 1.0]}, r"model: mean_prior must be 3 numbers \(one per feature\), got shape \(2,\)$"),
+        (
+            {"degrees_of_freedom_prior": 1e308},
+            r"model: degrees_of_freedom_prior must be at most 1e\+100, got 1e\+308: a prior that weighs more rows "
+            r"than that overflows the fit's float64 arithmetic$",
+        ),
+        ({"weight_concentration_prior": 1e308}, r"model: weight_concentration_prior must be at most 1e\+100"),
+        ({"mean_precision_prior": 1e308}, r"model: mean_precision_prior must be at most 1e\+100"),
+    ],
+)
+def test_variational_priors_are_named_as_the_config_names_them(tmp_path, monkeypatch, client, model, pattern):
+    write_parquet(tmp_path / "data", make_blobs(57), 2)
+    run = fit_here(tmp_path, monkeypatch, client, {"algorithm": "variational", "n_components": 3, **model})
+    assert_user_error(run, r"^error: " + pattern, tmp_path)
+
+
+@pytest.mark.parametrize("key", ["dof", "shrinkage"])
+def test_a_prior_count_that_would_overflow_is_refused_by_name(tmp_path, monkeypatch, client, key):
+    write_parquet(tmp_path / "data", make_blobs(58), 2)
+    run = fit_here(tmp_path, monkeypatch, client, {"prior": {key: 1e308}})
+    assert_user_error(run, rf"^error: model\.prior: prior {key} must be at most 1e\+100, got 1e\+308: ", tmp_path)
