@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import em, init, kernels
+from pipeline import em, init, kernels, storage
 from pipeline.bayesian import BayesianGaussianMixture
+from pipeline.errors import InputError
 from pipeline.kernels.algorithms import EMStep
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
 from pipeline.kernels.variational import VariationalPriors, VariationalStep
 from pipeline.mixture import MixtureEstimator, n_rows
-from pipeline.model import SavedModel, load_saved_model
+from pipeline.model import YAML_NAME, SavedModel, load_saved_model
 from pipeline.passes import BlockSource
 
 __all__ = ["BayesianGaussianMixture", "GaussianMixture", "load_model"]
@@ -203,6 +204,14 @@ class GaussianMixture(MixtureEstimator):
         """Akaike information criterion on X (lower is better)."""
         return -2 * self.score(X) * n_rows(X) + 2 * self._n_parameters()
 
+    def icl(self, X):
+        """Integrated completed likelihood on X, mclust's ICL in BIC's sign (lower is better).
+
+        ``bic(X) - 2 sum_i log max_k r_ik``: BIC plus the entropy of the hard classification, never below BIC.
+        """
+        log_max = np.log(self.predict_proba(X).max(axis=1)).sum()
+        return self.bic(X) - 2 * float(log_max.compute() if hasattr(log_max, "compute") else log_max)
+
     def to_sklearn(self):
         """A fitted :class:`sklearn.mixture.GaussianMixture` with these parameters (needs scikit-learn)."""
         try:
@@ -242,25 +251,52 @@ class GaussianMixture(MixtureEstimator):
         )
 
 
-def from_saved(saved: SavedModel) -> GaussianMixture | BayesianGaussianMixture:
-    """A fitted GaussianMixture (or BayesianGaussianMixture) from a stored model."""
-    p, info = saved.params, saved.info
-    if info.algorithm == "variational":
-        priors = VariationalPriors.from_dict(info.variational)
-        algorithm = VariationalStep(p.covariance_type, 0.0, priors)
-        state = algorithm.from_arrays({**{name: getattr(p, name) for name in PARAM_ARRAYS}, **saved.extra_arrays})
-        model = BayesianGaussianMixture(
-            n_components=p.n_components,
-            covariance_type=p.covariance_type,
-            weight_concentration_prior_type=priors.weight_concentration_prior_type,
-        )
+# Parameters that hold arrays: recorded as lists, given back as arrays.
+_ARRAY_PARAMETERS = ("weights_init", "means_init", "precisions_init", "mean_prior", "covariance_prior")
+
+
+def _parameters(saved: SavedModel) -> dict:
+    """The estimator's parameters of a stored model: as recorded, or (written before they were) as far as the
+    stored model tells them."""
+    info = saved.info
+    if info.parameters is not None:
+        parameters = {
+            name: np.asarray(value) if name in _ARRAY_PARAMETERS and isinstance(value, list) else value
+            for name, value in info.parameters.items()
+        }
+    elif info.algorithm == "variational":
+        parameters = dict(info.variational or {})
     else:
         policy = info.missing.nan_policy if info.missing is not None else "error"
+        parameters = {"prior": info.prior, "nan_policy": policy}
+    parameters.update(n_components=info.n_components, covariance_type=info.covariance_type)
+    return parameters
+
+
+def from_saved(saved: SavedModel, where: str = "model.yaml") -> GaussianMixture | BayesianGaussianMixture:
+    """A fitted GaussianMixture (or BayesianGaussianMixture) from a stored model, with the parameters it was fitted
+    with.
+
+    Raises
+    ------
+    InputError
+        If the recorded parameters are not the estimator's (unknown names, values out of range).
+    """
+    p, info = saved.params, saved.info
+    cls = BayesianGaussianMixture if info.algorithm == "variational" else GaussianMixture
+    try:
+        model = cls(**_parameters(saved))
+        model._check_parameters()
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: parameters: {str(exc)[:300]}") from None
+    if info.algorithm == "variational":
+        priors = VariationalPriors.from_dict(info.variational)
+        algorithm = VariationalStep(p.covariance_type, model.reg_covar, priors)
+        state = algorithm.from_arrays({**{name: getattr(p, name) for name in PARAM_ARRAYS}, **saved.extra_arrays})
+    else:
         prior = None if info.prior is None else Prior.from_dict(info.prior)
-        algorithm, state = EMStep(p.covariance_type, 0.0, prior, missing=policy == "marginalize"), p
-        model = GaussianMixture(
-            n_components=p.n_components, covariance_type=p.covariance_type, prior=info.prior, nan_policy=policy
-        )
+        algorithm = EMStep(p.covariance_type, model.reg_covar, prior, missing=model.nan_policy == "marginalize")
+        state = p
     lower_bound = -math.inf if info.lower_bound is None else info.lower_bound
     model._set_fitted(
         em.EMRun(
@@ -281,4 +317,4 @@ def from_saved(saved: SavedModel) -> GaussianMixture | BayesianGaussianMixture:
 
 def load_model(path: str | Path, storage_options: dict | None = None) -> GaussianMixture | BayesianGaussianMixture:
     """Load a model directory written by ``gmm fit`` or ``.save`` (local path or fsspec URL)."""
-    return from_saved(load_saved_model(path, storage_options))
+    return from_saved(load_saved_model(path, storage_options), storage.join(path, YAML_NAME))

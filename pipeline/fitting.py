@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline import cluster, data, em, init, kernels, passes
 from pipeline.checkpoint import Checkpoint, SavedRun
-from pipeline.choices import VARIATIONAL_PRIOR_KEYS
+from pipeline.choices import INIT_METHODS, VARIATIONAL_PRIOR_KEYS
 from pipeline.config import Config, ModelConfig, recorded
 from pipeline.errors import InputError
 from pipeline.kernels.algorithms import EMStep, collapsed_components
@@ -82,6 +82,33 @@ def criteria(fit: kernels.Fit, candidate: Candidate, n_features: int) -> tuple[f
     n_params = kernels.n_parameters(candidate.covariance_type, candidate.n_components, n_features)
     bic = -2.0 * fit.log_likelihood + n_params * math.log(fit.weight_sum)
     return bic, -2.0 * fit.log_likelihood + 2.0 * n_params, bic - 2.0 * fit.log_max_resp
+
+
+def estimator_parameters(config: Config, weight_sum: float, hyperparameters: dict | None) -> dict[str, Any]:
+    """The estimator's parameters that fit as this config did (model.yaml's ``parameters``, ``load_model``'s).
+
+    Priors are the numbers actually used (resolved from the data).  The variational mixture's ``tol`` is per
+    row here and on its total bound in the estimator (scikit-learn's), so it is recorded times the weight sum.  A
+    warm start from a model directory is not a parameter: ``init_params`` is then the default, ``kmeans``.
+    """
+    m = config.model
+    variational = m.algorithm == "variational"
+    parameters: dict[str, Any] = {
+        "n_components": m.n_components,
+        "covariance_type": m.covariance_type,
+        "tol": m.tol * weight_sum if variational else m.tol,
+        "reg_covar": m.reg_covar,
+        "max_iter": m.max_iter,
+        "n_init": m.n_init,
+        "init_params": m.init if m.init in INIT_METHODS else "kmeans",
+        "random_state": m.random_state,
+        "dtype": m.dtype,
+    }
+    if variational:
+        parameters.update(hyperparameters or {})
+    else:
+        parameters.update(prior=hyperparameters, nan_policy=config.data.nan_policy)
+    return parameters
 
 
 def _needs_moments(m: ModelConfig) -> bool:
@@ -242,7 +269,8 @@ def fit_candidates(
     em.run_em(
         source,
         [r for g in groups for r in g],
-        tol=m.tol,
+        # the variational bound is a total: model.tol is per row, as for EM's mean log-likelihood
+        tol=m.tol * summary.weight_sum if m.algorithm == "variational" else m.tol,
         max_iter=m.max_iter,
         dtype=m.dtype,
         data_variance=summary.variance,
@@ -369,6 +397,7 @@ def model_info(
         variational=outcome.hyperparameters if variational else None,
         missing=missing,
         collapsed_components=outcome.collapsed,
+        parameters=estimator_parameters(chosen, summary.weight_sum, outcome.hyperparameters),
         **fields,
     )
 

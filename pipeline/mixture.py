@@ -333,6 +333,18 @@ class MixtureEstimator:
         parts = [rng.multivariate_normal(params.means[k], covariances[k], size=count) for k, count in enumerate(counts)]
         return np.vstack(parts), np.repeat(np.arange(self.n_components), counts)
 
+    def recorded_parameters(self) -> dict:
+        """The constructor's parameters as model.yaml records them (what ``load_model(d).get_params()`` gives).
+
+        Arrays (``means_init``, ``mean_prior`` ...) are written as lists and come back as NumPy arrays; a
+        ``random_state`` that is a NumPy Generator or RandomState cannot be written and is recorded as None.
+        """
+        recorded = {name: _plain(value) for name, value in self.get_params().items()}
+        if not (recorded["random_state"] is None or isinstance(recorded["random_state"], int)):
+            recorded["random_state"] = None
+        recorded["dtype"] = _dtype_name(self.dtype) or recorded["dtype"]
+        return recorded
+
     def _save(self, path, storage_options, params: kernels.Params, extra_arrays=None, **fields) -> None:
         """Write the fitted model as a model directory; ``fields`` are the subclass's own model.yaml keys."""
         names = getattr(self, "feature_names_in_", None)
@@ -346,9 +358,23 @@ class MixtureEstimator:
             history=self.lower_bounds_,
             n_samples=getattr(self, "n_samples_", None),
             weight_sum=getattr(self, "weight_sum_", None),
+            parameters=self.recorded_parameters(),
             **fields,
         )
         save_model(path, params, info, storage_options, extra_arrays=extra_arrays)
+
+
+def _plain(value):
+    """``value`` as YAML can hold it: arrays and NumPy scalars as lists and numbers, mappings and lists within."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def n_rows(X) -> int:

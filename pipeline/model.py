@@ -34,7 +34,9 @@ from pipeline.kernels.params import PARAM_ARRAYS as ARRAY_NAMES
 from pipeline.kernels.prior import Prior, check_prior
 from pipeline.kernels.variational import VARIATIONAL_ARRAYS, VariationalPriors, check_stored
 
-FORMAT_VERSION = 1
+# 2: ``parameters`` (the estimator's, so a loaded model keeps how it was fitted); starts no longer depend on the
+# covariance type.  Version 1 files are read as before (their parameters taken from ``config`` where it exists).
+FORMAT_VERSION = 2
 YAML_NAME = "model.yaml"
 NPZ_NAME = "model.npz"
 SELECTION_FILE = "selection.csv"
@@ -100,6 +102,8 @@ class ModelInfo(_Strict):
     variational: dict[str, Any] | None = None
     missing: MissingValues | None = None
     collapsed_components: list[int] = []
+    # The estimator's constructor parameters that give this fit (``load_model(d).get_params()``); arrays as lists.
+    parameters: dict[str, Any] | None = None
 
 
 @dataclass
@@ -185,7 +189,8 @@ def save_model(
     """
     npz = npz_bytes({**{name: getattr(params, name) for name in ARRAY_NAMES}, **(extra_arrays or {})})
     info = info.model_copy(update={"arrays": ArraysRef(file=NPZ_NAME, sha256=hashlib.sha256(npz).hexdigest())})
-    document = info.model_dump(mode="json", exclude_none=False)
+    # A top-level key is written only where its value is known (a model saved from Python has no BIC of its data).
+    document = {key: value for key, value in info.model_dump(mode="json").items() if value is not None}
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120)
     files = {NPZ_NAME: npz, **(extra_files or {}), YAML_NAME: text.encode()}  # model.yaml last
     storage.write_directory(path, files, storage_options, replaceable=lambda p: is_model_directory(p))
