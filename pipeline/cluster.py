@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +50,14 @@ def check_address(address: str, security: SecurityConfig | None) -> None:
 
 
 def security_of(config: SecurityConfig | None):
-    """Dask's ``Security`` for the TLS files (each checked to be a readable file), or None."""
+    """Dask's ``Security`` for the TLS files, or None.
+
+    Raises
+    ------
+    InputError
+        Naming the ``cluster.security`` key and the file that is not readable, not PEM, or an encrypted key (which
+        Dask cannot be given the password of), before any connection is tried.
+    """
     if config is None:
         return None
     from distributed import Security
@@ -57,11 +66,45 @@ def security_of(config: SecurityConfig | None):
         path = Path(getattr(config, key))
         if not path.is_file() or not os.access(path, os.R_OK):
             raise InputError(f"cluster.security.{key} {str(path)!r} is not a readable file")
-    return Security(
+    if _is_encrypted_key(Path(config.key_file).read_bytes()):
+        raise InputError(
+            f"cluster.security.key_file {config.key_file!r} is an encrypted private key: Dask reads only unencrypted "
+            "keys (give one without a passphrase)"
+        )
+    security = Security(
         tls_ca_file=config.ca_file,
         tls_client_cert=config.cert_file,
         tls_client_key=config.key_file,
         require_encryption=True,
+    )
+    try:
+        security.get_connection_args("client")  # loads every file into an SSL context, as connecting will
+    except ssl.SSLError as exc:
+        raise InputError(_tls_problem(config, exc)) from None
+    return security
+
+
+def _is_encrypted_key(pem: bytes) -> bool:
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
+
+
+def _tls_problem(config: SecurityConfig, exc: ssl.SSLError) -> str:
+    """Which of the TLS files an SSL context could not load, and why, in words."""
+    certificate = "is not a PEM certificate (text with '-----BEGIN CERTIFICATE-----'; openssl x509 converts others)"
+    try:
+        ssl.create_default_context(cafile=config.ca_file)
+    except ssl.SSLError:
+        return f"cluster.security.ca_file {config.ca_file!r} {certificate}"
+    if b"-----BEGIN CERTIFICATE-----" not in Path(config.cert_file).read_bytes():
+        return f"cluster.security.cert_file {config.cert_file!r} {certificate}"
+    if not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", Path(config.key_file).read_bytes()):
+        return (
+            f"cluster.security.key_file {config.key_file!r} is not a PEM private key (text with "
+            "'-----BEGIN PRIVATE KEY-----'; openssl pkey converts others)"
+        )
+    return (
+        f"cluster.security.cert_file {config.cert_file!r} and key_file {config.key_file!r} cannot be used together "
+        f"(is the key the certificate's?): {_reason(exc)}"
     )
 
 

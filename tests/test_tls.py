@@ -1,18 +1,18 @@
 """A TLS cluster: real ``dask scheduler`` and ``dask worker`` with certificates this test makes itself.
 
-A client with a certificate of the cluster's CA fits; one with another CA's certificate is refused.
+A client with a certificate of the cluster's CA fits; one with another CA's certificate is refused.  TLS files
+that cannot be loaded are refused by key and file before any connection.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import assert_user_error, dask_cluster, gmm, make_blobs, write_parquet
-
-pytestmark = pytest.mark.slow
 
 
 def _certificate(directory: Path, name: str, issuer=None):
@@ -87,6 +87,7 @@ def _config(tmp_path: Path, certs: Path, name: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_client_with_the_clusters_certificate_fits_over_tls(tmp_path, tls_cluster):
     address, certs = tls_cluster
     run = gmm(tmp_path, "fit", _config(tmp_path, certs, "client").name, "--scheduler", address)
@@ -95,6 +96,7 @@ def test_a_client_with_the_clusters_certificate_fits_over_tls(tmp_path, tls_clus
     assert (tmp_path / "out-client" / "model.npz").exists()
 
 
+@pytest.mark.slow
 def test_a_client_with_another_cas_certificate_is_refused(tmp_path, tls_cluster):
     address, certs = tls_cluster
     run = gmm(tmp_path, "fit", _config(tmp_path, certs, "intruder").name, "--scheduler", address)
@@ -102,6 +104,7 @@ def test_a_client_with_another_cas_certificate_is_refused(tmp_path, tls_cluster)
     assert not (tmp_path / "out-intruder").exists()
 
 
+@pytest.mark.slow
 def test_a_plain_tcp_client_is_refused(tmp_path, tls_cluster):
     address, _ = tls_cluster
     write_parquet(tmp_path / "data", make_blobs(96), 2)
@@ -110,3 +113,82 @@ def test_a_plain_tcp_client_is_refused(tmp_path, tls_cluster):
     )
     run = gmm(tmp_path, "fit", "c.yaml", "--scheduler", address.replace("tls://", "tcp://"))
     assert_user_error(run, r"Dask scheduler at 'tcp://127\.0\.0\.1:\d+'", code=1)
+
+
+# --------------------------------------------------------------------------- files that are not what they should be
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """A CA, a client certificate and key it signed, another key, and the same files in DER (not PEM) and encrypted."""
+    from cryptography.hazmat.primitives import serialization
+
+    d = tmp_path_factory.mktemp("certificates")
+    ca = _certificate(d, "ca")
+    _, client = _certificate(d, "client", ca)
+    other_key, _ = _certificate(d, "other", ca)
+    (d / "ca.der").write_bytes(ca[1].public_bytes(serialization.Encoding.DER))
+    (d / "client.der").write_bytes(client.public_bytes(serialization.Encoding.DER))
+    (d / "client-key.der").write_bytes(
+        other_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    (d / "encrypted.key").write_bytes(
+        other_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    return d
+
+
+def _invoke_fit(tmp_path, monkeypatch, security: dict):
+    """``gmm fit`` in this process against a TLS address that nothing is asked of (the files are checked first)."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    write_parquet(tmp_path / "data", make_blobs(97, n_per=20), 1)
+    config = {"data": {"path": "data"}, "output": {"path": "out"}, "cluster": {"security": security}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["fit", "c.yaml", "--scheduler", "tls://127.0.0.1:9"])
+    return subprocess.CompletedProcess([], result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("files", "pattern"),
+    [
+        (
+            {"ca_file": "ca.der"},
+            r"cluster\.security\.ca_file '.*ca\.der' is not a PEM certificate "
+            r"\(text with '-----BEGIN CERTIFICATE-----'; openssl x509 converts others\)",
+        ),
+        (
+            {"cert_file": "client.der"},
+            r"cluster\.security\.cert_file '.*client\.der' is not a PEM certificate",
+        ),
+        (
+            {"cert_file": "client.key"},
+            r"cluster\.security\.cert_file '.*client\.key' is not a PEM certificate",
+        ),
+        (
+            {"key_file": "client-key.der"},
+            r"cluster\.security\.key_file '.*client-key\.der' is not a PEM private key \(text with "
+            r"'-----BEGIN PRIVATE KEY-----'",
+        ),
+        (
+            {"key_file": "other.key"},
+            r"cluster\.security\.cert_file '.*client\.pem' and key_file '.*other\.key' cannot be used together "
+            r"\(is the key the certificate's\?\): SSLError: .*KEY_VALUES_MISMATCH",
+        ),
+        (
+            {"key_file": "encrypted.key"},
+            r"cluster\.security\.key_file '.*encrypted\.key' is an encrypted private key: Dask reads only unencrypted",
+        ),
+    ],
+)
+def test_tls_files_that_cannot_be_loaded_are_named(tmp_path, monkeypatch, certificates, files, pattern):
+    security = {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client.key", **files}
+    run = _invoke_fit(tmp_path, monkeypatch, {key: str(certificates / name) for key, name in security.items()})
+    assert_user_error(run, "^error: " + pattern + ".*$", tmp_path)
