@@ -111,7 +111,7 @@ def check_rows(
     n_features: int | None = None,
     min_samples: int = 1,
     allow_nan: bool = False,
-    nan_policy: str = "error",
+    nan_policy: str | None = "error",
 ):
     """Rows as a float64 NumPy array (or Dask array), checked as scikit-learn's ``check_array``.
 
@@ -178,15 +178,30 @@ def check_rows(
     return check_finite(array, estimator_name, allow_nan, nan_policy)
 
 
-def check_finite(X: np.ndarray, estimator_name: str, allow_nan: bool, nan_policy: str = "error") -> np.ndarray:
-    """``X`` itself, or ValueError for infinity, or for NaN unless ``allow_nan`` (also one block of Dask input)."""
+def nan_advice(estimator_name: str, nan_policy: str | None) -> str:
+    """What a user with NaN in X can do, for an estimator with ``nan_policy`` (None: it has no such parameter)."""
+    if nan_policy is None:
+        return (
+            f"{estimator_name} has no nan_policy: drop or impute the rows with NaN first, or fit "
+            "GaussianMixture(nan_policy='marginalize'), which uses each row's observed values"
+        )
+    if nan_policy == "error":
+        return "set nan_policy='marginalize' (use each row's observed values) or 'drop' (leave those rows out)"
+    return "fit with nan_policy='marginalize'"
+
+
+def check_finite(X: np.ndarray, estimator_name: str, allow_nan: bool, nan_policy: str | None = "error") -> np.ndarray:
+    """``X`` itself, or ValueError for infinity, or for NaN unless ``allow_nan`` (also one block of Dask input).
+
+    ``nan_policy`` is the estimator's (None for one without that parameter), for the advice.
+    """
     if np.isinf(X).any():
         raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
     if not allow_nan and np.isnan(X).any():
-        advice = "set nan_policy='marginalize' (or 'drop')" if nan_policy == "error" else "fit with 'marginalize'"
+        policy = "" if nan_policy is None else f" with nan_policy={nan_policy!r}"
         raise ValueError(
-            f"Input X contains NaN. {estimator_name} does not accept missing values encoded as NaN "
-            f"with nan_policy={nan_policy!r}: {advice}."
+            f"Input X contains NaN. {estimator_name} does not accept missing values encoded as NaN"
+            f"{policy}: {nan_advice(estimator_name, nan_policy)}."
         )
     return X
 

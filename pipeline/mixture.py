@@ -23,7 +23,15 @@ import numpy as np
 from pipeline import em, kernels
 from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
-from pipeline.inputs import check_feature_names, check_finite, check_rows, check_sample_weight, feature_names, is_dask
+from pipeline.inputs import (
+    check_feature_names,
+    check_finite,
+    check_rows,
+    check_sample_weight,
+    feature_names,
+    is_dask,
+    nan_advice,
+)
 from pipeline.kernels.algorithms import collapsed_components
 from pipeline.model import MissingValues, describe, save_model
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
@@ -84,6 +92,10 @@ class MixtureEstimator:
 
     def _more_tags(self) -> dict:  # scikit-learn before 1.6
         return {"allow_nan": self.nan_policy == "marginalize", "requires_y": False}
+
+    def _nan_policy_parameter(self) -> str | None:
+        """``nan_policy`` if it is one of this estimator's parameters (None: it only refuses NaN)."""
+        return self.nan_policy if "nan_policy" in self._get_param_names() else None
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "means_")
@@ -168,10 +180,10 @@ class MixtureEstimator:
         source, summary = scan(source)
         n_rows = sum(summary.n_rows)
         if summary.n_missing and self.nan_policy == "error":  # Dask input is checked only as it is read
+            name = type(self).__name__
             raise ValueError(
-                f"Input X contains NaN ({summary.n_missing} values). {type(self).__name__} does not "
-                "accept missing values encoded as NaN with nan_policy='error': set "
-                "nan_policy='marginalize' (or 'drop')."
+                f"Input X contains NaN ({summary.n_missing} values). {name} does not accept missing values "
+                f"encoded as NaN: {nan_advice(name, self._nan_policy_parameter())}."
             )
         if n_rows < max(2, self.n_components):
             raise ValueError(
@@ -255,7 +267,13 @@ class MixtureEstimator:
         """
         self._check_parameters()
         names = feature_names(X)
-        X = check_rows(X, type(self).__name__, min_samples=2, allow_nan=self.nan_policy != "error")
+        X = check_rows(
+            X,
+            type(self).__name__,
+            min_samples=2,
+            allow_nan=self.nan_policy != "error",
+            nan_policy=self._nan_policy_parameter(),
+        )
         sample_weight = check_sample_weight(sample_weight, X)
         source, summary, n_rows, n_dropped = self._source(X, sample_weight)
         runs = self._runs(source, X.shape[1])
@@ -290,7 +308,7 @@ class MixtureEstimator:
         params, log_weights = self._params(), self._log_weights()
         check_feature_names(self, X)
         allow_nan = self.nan_policy == "marginalize"
-        name, policy = type(self).__name__, self.nan_policy
+        name, policy = type(self).__name__, self._nan_policy_parameter()
         X = check_rows(X, name, n_features=self.n_features_in_, allow_nan=allow_nan, nan_policy=policy)
         if is_dask(X):  # checked as each block is computed
             X = X.rechunk({1: -1}).map_blocks(check_finite, name, allow_nan, policy, dtype=np.float64)

@@ -8,7 +8,7 @@ import pytest
 from helpers import COVARIANCE_TYPES, make_blobs
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from pipeline import GaussianMixture, load_model
+from pipeline import BayesianGaussianMixture, GaussianMixture, load_model
 from pipeline.errors import ConvergenceWarning, NotFittedError
 
 
@@ -194,8 +194,20 @@ def test_nan_in_dask_input_is_refused_or_marginalised():
     # predictions of a model that takes no NaN refuse them in Dask input too (as each block is computed)
     for method in ("predict", "predict_proba", "score_samples"):
         with pytest.raises(
-            ValueError, match=r"Input X contains NaN\. .* with nan_policy='drop': fit with 'marginalize'"
+            ValueError, match=r"Input X contains NaN\. .* with nan_policy='drop': fit with nan_policy='marginalize'"
         ):
             getattr(dropped, method)(dX).compute()
         with pytest.raises(ValueError, match=r"Input X contains infinity"):
             getattr(kept, method)(da.from_array(np.where(np.isnan(X), np.inf, X), chunks=(250, 3))).compute()
+
+
+def test_the_nan_error_gives_advice_each_estimator_can_follow():
+    X = make_blobs(0, n_per=20)
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"set nan_policy='marginalize' \(use each row's observed values\) or 'drop'"):
+        GaussianMixture(2).fit(X)
+    with pytest.raises(ValueError, match=r"BayesianGaussianMixture has no nan_policy: drop or impute") as caught:
+        BayesianGaussianMixture(n_components=2).fit(X)
+    assert "set nan_policy" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"BayesianGaussianMixture has no nan_policy"):
+        BayesianGaussianMixture(n_components=2).fit(da.from_array(X, chunks=20))
