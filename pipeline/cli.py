@@ -298,6 +298,22 @@ def _score_cluster(config_path: str | None, overrides: tuple[str, ...]) -> Clust
     return validate(raw, "--set").cluster
 
 
+def _parameters_text(parameters: dict[str, Any]) -> str:
+    """The estimator's parameters on one line: numbers and names as they are, arrays by their shape."""
+
+    def shape(value) -> list[int]:
+        return [len(value), *shape(value[0])] if isinstance(value, list) and value else []
+
+    def text(value) -> str:
+        if isinstance(value, list):
+            return f"<array {'x'.join(map(str, shape(value)))}>" if value else "[]"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{key}: {text(item)}" for key, item in value.items()) + "}"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{name}={text(value)}" for name, value in parameters.items())
+
+
 @main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT])
 @click.option("--model", "model_dir", required=True, metavar="DIR", help="A fitted model directory.")
 @click.option("--input", "input_path", required=True, metavar="DATA", help="Parquet file, directory or glob.")
@@ -392,6 +408,8 @@ def inspect(model_dir, as_json):
         )
     if summary.get("collapsed_components"):
         echo(f"  collapsed components (held up by reg_covar alone): {summary['collapsed_components']}")
+    if summary.get("parameters"):
+        echo(f"  fitted with {_parameters_text(summary['parameters'])}")
     names = summary["feature_names"]
     echo("  component  weight    mean[" + ", ".join(names[:6]) + (", ..." if len(names) > 6 else "") + "]")
     for k, (w, mean) in enumerate(zip(summary["weights"], summary["means"])):

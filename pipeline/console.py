@@ -57,9 +57,10 @@ def _data(event: dict[str, Any]) -> str:
 def _done(event: dict[str, Any]) -> str:
     state = "converged" if event["converged"] else "did NOT converge"
     bic = f" bic={event['bic']:.6g}" if event.get("bic") is not None else ""
+    where = f"re-chosen from the table at {event['rechosen_from']}, no refit; " if event.get("rechosen_from") else ""
     return (
         f"{state} after {event['n_iter']} iterations: lower_bound={event['lower_bound']:.6f}{bic}; "
-        f"model written to {event['model']} ({event['seconds']:.1f} s)"
+        f"{where}model written to {event['model']} ({event['seconds']:.1f} s)"
     )
 
 

@@ -156,3 +156,13 @@ def test_a_gmm_fit_model_loads_with_the_resolved_config_and_refits_alike(tmp_pat
         np.testing.assert_allclose(getattr(refit, name), getattr(loaded, name), rtol=1e-7, atol=1e-9, err_msg=name)
     inspected = CliRunner().invoke(main, ["inspect", "out", "--json"])
     assert '"parameters"' in inspected.stdout
+
+
+def test_inspect_shows_the_parameters_a_model_was_fitted_with(tmp_path, monkeypatch):
+    gm = GaussianMixture(2, reg_covar=1e-3, means_init=[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], random_state=0)
+    gm.fit(make_blobs(6, n_per=50)).save(tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["inspect", "m"])
+    assert result.exit_code == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if "fitted with" in line)
+    assert "reg_covar=0.001" in line and "means_init=<array 2x3>" in line and "random_state=0" in line
