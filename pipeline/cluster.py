@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import signal
 import socket
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from pipeline.errors import EnvironmentFault, InputError
 
 # persist: auto holds the data in memory when it takes at most this share of the workers' memory.
 AUTO_PERSIST_FRACTION = 0.5
+DASHBOARD_HOST = ""  # the default dashboard's interfaces: every one, as Dask's default ":8787"
 DASHBOARD_PORT = 8787
 SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 
@@ -144,26 +147,54 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("", port))
-        except OSError:
-            return False
-    return True
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why a server could not listen on ``host:port`` (host '' is every interface), or None if it can; binds a
+    socket there and closes it, listening on nothing and sending nothing."""
+    try:
+        with socket.socket() as sock:
+            sock.bind((host, port))
+    except OSError as exc:  # socket.gaierror (a host name that does not resolve) among them
+        return exc
+    return None
 
 
 def dashboard_address(setting: bool | str) -> str:
     """Where the LocalCluster's scheduler serves HTTP: the asked ``[HOST]:PORT``, or 8787 (a free port if 8787 is
-    taken, or if the dashboard is off: the scheduler serves its other pages all the same)."""
+    taken, or if the dashboard is off: the scheduler serves its other pages all the same).
+
+    Raises
+    ------
+    InputError
+        If the asked host cannot be listened on here (not an address of this machine, or not a host name).
+    EnvironmentFault
+        If the asked port is in use.
+    """
     if setting is False:
         return ":0"
     if setting is True:
-        return f":{DASHBOARD_PORT}" if _port_free(DASHBOARD_PORT) else ":0"
-    port = int(setting.rsplit(":", 1)[1])
-    if port and not _port_free(port):
+        free = _bind_error(DASHBOARD_HOST, DASHBOARD_PORT) is None
+        return f"{DASHBOARD_HOST}:{DASHBOARD_PORT if free else 0}"
+    host, port = setting.rsplit(":", 1)
+    error = _bind_error(host, int(port))
+    if isinstance(error, socket.gaierror) or (error is not None and error.errno == errno.EADDRNOTAVAIL):
+        raise InputError(
+            f"cluster.dashboard {setting!r}: cannot listen on host {host!r} ({_reason(error)}); give ':PORT' "
+            "(every interface), '127.0.0.1:PORT' (this machine only) or an address of this machine"
+        )
+    if error is not None:
         raise EnvironmentFault(f"cluster.dashboard {setting!r}: port {port} is in use")
     return setting
+
+
+@contextmanager
+def _quiet_port_change(setting: bool | str) -> Iterator[None]:
+    """With the default dashboard, no warning from Dask that port 8787 is taken: another process can take it
+    between :func:`dashboard_address`'s check and the scheduler's bind (two fits started at once), and Dask then
+    moves to a free port, as the default promises, with a warning the user did not ask for."""
+    with warnings.catch_warnings():
+        if setting is True:
+            warnings.filterwarnings("ignore", message=rf"Port {DASHBOARD_PORT} is already in use", category=UserWarning)
+        yield
 
 
 def _wait_for_workers(client: Client, address: str, timeout: float) -> None:
@@ -201,17 +232,16 @@ def connect(
                 on_connect(client)
             yield client
         return
-    with (
-        LocalCluster(
+    with _quiet_port_change(settings.dashboard):
+        local = LocalCluster(
             n_workers=settings.n_workers,
             threads_per_worker=settings.threads_per_worker,
             memory_limit=settings.memory_limit,
             processes=True,
             dashboard_address=dashboard_address(settings.dashboard),
             scheduler_kwargs={"dashboard": settings.dashboard is not False},
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+    with local as cluster, Client(cluster) as client:
         client.register_plugin(LocalWorkerSetup(secrets.registered()))  # their lines are printed with ours
         if on_connect:
             on_connect(client)
@@ -237,11 +267,14 @@ class LocalWorkerSetup(WorkerPlugin):
 
 
 def check(settings: ClusterConfig, scheduler: str | None) -> None:
-    """Check what can be checked of where to run before any work: the address's form, the TLS files."""
+    """Check what can be checked of where to run before any work: the address's form, the TLS files; or the
+    LocalCluster's dashboard address."""
     address = resolve_address(scheduler, settings.address)
     if address:
         check_address(address, settings.security)
         security_of(settings.security)
+    else:
+        dashboard_address(settings.dashboard)
 
 
 def session(settings: ClusterConfig, scheduler: str | None, emit: Callable[[dict], None]):

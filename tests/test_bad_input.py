@@ -401,3 +401,24 @@ def test_a_prior_count_that_would_overflow_is_refused_by_name(tmp_path, monkeypa
     write_parquet(tmp_path / "data", make_blobs(58), 2)
     run = fit_here(tmp_path, monkeypatch, client, {"prior": {key: 1e308}})
     assert_user_error(run, rf"^error: model\.prior: prior {key} must be at most 1e\+100, got 1e\+308: ", tmp_path)
+
+
+# --------------------------------------------------------------------------- cluster
+@pytest.mark.parametrize(
+    ("dashboard", "reason"),
+    [("203.0.113.1:8787", r"OSError: \[Errno 99\] Cannot assign requested address"), ("no-such-host.invalid:0", "")],
+)
+def test_a_dashboard_host_that_cannot_be_listened_on_is_named(tmp_path, monkeypatch, dashboard, reason):
+    # 203.0.113.1 is TEST-NET-3 (RFC 5737): no address of this machine; binding to it fails here, sending nothing
+    write_parquet(tmp_path / "data", make_blobs(59), 1)
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"data": {"path": "data"}, "output": {"path": "out"}, "cluster": {"dashboard": dashboard}})
+    )
+    run = invoke(tmp_path, monkeypatch, "fit", "c.yaml")
+    host = re.escape(dashboard.rsplit(":", 1)[0])
+    assert_user_error(
+        run,
+        rf"^error: cluster\.dashboard '{re.escape(dashboard)}': cannot listen on host '{host}' \({reason}.*\); "
+        r"give ':PORT' \(every interface\), '127\.0\.0\.1:PORT' \(this machine only\) or an address of this machine$",
+        tmp_path,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 import sys
 import warnings
 
@@ -163,3 +164,22 @@ def test_warnings_in_local_workers_are_json_lines(json_logging, capfd):
     messages = [r["message"] for r in _json_lines(capfd.readouterr().err) if r["logger"] == "py.warnings"]
     assert any("RuntimeWarning: overflow encountered in reduce" in m for m in messages), messages
     assert any("RuntimeWarning: a warning in a worker" in m for m in messages), messages
+
+
+# --------------------------------------------------------------------------- the LocalCluster's dashboard
+def test_the_default_dashboard_moves_off_a_port_taken_since_the_check_without_a_warning(monkeypatch, capfd):
+    with socket.socket() as held:  # the default port, taken by another fit between the check and the bind
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        monkeypatch.setattr(cluster, "DASHBOARD_HOST", "127.0.0.1")
+        monkeypatch.setattr(cluster, "DASHBOARD_PORT", port)
+        monkeypatch.setattr(cluster, "_bind_error", lambda host, port: None)  # what the check saw: free
+        events = []
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with cluster.session(ClusterConfig(n_workers=1), None, events.append):
+                pass
+    assert not [w for w in seen if "already in use" in str(w.message)]
+    assert "already in use" not in capfd.readouterr().err
+    assert events[0]["dashboard"].startswith("http://127.0.0.1:") and f":{port}/" not in events[0]["dashboard"]
