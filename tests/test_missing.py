@@ -250,9 +250,147 @@ def test_the_datas_moments_use_every_observed_value(n_complete):
     variances = np.nanvar(repeated, axis=0, ddof=1)
     np.testing.assert_allclose(got.mean, np.nanmean(repeated, axis=0), rtol=1e-12)
     complete = repeated[~np.isnan(repeated).any(axis=1)]
+    assert (complete.shape[0] > X.shape[1]) == (n_complete > X.shape[1])  # each case takes its own branch
     if complete.shape[0] > X.shape[1]:
         correlation = np.corrcoef(complete.T)
         want = correlation * np.sqrt(np.outer(variances, variances))
     else:
         want = np.diag(variances)
     np.testing.assert_allclose(got.covariance, want, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- the reference itself
+def _reference_parameters(rng, K, D, covariance_type):
+    """Random well-conditioned parameters in scikit-learn's shapes, and their dense covariances."""
+    weights = rng.dirichlet(np.full(K, 5.0))
+    means = rng.normal(scale=3.0, size=(K, D))
+    a = rng.normal(size=(K, D, D))
+    covariances = {
+        "full": lambda: a @ np.swapaxes(a, 1, 2) / D + 0.5 * np.eye(D),
+        "tied": lambda: a[0] @ a[0].T / D + 0.5 * np.eye(D),
+        "diag": lambda: rng.uniform(0.5, 2.0, size=(K, D)),
+        "spherical": lambda: rng.uniform(0.5, 2.0, size=K),
+    }[covariance_type]()
+    return weights, means, covariances, ref.dense_covariances(covariances, covariance_type, K, D)
+
+
+def _reference_sample(rng, n, weights, means, dense):
+    labels = rng.choice(len(weights), size=n, p=weights)
+    return np.array([rng.multivariate_normal(means[k], dense[k]) for k in labels])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_reference_on_complete_data_is_scikit_learns_e_and_m_step(covariance_type):
+    from sklearn.mixture import GaussianMixture as SkGMM
+    from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky, _estimate_gaussian_parameters
+
+    rng = np.random.default_rng(0)
+    w, mu, cov, dense = _reference_parameters(rng, 3, 4, covariance_type)
+    X = _reference_sample(rng, 300, w, mu, dense)
+    sk = SkGMM(3, covariance_type=covariance_type)
+    sk.weights_, sk.means_, sk.covariances_ = w, mu, cov
+    sk.precisions_cholesky_ = _compute_precision_cholesky(cov, covariance_type)
+    stats = ref.estep_statistics(X, w, mu, cov, covariance_type)
+    assert stats["log_likelihood"] == pytest.approx(sk.score_samples(X).sum(), rel=1e-12)
+    for reg_covar in (0.0, 1e-3):
+        nk, means, covariances = _estimate_gaussian_parameters(X, sk.predict_proba(X), reg_covar, covariance_type)
+        got = ref.m_step(stats, covariance_type, reg_covar)
+        np.testing.assert_allclose(stats["nk"], nk, rtol=1e-12)
+        np.testing.assert_allclose(got[0], nk / nk.sum(), rtol=1e-12)
+        np.testing.assert_allclose(got[1], means, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got[2], covariances, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_references_em_with_holes_drops_empty_rows_and_never_decreases(covariance_type):
+    rng = np.random.default_rng(1)
+    w, mu, cov, dense = _reference_parameters(rng, 3, 4, covariance_type)
+    complete = _reference_sample(rng, 60, w, mu, dense)
+    X = with_holes(complete, 0.2, seed=2)
+    X[:3] = np.nan  # rows with nothing observed: skipped
+    start = (
+        np.full(3, 1 / 3),
+        complete[[10, 20, 30]],
+        {"full": np.stack([np.eye(4)] * 3), "tied": np.eye(4), "diag": np.ones((3, 4)), "spherical": np.ones(3)},
+    )
+    stats = ref.estep_statistics(X, *start[:2], start[2][covariance_type], covariance_type)
+    assert (stats["n_rows"], stats["n_dropped"]) == (57, 3)
+    *_, history = ref.em(X, *start[:2], start[2][covariance_type], covariance_type, n_iter=8)
+    assert (np.diff(history) >= -1e-12).all() and history[-1] > history[0] + 0.1, history
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_references_row_density_is_the_marginal_of_the_dense_gaussian(covariance_type):
+    from scipy import integrate
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(3)
+    w, mu, cov, dense = _reference_parameters(rng, 3, 4, covariance_type)
+    for x in _reference_sample(rng, 10, w, mu, dense):
+        missing = rng.permutation(4)[: rng.integers(1, 4)]  # one to three of four values missing
+        x[missing] = np.nan
+        observed = np.flatnonzero(~np.isnan(x))
+        want = [
+            np.log(w[k])
+            + multivariate_normal(mu[k][observed], dense[k][np.ix_(observed, observed)]).logpdf(x[observed])
+            for k in range(3)
+        ]
+        np.testing.assert_allclose(ref.row_log_densities(x, w, mu, cov, covariance_type), want, rtol=1e-12)
+    # and by quadrature of the joint density over one missing value (around its conditional mean, where it peaks)
+    x = _reference_sample(rng, 1, w, mu, dense)[0]
+    x[1] = np.nan
+    got = ref.row_log_densities(x, w, mu, cov, covariance_type)
+    observed = [0, 2, 3]
+    for k in range(3):
+        c = dense[k]
+        gain = np.linalg.solve(c[np.ix_(observed, observed)], c[observed, 1])
+        centre, sd = mu[k][1] + gain @ (x[observed] - mu[k][observed]), np.sqrt(c[1, 1] - gain @ c[observed, 1])
+        joint = multivariate_normal(mu[k], c)
+        value = integrate.quad(
+            lambda t, joint=joint: joint.pdf([x[0], t, x[2], x[3]]),
+            centre - 40 * sd,
+            centre + 40 * sd,
+            epsabs=0,
+            epsrel=1e-12,
+        )[0]
+        assert got[k] == pytest.approx(np.log(w[k]) + np.log(value), abs=1e-9)
+    with pytest.raises(ValueError, match="row has no observed value"):
+        ref.row_log_densities(np.full(4, np.nan), w, mu, cov, covariance_type)
+
+
+def test_the_references_conditional_moments_weights_and_imputation():
+    rng = np.random.default_rng(4)
+    w, mu, cov, dense = _reference_parameters(rng, 3, 4, "full")
+    # nothing observed: the component's own moments
+    ex, exx = ref.conditional_moments(np.full(4, np.nan), mu[0], cov[0])
+    np.testing.assert_allclose(exx, cov[0] + np.outer(mu[0], mu[0]), rtol=1e-12)
+    # two observed: the regression of the missing values on the observed ones, over many draws
+    x = np.array([mu[0][0] + 0.7, np.nan, mu[0][2] - 0.3, np.nan])
+    ex, exx = ref.conditional_moments(x, mu[0], cov[0])
+    draws = rng.multivariate_normal(mu[0], cov[0], size=200_000)
+    observed, missing = [0, 2], [1, 3]
+    design = np.column_stack([np.ones(len(draws)), draws[:, observed]])
+    beta = np.linalg.lstsq(design, draws[:, missing], rcond=None)[0]
+    residuals = draws[:, missing] - design @ beta
+    np.testing.assert_allclose(ex[missing], np.array([1.0, x[0], x[2]]) @ beta, atol=0.02)
+    conditional = exx[np.ix_(missing, missing)] - np.outer(ex[missing], ex[missing])
+    np.testing.assert_allclose(conditional, residuals.T @ residuals / len(draws), atol=0.02)
+    # integer frequency weights count as repeated rows
+    X = with_holes(_reference_sample(rng, 40, w, mu, dense), 0.2, seed=5)
+    counts = rng.integers(0, 4, size=len(X))
+    a = ref.estep_statistics(X, w, mu, cov, "full", sample_weight=counts)
+    b = ref.estep_statistics(np.repeat(X, counts, axis=0), w, mu, cov, "full")
+    assert a["log_likelihood"] == pytest.approx(b["log_likelihood"], rel=1e-12)
+    np.testing.assert_allclose(a["sum_xx"], b["sum_xx"], rtol=1e-12)
+    # with diagonal covariances a missing value is imputed by the posterior-weighted component means
+    w, mu, cov, dense = _reference_parameters(rng, 3, 4, "diag")
+    X = with_holes(_reference_sample(rng, 30, w, mu, dense), 0.3, seed=6)
+    imputed = ref.impute(X, w, mu, cov, "diag")
+    np.testing.assert_array_equal(imputed[~np.isnan(X)], X[~np.isnan(X)])
+    partial = [i for i in range(len(X)) if 0 < np.isnan(X[i]).sum() < 4]
+    assert len(partial) > 10
+    for i in partial:
+        log_densities = ref.row_log_densities(X[i], w, mu, cov, "diag")
+        posterior = np.exp(log_densities - np.logaddexp.reduce(log_densities))
+        miss = np.isnan(X[i])
+        np.testing.assert_allclose(imputed[i, miss], (posterior @ mu)[miss], rtol=1e-10)
