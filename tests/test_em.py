@@ -59,7 +59,11 @@ def test_parity_with_sklearn_on_a_distributed_cluster(client):
     ours = GaussianMixture(3, weights_init=w, means_init=m, precisions_init=p, tol=0, max_iter=15)
     from distributed import get_task_stream
 
-    with client.as_current(), get_task_stream(client) as stream, pytest.warns(ConvergenceWarning):
+    with (
+        client.as_current(),
+        get_task_stream(client) as stream,
+        pytest.warns(ConvergenceWarning, match="did not converge"),
+    ):
         ours.fit(da.from_array(X, chunks=(97, 3)))  # uneven chunks on the cluster
     workers = set(client.scheduler_info()["workers"])
     assert stream.data and {task["worker"] for task in stream.data} <= workers  # the passes ran on the workers
@@ -216,6 +220,7 @@ def test_starts_do_not_depend_on_partitioning(init_params):
         source, _ = scan(split_source(X, cuts))
         (group,) = first_m_steps(source, [(3, "full")], init_params, n_init=2, seed=5)
         starts.append(group)
+    assert [len(group) for group in starts] == [2, 2]
     for a, b in zip(*starts):
         np.testing.assert_allclose(a.means, b.means, rtol=1e-10)
         np.testing.assert_allclose(a.covariances, b.covariances, rtol=1e-9)
@@ -256,6 +261,7 @@ def test_a_candidates_start_depends_only_on_itself_and_the_seed():
     source, _ = scan(blocks_from_arrays(X, rows_per_block=200))
     (alone,) = first_m_steps(source, [(3, "full")], "kmeans", n_init=2, seed=7)
     among = first_m_steps(source, [(2, "diag"), (3, "full"), (5, "full")], "kmeans", n_init=2, seed=7)[1]
+    assert len(alone) == len(among) == 2
     for a, b in zip(alone, among):
         np.testing.assert_array_equal(a.means, b.means)
         np.testing.assert_array_equal(a.covariances, b.covariances)

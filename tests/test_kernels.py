@@ -178,10 +178,13 @@ def test_responsibilities_stay_clear_of_subnormal_numbers(dtype):
     params = random_params("full")
     X = np.concatenate([make_blobs(11, n_per=50), np.full((3, 3), 60.0)])
     prep = kernels.prepare(params, dtype=dtype)
-    for _, buffers in estep.chunks(X, prep):
+    n_rows = 0
+    for rows, buffers in estep.chunks(X, prep):
         resp = estep.normalise(estep.chunk_log_prob(prep, buffers), buffers)[1]
         assert resp.dtype == dtype and resp.min() >= np.finfo(dtype).tiny
         np.testing.assert_allclose(resp.sum(axis=0), 1.0, rtol=1e-5)
+        n_rows += rows.stop - rows.start
+    assert n_rows == X.shape[0]  # every row was checked, the three far ones too
 
 
 @pytest.mark.parametrize("expanded", ROUTES)
@@ -209,7 +212,8 @@ def test_chunks_of_seven_rows_give_the_statistics_of_one_chunk(covariance_type, 
     sw = np.random.default_rng(6).uniform(0, 2, size=X.shape[0])
     whole = kernels.block_statistics(X, sw, prep)
     monkeypatch.setattr(estep, "_MIN_CHUNK_ROWS", 1)
-    monkeypatch.setattr(estep, "_MAX_CHUNK_ROWS", 7)  # 43 chunks, the last one short
+    monkeypatch.setattr(estep, "_MAX_CHUNK_ROWS", 7)
+    assert [rows.stop - rows.start for rows, _ in estep.chunks(X, prep)] == [7] * 42 + [6]  # the last one short
     chunked = kernels.block_statistics(X, sw, prep)
     for name in ("nk", "s1", "s2"):
         np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-12, atol=1e-10)

@@ -165,7 +165,7 @@ def test_complex_sparse_and_object_input_as_scikit_learn():
 
 def test_verbose_prints_iterations(capsys):
     X = make_blobs(45)
-    with pytest.warns(ConvergenceWarning):
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
         GaussianMixture(3, random_state=0, verbose=2, verbose_interval=2, tol=0.0, max_iter=4).fit(X)
     out = capsys.readouterr().out
     assert "Iteration 2\t time lapse" in out and "Iteration 4\t" in out and "Iteration 3" not in out
