@@ -1,13 +1,16 @@
 """Never destroy, leak or mislead: outputs, secrets, bounded waits, refused wrong answers, concurrent runs.
 
-Every case runs the real ``gmm`` command and checks the exit code, the one
-``error:`` line, and (with tree hashes) that nothing the user had changed.
+Every case runs ``gmm`` and checks the exit code, the one ``error:`` line, and
+(with tree hashes) that nothing the user had changed.  Mistakes found before
+any work run through click's runner in this process; fits, kills, locks and
+waits run the installed command in a process of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -27,7 +30,6 @@ from helpers import (
     GMM,
     assert_user_error,
     dask_cluster,
-    error_line,
     gmm,
     kill_at_line,
     make_blobs,
@@ -54,6 +56,29 @@ def fit(cwd, client, *args, config="c.yaml"):
     return gmm(cwd, "fit", config, "--scheduler", client.scheduler.address, *args)
 
 
+@pytest.fixture
+def in_process(monkeypatch):
+    """``gmm`` through click's runner in this process, its logging set-up undone afterwards."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    monkeypatch.setenv("DASK_LOGGING", os.environ.get("DASK_LOGGING", ""))  # the command sets it
+    loggers = [logging.getLogger(), *map(logging.getLogger, logging.root.manager.loggerDict)]
+    kept = [(logger, logger.handlers[:], logger.propagate, logger.level) for logger in loggers]
+
+    def run(cwd, *args) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        result = CliRunner().invoke(main, [str(a) for a in args], prog_name="gmm")
+        assert "workers; dashboard:" not in result.stderr, result.stderr  # found before any work: no cluster
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+    yield run
+    logging.captureWarnings(False)
+    for logger, handlers, propagate, level in kept:
+        logger.handlers, logger.propagate, logger.level = handlers, propagate, level
+
+
 # --------------------------------------------------------------------------- 1. outputs replace only their own kind
 @pytest.mark.parametrize(
     ("output", "pattern"),
@@ -64,14 +89,14 @@ def fit(cwd, client, *args, config="c.yaml"):
         ("data/part-000.parquet", r"lies inside data\.path"),
     ],
 )
-def test_an_output_on_or_around_the_data_is_refused_and_the_data_kept(workdir, output, pattern):
+def test_an_output_on_or_around_the_data_is_refused_and_the_data_kept(workdir, in_process, output, pattern):
     before = tree_digest(workdir)
-    run = gmm(workdir, "fit", "c.yaml", "--set", f"output.path={output}")
+    run = in_process(workdir, "fit", "c.yaml", "--set", f"output.path={output}")
     assert_user_error(run, pattern)
     assert tree_digest(workdir) == before
 
 
-def test_an_existing_folder_or_file_that_is_not_a_model_is_kept(workdir):
+def test_an_existing_folder_or_file_that_is_not_a_model_is_kept(workdir, in_process):
     (workdir / "mine").mkdir()
     (workdir / "mine" / "notes.txt").write_text("the user's notes")
     (workdir / "file.bin").write_bytes(b"the user's file")
@@ -80,7 +105,7 @@ def test_an_existing_folder_or_file_that_is_not_a_model_is_kept(workdir):
         ("mine", r"a directory that is not a model directory \(no model\.yaml with format_version\)"),
         ("file.bin", "a file"),
     ):
-        run = gmm(workdir, "fit", "c.yaml", "--set", f"output.path={target}")
+        run = in_process(workdir, "fit", "c.yaml", "--set", f"output.path={target}")
         assert_user_error(run, rf"output\.path '{target}' exists and is {found}; this command replaces only its own")
     assert tree_digest(workdir) == before
 
@@ -95,12 +120,12 @@ def test_a_model_directory_and_an_empty_one_are_replaced(workdir, client):
     assert not (workdir / "out.lock").exists()
 
 
-def test_an_output_inside_the_model_it_starts_from_is_refused(workdir, client):
+def test_an_output_inside_the_model_it_starts_from_is_refused(workdir, client, in_process):
     assert fit(workdir, client).returncode == 0
     before = tree_digest(workdir)
-    run = gmm(workdir, "fit", "c.yaml", "--set", "model.init=out", "--set", "output.path=out/again")
+    run = in_process(workdir, "fit", "c.yaml", "--set", "model.init=out", "--set", "output.path=out/again")
     assert_user_error(run, r"output\.path 'out/again' lies inside model\.init 'out'")
-    run = gmm(workdir, "fit", "c.yaml", "--set", "model.init=out")
+    run = in_process(workdir, "fit", "c.yaml", "--set", "model.init=out")
     assert_user_error(run, r"output\.path 'out' is model\.init 'out'")
     assert tree_digest(workdir) == before
 
@@ -159,15 +184,15 @@ def test_score_replaces_its_own_earlier_output(scored, client):
     assert (scored / "scores" / "_gmm_score.json").exists() and len(list((scored / "scores").glob("*.parquet"))) == 3
 
 
-def test_report_writes_only_over_its_own_reports(scored):
+def test_report_writes_only_over_its_own_reports(scored, in_process):
     (scored / "photo.png").write_bytes(b"\x89PNG the user's picture")
     before = tree_digest(scored)
     assert_user_error(
-        gmm(scored, "report", "out", "--output", "photo.png"),
+        in_process(scored, "report", "out", "--output", "photo.png"),
         r"--output 'photo\.png' exists and is a file; this command replaces only its own",
     )
     assert_user_error(
-        gmm(scored, "report", "out", "--output", "out/r.png"), r"--output 'out/r\.png' lies inside the model"
+        in_process(scored, "report", "out", "--output", "out/r.png"), r"--output 'out/r\.png' lies inside the model"
     )
     assert tree_digest(scored) == before
     for _ in range(2):
@@ -310,12 +335,15 @@ def test_a_urls_password_is_neither_recorded_nor_part_of_the_fits_identity():
     assert fit_identity(config(SECRET), "f") == fit_identity(config("rotated-password"), "f")
 
 
-def test_a_secret_in_a_bad_value_or_a_url_is_not_echoed(workdir):
+def test_a_secret_in_a_bad_value_or_a_url_is_not_echoed(workdir, in_process):
     write_config(workdir / "s.yaml", data={"path": "data", "storage_options": SECRET}, output={"path": "out"})
-    line = error_line(gmm(workdir, "fit", "s.yaml"))
-    assert "data.storage_options" in line and SECRET not in line
-    run = gmm(workdir, "fit", "c.yaml", "--set", f"data.path=ftp://user:{SECRET}@127.0.0.1:1/data")
-    assert run.returncode in (1, 2) and SECRET not in run.stderr, run.stderr
+    run = in_process(workdir, "fit", "s.yaml")
+    assert_user_error(run, r"data\.storage_options", workdir)
+    assert SECRET not in run.stderr, run.stderr
+    # nothing listens at the URL's port: a fault of the surroundings (exit 1), the password never shown
+    run = in_process(workdir, "fit", "c.yaml", "--set", f"data.path=ftp://user:{SECRET}@127.0.0.1:1/data")
+    assert_user_error(run, r"Connection refused", workdir, code=1)
+    assert SECRET not in run.stderr, run.stderr
 
 
 # --------------------------------------------------------------------------- 3. bounded waits
@@ -367,13 +395,21 @@ def test_uniformly_scaled_weights_give_the_unweighted_fit(tmp_path, client, scal
 
 
 @pytest.mark.parametrize(
-    ("weights", "pattern"),
+    ("weights", "pattern", "in_python"),
     [
-        ({5: 1e308}, r"column 'x\d' spans .* overflow float64: rescale it or the weight column 'w'"),
-        ({5: 1e308, 6: 1e308}, r"weight column 'w' sums to more than float64 holds \(largest weight 1e\+308\)"),
+        (
+            {5: 1e308},
+            r"column 'x\d' spans .* overflow float64: rescale it or the weight column 'w'",
+            r"column \d spans .* overflow float64",
+        ),
+        (
+            {5: 1e308, 6: 1e308},
+            r"weight column 'w' sums to more than float64 holds \(largest weight 1e\+308\)",
+            r"sums to more than float64 holds",
+        ),
     ],
 )
-def test_weights_float64_cannot_carry_are_refused(tmp_path, client, weights, pattern):
+def test_weights_float64_cannot_carry_are_refused(tmp_path, client, weights, pattern, in_python):
     X = make_blobs(82)
     w = np.ones(X.shape[0])
     for i, v in weights.items():
@@ -381,7 +417,7 @@ def test_weights_float64_cannot_carry_are_refused(tmp_path, client, weights, pat
     write_parquet(tmp_path / "data", X, 2, extra={"w": w})
     write_config(tmp_path / "c.yaml", data={"path": "data", "weight_column": "w"}, output={"path": "out"})
     assert_user_error(fit(tmp_path, client), pattern, tmp_path)
-    with pytest.raises(ValueError, match="overflow float64|sums to more than float64"):
+    with pytest.raises(ValueError, match=in_python):
         GaussianMixture(3).fit(X, sample_weight=w)
 
 
@@ -404,14 +440,16 @@ def test_a_page_failing_its_checksum_is_refused(tmp_path, client):
     assert_user_error(fit(tmp_path, client), r"part-001\.parquet: cannot read Parquet data .*CRC checksum", tmp_path)
 
 
-def test_two_columns_of_one_name_are_named(tmp_path):
+def test_two_columns_of_one_name_are_named(tmp_path, in_process):
     (tmp_path / "data").mkdir()
     table = pa.Table.from_arrays(
         [pa.array([1.0, 2.0]), pa.array([3.0, 4.0]), pa.array([5.0, 6.0])], names=["a", "b", "a"]
     )
     pq.write_table(table, tmp_path / "data" / "p.parquet")
     write_config(tmp_path / "c.yaml", data={"path": "data"}, output={"path": "out"})
-    assert_user_error(gmm(tmp_path, "fit", "c.yaml"), r"p\.parquet: 2 columns are named 'a'; rename them", tmp_path)
+    assert_user_error(
+        in_process(tmp_path, "fit", "c.yaml"), r"p\.parquet: 2 columns are named 'a'; rename them", tmp_path
+    )
 
 
 def _rewrite_model(model_dir: Path, change) -> None:
@@ -458,17 +496,18 @@ def _set(**values):
         (_set(weights=lambda a, i: np.array([0.2, 0.3, 0.5])), r"its weights or means differ from those in"),
     ],
 )
-def test_a_model_whose_files_disagree_or_are_no_mixture_is_refused(tmp_path, change, pattern):
+def test_a_model_whose_files_disagree_or_are_no_mixture_is_refused(tmp_path, in_process, change, pattern):
     GaussianMixture(3, random_state=0).fit(make_blobs(85)).save(tmp_path / "m")
     _rewrite_model(tmp_path / "m", change)
-    _assert_every_reader_refuses(tmp_path, make_blobs(85), pattern)
+    _assert_every_reader_refuses(tmp_path, in_process, make_blobs(85), pattern)
 
 
-def _assert_every_reader_refuses(root, X, pattern):
+def _assert_every_reader_refuses(root, in_process, X, pattern):
     """``gmm inspect``, ``gmm score`` (of ``X``) and ``load_model`` refuse the model at ``root / "m"``."""
     write_parquet(root / "data", X, 1)
-    assert_user_error(gmm(root, "inspect", "m"), pattern)
-    assert_user_error(gmm(root, "score", "--model", "m", "--input", "data", "--output", "s"), pattern, root, output="s")
+    assert_user_error(in_process(root, "inspect", "m"), pattern)
+    run = in_process(root, "score", "--model", "m", "--input", "data", "--output", "s")
+    assert_user_error(run, pattern, root, output="s")
     with pytest.raises(ValueError, match=pattern):
         load_model(root / "m")
 
@@ -503,14 +542,14 @@ def _set_prior(key, value):
         ("variational", lambda a, i: a.pop("weight_concentration"), r"no array 'weight_concentration'"),
     ],
 )
-def test_a_model_whose_prior_or_posterior_is_unusable_is_refused(tmp_path, make, change, pattern):
+def test_a_model_whose_prior_or_posterior_is_unusable_is_refused(tmp_path, in_process, make, change, pattern):
     X = make_blobs(87)
     if make == "map":
         GaussianMixture(3, prior={"shrinkage": 0.1}, random_state=0).fit(X).save(tmp_path / "m")
     else:
         BayesianGaussianMixture(n_components=3, random_state=0).fit(X).save(tmp_path / "m")
     _rewrite_model(tmp_path / "m", change)
-    _assert_every_reader_refuses(tmp_path, X, pattern)
+    _assert_every_reader_refuses(tmp_path, in_process, X, pattern)
 
 
 def test_a_candidate_gives_the_same_bits_alone_with_others_and_in_gmm_fit(tmp_path, client):
@@ -612,10 +651,10 @@ def test_a_second_run_of_the_same_fit_is_refused_while_the_first_holds_the_lock(
 
 
 # --------------------------------------------------------------------------- 5. user mistakes: one line, exit 2
-def test_an_unwritable_output_is_found_before_the_fit(workdir, client):
+def test_an_unwritable_output_is_found_before_the_fit(workdir, in_process):
     (workdir / "blocker").write_text("a file where a directory is needed")
     before = tree_digest(workdir)
-    run = fit(workdir, client, "--set", "output.path=blocker/model")
+    run = in_process(workdir, "fit", "c.yaml", "--set", "output.path=blocker/model")
     assert_user_error(run, r"output\.path 'blocker/model': cannot write in .*blocker", code=1)
     assert "iteration" not in run.stderr and "scheduler" not in run.stderr
     assert tree_digest(workdir) == before
