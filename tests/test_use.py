@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import gmm, make_blobs
+from helpers import assert_user_error, gmm, make_blobs
 
 from pipeline import GaussianMixture, load_model
 
@@ -76,20 +76,16 @@ def test_score_writes_one_file_per_input_file_matching_sklearn(scored_setup, cli
     ],
 )
 def test_score_mistakes_exit_2_and_write_nothing(scored_setup, args, pattern):
-    import re
-
     root = scored_setup[0]
     run = gmm(root, "score", "--model", "m", "--input", "data", "--output", "bad", *args)
-    assert run.returncode == 2 and re.search(pattern, run.stderr.strip().splitlines()[-1]), run.stderr
-    assert not (root / "bad").exists()
+    assert_user_error(run, pattern, root, output="bad")
 
 
 def test_score_needs_the_models_features_by_name(scored_setup, tmp_path):
     root = scored_setup[0]
     pq.write_table(pa.table({"x0": [1.0], "x1": [2.0], "y": [3.0]}), tmp_path / "other.parquet")
     run = gmm(root, "score", "--model", "m", "--input", tmp_path / "other.parquet", "--output", tmp_path / "out")
-    assert run.returncode == 2 and "column 'x2' of data.columns not found" in run.stderr
-    assert not (tmp_path / "out").exists()
+    assert_user_error(run, r"column 'x2' of data\.columns not found; available columns: x0, x1, y", tmp_path)
 
 
 def test_select_fits_all_candidates_in_shared_passes(tmp_path):
@@ -155,7 +151,7 @@ def test_to_sklearn_predicts_like_ours():
 def test_report_needs_a_png_or_html_name(scored_setup):
     root = scored_setup[0]
     bad = gmm(root, "report", "m", "--output", "report.pdf")
-    assert bad.returncode == 2 and "expected a .png or .html file" in bad.stderr
+    assert_user_error(bad, r"--output 'report\.pdf': expected a \.png or \.html file", root, output="report.pdf")
 
 
 def test_inspect_shows_history_and_criteria(tmp_path):
@@ -169,4 +165,4 @@ def test_inspect_shows_history_and_criteria(tmp_path):
 def test_select_refuses_a_model_directory_as_init(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {path: data}\nmodel: {init: some/model}\n")
     run = gmm(tmp_path, "select", "c.yaml", "--k", "2..3")
-    assert run.returncode == 2 and "gmm select starts every candidate afresh" in run.stderr
+    assert_user_error(run, r"model\.init 'some/model'.*gmm select starts every candidate afresh", tmp_path)
