@@ -121,6 +121,7 @@ def make_algorithm(
     moments: kernels.DataMoments | None,
     hyperparameters: dict | None = None,
     missing: bool = False,
+    feature_names: list[str] | None = None,
 ):
     """The algorithm of a candidate: EM, MAP EM under the prior, or the variational mixture (priors resolved from
     the data's moments, or as a checkpoint recorded them)."""
@@ -145,10 +146,10 @@ def make_algorithm(
                 if m.prior == "default"
                 else {k: getattr(m.prior, k) for k in PRIOR_KEYS if getattr(m.prior, k) is not None}
             )
-            prior = default_prior(moments, candidate.n_components, ct, **given)
+            prior = default_prior(moments, candidate.n_components, ct, feature_names, **given)
         check_prior(prior, ct, moments.mean.shape[0] if moments is not None else prior.mean.shape[0])
     except ValueError as exc:  # a ragged matrix, a value out of range
-        raise InputError(f"model.prior: {str(exc)[:200]}") from None
+        raise InputError(f"model.prior: {exc}") from None
     return EMStep(ct, m.reg_covar, prior, missing=missing)
 
 
@@ -171,7 +172,8 @@ def check_summary(summary: kernels.Summary, dataset: data.ParquetDataset, config
     if n_rows < n_components:
         raise InputError(f"{where}: {n_rows} rows is fewer than model.n_components={n_components}")
     weights = f"weight column {dataset.weight_column!r}" if dataset.weight_column else "the weights"
-    problem = summary.problem([f"column {name!r}" for name in dataset.feature_names], weights)
+    float32 = "model.dtype: float32" if config.model.dtype == "float32" else None
+    problem = summary.problem([f"column {name!r}" for name in dataset.feature_names], weights, float32)
     if problem:
         raise InputError(f"{where}: {problem}")
     if config.model.reg_covar == 0:
@@ -245,7 +247,7 @@ def fit_candidates(
 
     groups = _resume(config, candidates, checkpoint, emit) if checkpoint is not None else None
     if groups is None:
-        groups = _start(config, source, candidates, warm)
+        groups = _start(config, source, candidates, warm, dataset.feature_names)
     hyper = [g[0].algorithm.hyperparameters() for g in groups]
 
     def report(rep: em.IterationReport) -> None:
@@ -289,13 +291,16 @@ def fit_candidates(
     return Fitted(outcomes, summary, n_rows)
 
 
-def _start(config: Config, source, candidates: list[Candidate], warm: kernels.Params | None) -> list[list[em.EMRun]]:
+def _start(
+    config: Config, source, candidates: list[Candidate], warm: kernels.Params | None, feature_names: list[str]
+) -> list[list[em.EMRun]]:
     m = config.model
     seed = seed_of(m.random_state)
     missing = config.data.nan_policy == "marginalize"
     if warm is not None:
         moments = init.data_moments(source, warm.means.mean(axis=0)) if _needs_moments(m) else None
-        return [[em.EMRun(make_algorithm(m, candidates[0], moments, missing=missing), warm)]]
+        algorithm = make_algorithm(m, candidates[0], moments, missing=missing, feature_names=feature_names)
+        return [[em.EMRun(algorithm, warm)]]
     try:
         starts = init.start_statistics(
             source,
@@ -309,7 +314,7 @@ def _start(config: Config, source, candidates: list[Candidate], warm: kernels.Pa
         raise InputError(f"{config.data.path}: {exc}") from None
     groups = []
     for candidate, specs, stats in zip(candidates, starts.specs, starts.stats):
-        algorithm = make_algorithm(m, candidate, starts.moments, missing=missing)
+        algorithm = make_algorithm(m, candidate, starts.moments, missing=missing, feature_names=feature_names)
         groups.append([em.EMRun(algorithm, algorithm.m_step(s, spec.shift)) for spec, s in zip(specs, stats)])
     return groups
 

@@ -189,7 +189,8 @@ class MixtureEstimator:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, n_samples = {n_rows}"
             )
-        problem = summary.problem([f"column {j}" for j in range(X.shape[1])], "sample_weight")
+        float32 = "dtype='float32'" if _dtype_name(self.dtype) == "float32" else None
+        problem = summary.problem([f"column {j}" for j in range(X.shape[1])], "sample_weight", float32)
         if problem:
             raise ValueError(problem)
         return source, summary, n_rows, n_given - n_rows

@@ -357,7 +357,8 @@ def test_the_default_prior_on_data_without_spread_names_the_columns(tmp_path, mo
     run = fit_here(tmp_path, monkeypatch, client, {"covariance_type": covariance_type, "prior": "default"})
     assert_user_error(
         run,
-        r"^error: model\.prior: the data have no spread \(every column is constant: .*\), so the default prior scale "
+        r"^error: model\.prior: the data have no spread \(every column is constant: 'x0', 'x1', 'x2'\), so the "
+        r"default prior scale "
         r"\(their variance\) is 0: set the prior's scale \(> 0\), or fit data whose rows differ$",
         tmp_path,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
 import sys
 import warnings
@@ -183,3 +184,22 @@ def test_the_default_dashboard_moves_off_a_port_taken_since_the_check_without_a_
     assert not [w for w in seen if "already in use" in str(w.message)]
     assert "already in use" not in capfd.readouterr().err
     assert events[0]["dashboard"].startswith("http://127.0.0.1:") and f":{port}/" not in events[0]["dashboard"]
+
+
+def test_float32_columns_whose_squares_pass_float32_are_named_with_the_dtype(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from helpers import write_config, write_parquet
+
+    from pipeline.cli import main
+
+    X = np.random.default_rng(0).normal(size=(200, 2)) * [1.0, 1e19]  # squares ~1e39: past float32's 3.4e38
+    with pytest.raises(ValueError, match=r"column 1 spans .*float32 arithmetic holds \(dtype='float32'\): use float64"):
+        GaussianMixture(2, dtype="float32", random_state=0).fit(X)
+    GaussianMixture(2, random_state=0).fit(X)  # float64 carries them
+    write_parquet(tmp_path / "data", X, n_files=1, names=["small", "huge"])
+    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"n_components": 2, "dtype": "float32"})
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["fit", "c.yaml", "--set", "cluster.n_workers=1"])
+    assert result.exit_code == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert re.search(r"^error: .*column 'huge' spans .*\(model\.dtype: float32\): use float64", line), line

@@ -36,6 +36,8 @@ from pipeline.kernels.params import (
 
 # A column's squared spread times the weight sum must stay below this, so that second moments stay finite.
 MAX_SQUARED_SPREAD = 1e300
+# The same for the E-step's float32 arithmetic (whose largest number is 3.4e38), with room for sums over a chunk.
+MAX_SQUARED_SPREAD_FLOAT32 = 1e33
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,13 @@ class Summary:
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.column_m2 / self.column_weight
 
-    def problem(self, columns: list[str], weights: str) -> str | None:
-        """What float64 arithmetic cannot carry, in words (None if nothing): weights that sum past float64's
-        range or to 0, or a column whose squared spread, times the weight sum, overflows.
+    def problem(self, columns: list[str], weights: str, float32: str | None = None) -> str | None:
+        """What the arithmetic cannot carry, in words (None if nothing): weights that sum past float64's range or
+        to 0, a column whose squared spread, times the weight sum, overflows float64, or (with ``float32``) whose
+        squared spread comes near float32's range, where the E-step computes its squares.
 
-        ``columns`` names each feature (e.g. "column 'x0'"), ``weights`` the weights (e.g. "sample_weight").
+        ``columns`` names each feature (e.g. "column 'x0'"), ``weights`` the weights (e.g. "sample_weight"),
+        ``float32`` how float32 arithmetic was asked for (e.g. "model.dtype: float32"), None for float64.
         """
         if not math.isfinite(self.weight_sum):
             return (
@@ -161,6 +165,13 @@ class Summary:
                     f"squares, weighted by a weight sum of {self.weight_sum:.3g}, overflow float64: rescale it"
                     + (f" or the {weights}" if self.weight_sum > sum(self.n_rows) else "")
                 )
+        if float32 is not None:
+            for j, name in enumerate(columns):
+                if not np.square(spread[j]) < MAX_SQUARED_SPREAD_FLOAT32:
+                    return (
+                        f"{name} spans {spread[j]:.3g} (from {self.minimum[j]:.3g} to {self.maximum[j]:.3g}); its "
+                        f"squares pass what float32 arithmetic holds ({float32}): use float64 or rescale it"
+                    )
         return None
 
     def __add__(self, other: Summary) -> Summary:
