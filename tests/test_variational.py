@@ -199,7 +199,8 @@ def test_the_dirichlet_process_finds_five_of_twenty_components_through_the_cli(f
         five_blobs / "v.yaml",
         data={"path": "data"},
         output={"path": "vb"},
-        model={"n_components": 20, "algorithm": "variational", "max_iter": 500, "random_state": 1},
+        # tol is per row: a Dirichlet process prunes slowly, long after the bound seems settled (README)
+        model={"n_components": 20, "algorithm": "variational", "max_iter": 500, "random_state": 1, "tol": 1e-7},
     )
     run = gmm(five_blobs, "fit", "v.yaml", "--scheduler", client.scheduler.address)
     assert run.returncode == 0, run.stderr
@@ -207,7 +208,7 @@ def test_the_dirichlet_process_finds_five_of_twenty_components_through_the_cli(f
     assert "effective components: 5 (weight above 0.01)" in shown.stdout, shown.stdout
     info = yaml.safe_load((five_blobs / "vb" / "model.yaml").read_text())
     assert info["algorithm"] == "variational" and info["variational"]["weight_concentration_prior"] == 0.05
-    assert info["bic"] is None  # a maximum-likelihood criterion: not for the variational mixture
+    assert "bic" not in info  # a maximum-likelihood criterion: not for the variational mixture
     with np.load(five_blobs / "vb" / "model.npz") as npz:
         assert npz["weight_concentration"].shape == (2, 20) and npz["degrees_of_freedom"].shape == (20,)
     scored = gmm(
