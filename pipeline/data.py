@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import BlockError, InputError
+from pipeline.errors import BlockError, EnvironmentFault, InputError
 from pipeline.secrets import scrub
 
 if TYPE_CHECKING:
@@ -120,6 +120,8 @@ def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, lis
         fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
     except (ValueError, ImportError, TypeError) as exc:
         raise InputError(scrub(f"data.path {path!r}: {exc}")) from None
+    except OSError as exc:  # a file system that connects when made (ftp, sftp): the surroundings' fault
+        raise EnvironmentFault(scrub(f"data.path {path!r}: cannot connect: {exc.strerror or exc}")) from None
     try:
         if any(ch in root for ch in "*?["):
             pattern = root.split("/")

@@ -409,6 +409,7 @@ def _stored_candidate(
         prior=prior,
         missing=info.missing,
         collapsed_components=collapsed,
+        parameters=fitting.estimator_parameters(chosen, info.weight_sum, prior),
         selection=SelectionRef(criterion=criterion),
     )
     return params, described, collapsed

@@ -235,7 +235,9 @@ def load_saved_model(path: str | Path, storage_options: dict | None = None) -> S
     if not isinstance(raw, dict) or "format_version" not in raw or not isinstance(raw.get("arrays"), dict):
         raise InputError(f"{yaml_path}: not a gmm-pipeline model file (no format_version or arrays)")
     version = raw["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(f"{yaml_path}: format_version {version!r} is not an integer: not a model file of gmm-pipeline")
+    if version > FORMAT_VERSION:
         raise InputError(
             f"{yaml_path}: format_version {version!r} is newer than this gmm-pipeline reads "
             f"({FORMAT_VERSION}); upgrade gmm-pipeline"
