@@ -112,7 +112,7 @@ def test_a_plain_tcp_client_is_refused(tmp_path, tls_cluster):
         yaml.safe_dump({"data": {"path": "data"}, "output": {"path": "out"}, "cluster": {"connect_timeout": 3}})
     )
     run = gmm(tmp_path, "fit", "c.yaml", "--scheduler", address.replace("tls://", "tcp://"))
-    assert_user_error(run, r"Dask scheduler at 'tcp://127\.0\.0\.1:\d+'", code=1)
+    assert_user_error(run, r"^error: cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:\d+': ", code=1)
 
 
 # --------------------------------------------------------------------------- files that are not what they should be
