@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from pipeline import job, jsonlog, scoring, synthetic
+from pipeline import job, jsonlog, scoring, selection, synthetic
 from pipeline.choices import COVARIANCE_TYPES, CRITERIA
 from pipeline.config import ClusterConfig, apply_override, load_config, validate
 from pipeline.console import Console, echo, strict_json
@@ -251,7 +251,7 @@ def select(config_path, overrides, scheduler, log_format, k_text, criterion, cov
     ks = _run(console, _parse_ks, k_text)
     types = _run(console, _parse_types, covariance_types or config.model.covariance_type)
     outcome = _run(console, job.select, config, ks, types, criterion, scheduler=scheduler, force=force, emit=console)
-    below = {i: outcome.table[j] for i, j in job.falling_likelihoods(outcome.table)}
+    below = {i: outcome.table[j] for i, j in selection.falling_likelihoods(outcome.table)}
     echo(
         f"{'K':>3}  {'covariance':<10} {'log_likelihood':>16} {'BIC':>14} {'AIC':>14} {'ICL':>14} {'iter':>5}"
         "  converged"

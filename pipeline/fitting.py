@@ -407,15 +407,15 @@ def model_info(
     )
 
 
-def warn_collapsed(outcome: Outcome, emit: Emit) -> None:
-    if outcome.collapsed:
-        k = outcome.candidate.n_components
+def warn_collapsed(candidate: Candidate, collapsed: list[int], emit: Emit) -> None:
+    """A warning event naming the components of ``candidate`` that ``reg_covar`` alone holds up (none: no event)."""
+    if collapsed:
         emit(
             {
                 "event": "warning",
                 "category": "CollapsedComponentsWarning",
-                "message": f"{len(outcome.collapsed)} of {k} components ({outcome.candidate.label}) collapsed onto "
-                f"single points or none: {outcome.collapsed}; reg_covar alone keeps their covariances "
+                "message": f"{len(collapsed)} of {candidate.n_components} components ({candidate.label}) collapsed "
+                f"onto single points or none: {collapsed}; reg_covar alone keeps their covariances "
                 "positive definite (set model.prior: default, or reduce model.n_components)",
             }
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import cluster, data, fitting, kernels, outputs, storage
+from pipeline import cluster, data, fitting, kernels, outputs, selection, storage
 from pipeline.checkpoint import Checkpoint
 from pipeline.choices import INIT_METHODS
 from pipeline.config import Config, fit_identity, recorded, validate
@@ -35,12 +35,9 @@ from pipeline.model import (
     save_model,
 )
 
-SELECTION_COLUMNS = ("n_components", "covariance_type", "log_likelihood", "bic", "aic", "icl", "n_iter", "converged")
 # Beside selection.csv: every candidate's model (arrays, history, prior), so that another criterion can choose
 # among them without a pass over the data.  Its arrays are named "<row of the table>.<name>".
 CANDIDATES_FILE = "candidates.npz"
-# A log-likelihood this much (relative) below that of fewer components of the same type is flagged, not round-off.
-FALLING_SLACK = 1e-9
 
 
 def _ignore(event: dict[str, Any]) -> None:
@@ -171,7 +168,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
             extra_arrays=outcome.extra_arrays,
         )
         checkpoint.remove()
-    fitting.warn_collapsed(outcome, emit)
+    fitting.warn_collapsed(outcome.candidate, outcome.collapsed, emit)
     run = outcome.run
     emit(
         {
@@ -185,102 +182,6 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
         }
     )
     return FitOutcome(output, run.converged, run.n_iter, run.lower_bound)
-
-
-def _selection_csv(table: list[dict[str, Any]]) -> bytes:
-    lines = [",".join(SELECTION_COLUMNS)]
-    lines += [
-        ",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in SELECTION_COLUMNS) for row in table
-    ]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def read_selection_table(content: bytes, where: str) -> list[dict[str, Any]]:
-    """The rows of a ``selection.csv`` as :func:`select` wrote them; InputError naming ``where`` if it is not one."""
-    try:
-        lines = content.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise InputError(f"{where}: not UTF-8 text") from None
-    if not lines or tuple(lines[0].split(",")) != SELECTION_COLUMNS:
-        raise InputError(f"{where}: its header is not {','.join(SELECTION_COLUMNS)}")
-    table = []
-    for number, line in enumerate(lines[1:], start=2):
-        values = line.split(",")
-        try:
-            if len(values) != len(SELECTION_COLUMNS):
-                raise ValueError
-            k, ct, ll, bic, aic, icl, n_iter, converged = values
-            table.append(
-                {
-                    "n_components": int(k),
-                    "covariance_type": ct,
-                    "log_likelihood": float(ll),
-                    "bic": float(bic),
-                    "aic": float(aic),
-                    "icl": float(icl),
-                    "n_iter": int(n_iter),
-                    "converged": {"True": True, "False": False}[converged],
-                }
-            )
-        except (ValueError, KeyError):
-            raise InputError(f"{where}: line {number} is not a row of a selection table") from None
-    return table
-
-
-def falling_likelihoods(table: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    """Rows whose log-likelihood falls below that of fewer components of the same covariance type.
-
-    A mixture with more components can always fit at least as well as one
-    with fewer (a component of weight 0 changes nothing), so such a row ended
-    in a worse local optimum, or stopped early.
-
-    Returns
-    -------
-    list of (int, int)
-        ``(row, better)``: the row's index in ``table``, and the index of the row
-        with fewer components of its type that has the highest log-likelihood.
-    """
-    flagged = []
-    for covariance_type in dict.fromkeys(row["covariance_type"] for row in table):
-        rows = sorted(
-            (i for i, row in enumerate(table) if row["covariance_type"] == covariance_type),
-            key=lambda i: table[i]["n_components"],
-        )
-        best = None
-        for i in rows:
-            if best is not None:
-                top = table[best]["log_likelihood"]
-                if table[i]["log_likelihood"] < top - FALLING_SLACK * abs(top):
-                    flagged.append((i, best))
-            if best is None or table[i]["log_likelihood"] > table[best]["log_likelihood"]:
-                best = i
-    return flagged
-
-
-def _label(row: dict[str, Any]) -> str:
-    return Candidate(row["n_components"], row["covariance_type"]).label
-
-
-def warn_falling(table: list[dict[str, Any]], n_init: int, emit: Emit) -> None:
-    """A warning event naming the candidates of :func:`falling_likelihoods`, suggesting more restarts."""
-    flagged = falling_likelihoods(table)
-    if not flagged:
-        return
-    pairs = ", ".join(
-        f"{_label(table[i])} ({table[i]['log_likelihood']:.6g}) below {_label(table[j])} "
-        f"({table[j]['log_likelihood']:.6g})"
-        for i, j in flagged
-    )
-    emit(
-        {
-            "event": "warning",
-            "category": "LocalOptimumWarning",
-            "message": f"log-likelihood falls as K grows: {pairs}; more components can always fit at least as well, "
-            f"so these ended in a local optimum (or stopped early: see converged): select again with more "
-            f"restarts, e.g. --set model.n_init={max(5, 2 * n_init)} (now {n_init})",
-            "candidates": [_label(table[i]) for i, _ in flagged],
-        }
-    )
 
 
 def selection_identity(config: Config, fingerprint: str | None, candidates: list[Candidate]) -> dict[str, Any]:
@@ -333,8 +234,8 @@ def _stored_selection(output: str, options: dict, identity: dict[str, Any], emit
     table_path = storage.join(output, SELECTION_FILE)
     try:
         table_bytes = storage.read_bytes(table_path, options)
-        table = read_selection_table(table_bytes, table_path)
-        if [_label(row) for row in table] != identity["candidates"]:
+        table = selection.read(table_bytes, table_path, selection.COLUMNS)
+        if [selection.label(row) for row in table] != identity["candidates"]:
             raise InputError(f"{table_path}: its rows are not the candidates of model.yaml's selection")
         candidates_path = storage.join(output, CANDIDATES_FILE)
         candidates_bytes = storage.read_bytes(candidates_path, options)
@@ -511,11 +412,11 @@ def select(
         chosen = _best(table, criterion)
         outcome = fitted.outcomes[chosen]
         info = fitting.model_info(config, dataset, fitted, outcome, selection=SelectionRef(criterion=criterion))
-        files = {SELECTION_FILE: _selection_csv(table), CANDIDATES_FILE: _candidates_npz(fitted.outcomes)}
+        files = {SELECTION_FILE: selection.to_csv(table), CANDIDATES_FILE: _candidates_npz(fitted.outcomes)}
         save_model(output, outcome.run.params, info, options, extra_files=files)
         checkpoint.remove()
-    warn_falling(table, config.model.n_init, emit)
-    fitting.warn_collapsed(outcome, emit)
+    selection.warn_falling(table, config.model.n_init, emit)
+    fitting.warn_collapsed(outcome.candidate, outcome.collapsed, emit)
     emit(
         {
             "event": "done",
@@ -530,14 +431,6 @@ def select(
         }
     )
     return SelectOutcome(output, table, chosen)
-
-
-@dataclass(frozen=True)
-class _Chosen:
-    """What :func:`fitting.warn_collapsed` reads of an outcome, for a candidate chosen from the table."""
-
-    candidate: Candidate
-    collapsed: list[int]
 
 
 def _choose_again(
@@ -555,7 +448,7 @@ def _choose_again(
     if stored.info.selection.criterion == criterion:
         reason = "the selection for this config, data, candidates and criterion exists"
         emit({"event": "skipped", "model": output, "reason": reason})
-        warn_falling(table, config.model.n_init, emit)
+        selection.warn_falling(table, config.model.n_init, emit)
         return SelectOutcome(output, table, chosen, skipped=True)
     try:
         params, info, collapsed = _stored_candidate(config, stored, chosen, criterion)
@@ -565,8 +458,8 @@ def _choose_again(
     files = {SELECTION_FILE: stored.table_bytes, CANDIDATES_FILE: stored.candidates_bytes}
     save_model(output, params, info, options, extra_files=files)
     row = table[chosen]
-    warn_falling(table, config.model.n_init, emit)
-    fitting.warn_collapsed(_Chosen(Candidate(row["n_components"], row["covariance_type"]), collapsed), emit)
+    selection.warn_falling(table, config.model.n_init, emit)
+    fitting.warn_collapsed(Candidate(row["n_components"], row["covariance_type"]), collapsed, emit)
     emit(
         {
             "event": "done",

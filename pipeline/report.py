@@ -14,18 +14,16 @@ plain text, never as mathtext, and passes through :func:`pipeline.secrets.scrub`
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
-import math
 import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import data, kernels, outputs, storage
-from pipeline.choices import COVARIANCE_TYPES, CRITERIA
+from pipeline import data, kernels, outputs, selection, storage
+from pipeline.choices import CRITERIA
 from pipeline.errors import InputError
 from pipeline.kernels.variational import scoring_log_weights
 from pipeline.model import SELECTION_FILE, YAML_NAME, ModelInfo, load_saved_model
@@ -42,7 +40,6 @@ CRITERIA_STYLE = {
 PLAIN_TEXT = {"parse_math": False, "usetex": False}
 # Longest feature name an axis label shows in full (longer ones are cut, with "…"; the HTML table has them all).
 NAME_CHARS = 24
-REDO_SELECTION = "restore the file gmm select wrote, or run gmm select again"
 
 
 def _sample_rows(path: str, feature_names: list[str], rows: int = SAMPLE_ROWS) -> np.ndarray:
@@ -65,14 +62,13 @@ def _sample_rows(path: str, feature_names: list[str], rows: int = SAMPLE_ROWS) -
 
 
 def _read_selection(model_dir: str, info: ModelInfo) -> list[dict] | None:
-    """The rows of the model's selection.csv, checked: ``n_components`` an int, the criteria finite floats.
+    """The rows of the model's selection.csv, checked (see :func:`pipeline.selection.read`), with the model's own.
 
     Raises
     ------
     InputError
-        An unknown ``selection.criterion`` in model.yaml; an empty or unreadable file, a missing column, a row
-        of the wrong length, a value that is not what its column holds, a candidate twice, or no row for the
-        model itself (each naming the file, and the line and column).
+        An unknown ``selection.criterion`` in model.yaml, a table :func:`pipeline.selection.read` refuses or one
+        without the criterion's column, or no row for the model itself.
     """
     if info.selection is None:
         return None
@@ -83,64 +79,14 @@ def _read_selection(model_dir: str, info: ModelInfo) -> list[dict] | None:
             f"{', '.join(CRITERIA)}; restore the model.yaml gmm select wrote"
         )
     path = storage.join(model_dir, Path(info.selection.file).name)
-    try:
-        text = storage.read_bytes(path).decode()
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; {REDO_SELECTION}") from None
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    if not header:
-        raise InputError(f"{path}: empty, expected a header and one row per candidate; {REDO_SELECTION}")
-    missing = [column for column in ("n_components", "covariance_type", criterion) if column not in header]
-    if missing:
-        raise InputError(f"{path}: no column {missing[0]!r} in the header ({','.join(header)}); {REDO_SELECTION}")
-    rows, seen = [], {}
-    for row in reader:
-        where = f"{path}, line {reader.line_num}"
-        if None in row or None in row.values():
-            fields = len(header) + len(row[None]) if None in row else sum(v is not None for v in row.values())
-            raise InputError(f"{where}: {fields} fields, expected {len(header)} (one per column); {REDO_SELECTION}")
-        row = _typed_row(row, where)
-        candidate = (row["n_components"], row["covariance_type"])
-        if candidate in seen:
-            raise InputError(
-                f"{where}: K={candidate[0]} {candidate[1]} again (first on line {seen[candidate]}); {REDO_SELECTION}"
-            )
-        seen[candidate] = reader.line_num
-        rows.append(row)
-    if not rows:
-        raise InputError(f"{path}: no candidates, only a header; {REDO_SELECTION}")
-    model = (info.n_components, info.covariance_type)
-    if model not in seen:
-        raise InputError(f"{path}: no row for the model itself (K={model[0]} {model[1]}); {REDO_SELECTION}")
+    rows = selection.read(storage.read_bytes(path), path, ("n_components", "covariance_type", criterion))
+    if not any(
+        (row["n_components"], row["covariance_type"]) == (info.n_components, info.covariance_type) for row in rows
+    ):
+        raise InputError(
+            f"{path}: no row for the model itself (K={info.n_components} {info.covariance_type}); {selection.REDO}"
+        )
     return rows
-
-
-def _typed_row(row: dict[str, str], where: str) -> dict:
-    """One row of selection.csv with its number of components as an int and its criteria as floats."""
-    typed = dict(row)
-    try:
-        typed["n_components"] = int(row["n_components"])
-    except ValueError:
-        typed["n_components"] = 0
-    if typed["n_components"] < 1:
-        raise InputError(
-            f"{where}, column n_components: {row['n_components']!r} is not a number of components "
-            f"(a whole number >= 1); {REDO_SELECTION}"
-        )
-    if row["covariance_type"] not in COVARIANCE_TYPES:
-        raise InputError(
-            f"{where}, column covariance_type: {row['covariance_type']!r} is not one of "
-            f"{', '.join(COVARIANCE_TYPES)}; {REDO_SELECTION}"
-        )
-    for key in (key for key in CRITERIA if key in row):
-        try:
-            typed[key] = float(row[key])
-        except ValueError:
-            typed[key] = math.nan
-        if not math.isfinite(typed[key]):
-            raise InputError(f"{where}, column {key}: {row[key]!r} is not a finite number; {REDO_SELECTION}")
-    return typed
 
 
 def standardised_axes(params: kernels.Params, sample: np.ndarray):

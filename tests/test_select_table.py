@@ -8,7 +8,7 @@ import pytest
 import yaml
 from helpers import tree_digest, write_parquet
 
-from pipeline import fitting, job
+from pipeline import fitting, job, selection
 
 K = "1..3"
 
@@ -143,18 +143,18 @@ def test_a_log_likelihood_that_falls_as_k_grows_is_flagged_within_its_covariance
         row(3, "diag", -90.0 * (1 + 1e-12)),  # round-off, not a fall
         row(4, "diag", -95.0),  # below K=2 (not K=3)
     ]
-    assert job.falling_likelihoods(table) == [(2, 1), (7, 5)]
-    assert job.falling_likelihoods([row(3, "full", -85.0), row(2, "full", -80.0)]) == [(0, 1)]  # any row order
-    assert job.falling_likelihoods([row(2, "full", -80.0), row(2, "diag", -90.0)]) == []
+    assert selection.falling_likelihoods(table) == [(2, 1), (7, 5)]
+    assert selection.falling_likelihoods([row(3, "full", -85.0), row(2, "full", -80.0)]) == [(0, 1)]  # any row order
+    assert selection.falling_likelihoods([row(2, "full", -80.0), row(2, "diag", -90.0)]) == []
 
     events = []
-    job.warn_falling(table, 1, events.append)
+    selection.warn_falling(table, 1, events.append)
     (event,) = events
     assert event["event"] == "warning" and event["category"] == "LocalOptimumWarning"
     assert event["candidates"] == ["K=3 full", "K=4 diag"]
     assert "K=3 full (-85) below K=2 full (-80)" in event["message"]
     assert "--set model.n_init=5 (now 1)" in event["message"]
-    job.warn_falling(table[:2], 1, events.append)
+    selection.warn_falling(table[:2], 1, events.append)
     assert len(events) == 1
 
 
