@@ -1,30 +1,31 @@
-"""The ``gmm`` command: thin click commands over :mod:`pipeline.job`.
+"""The ``gmm`` command: click commands over the jobs (:mod:`pipeline.job`, :mod:`pipeline.scoring`,
+:mod:`pipeline.report`, :mod:`pipeline.synthetic`).
 
 Exit codes: 0 done (or already done), 2 bad usage/config/data (one ``error:``
 line), 3 not converged with ``--require-convergence``, 1 anything else (one
-``error:`` line for a fault of the environment or a SIGTERM/SIGINT; a traceback
-only for a bug).
-Options shared by several commands are defined once, below.
+``error:`` line for a fault of the environment or a SIGTERM/SIGINT, see
+:mod:`pipeline.stopping`; a traceback only for a bug).
+Options shared by several commands are defined once, below.  Each command
+imports its job when it runs: ``gmm --help``, ``gmm --version`` and a mistake in
+a config load neither Dask nor SciPy.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline import job, jsonlog, scoring, selection, synthetic
+from pipeline import jsonlog, selection
 from pipeline.choices import COVARIANCE_TYPES, CRITERIA
-from pipeline.config import ClusterConfig, apply_override, load_config, validate
-from pipeline.console import Console, echo, strict_json
+from pipeline.console import Console, echo, strict_json, summary_lines
 from pipeline.errors import EnvironmentFault, InputError
-from pipeline.model import SELECTION_FILE
+from pipeline.stopping import Stopped, StoppingConsole, stopped_by_signals
+
+if TYPE_CHECKING:
+    from pipeline.config import ClusterConfig
 
 EXIT_INPUT = 2
 EXIT_NOT_CONVERGED = 3
@@ -62,6 +63,63 @@ CONFIG_OPTION = click.Option(
 MODEL_DIR = click.Argument(["model_dir"], metavar="DIR")
 
 
+class _OptionValueError(click.BadParameter):
+    """A bad value of an option whose message is the whole error line, as the jobs' are
+    (``--k '0..3': needs at least one K, each >= 1``): click adds neither the command nor "Invalid value for"."""
+
+    def format_message(self) -> str:
+        return self.message
+
+
+class KsParamType(click.ParamType):
+    """``--k``: ``2..12`` (a range), ``2,4,8`` (a list) or ``5``, as the sorted distinct numbers of components
+    (at most 1000, each >= 1)."""
+
+    name = "ks"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
+        if isinstance(value, list):
+            return value
+        text = str(value)
+        try:
+            if ".." in text:
+                low, high = (int(v) for v in text.split(".."))
+                count = high - low + 1  # counted before it is built: 1..10**12 must not take the machine's memory
+                ks = list(range(low, high + 1)) if 0 < count <= 1000 else []
+            else:
+                ks = [int(v) for v in text.split(",")]
+                count = len(set(ks))
+        except ValueError:
+            raise _OptionValueError(
+                f"--k {text!r}: expected a range like 2..12 or a list like 2,4,8", ctx, param
+            ) from None
+        if count > 1000:
+            raise _OptionValueError(f"--k {text!r}: {count} candidates; at most 1000", ctx, param)
+        if not ks or min(ks) < 1:
+            raise _OptionValueError(f"--k {text!r}: needs at least one K, each >= 1", ctx, param)
+        return sorted(set(ks))
+
+
+class CovarianceTypesParamType(click.ParamType):
+    """``--covariance-types``: ``full,diag,...`` as a list of distinct covariance types, in the order given; an
+    empty value is the empty list (the config's ``model.covariance_type`` then, as without the option)."""
+
+    name = "covariance_types"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+        if isinstance(value, list) or not value:
+            return list(value or [])
+        types = list(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
+        unknown = [t for t in types if t not in COVARIANCE_TYPES]
+        if unknown or not types:
+            raise _OptionValueError(
+                f"--covariance-types: {unknown[0] if unknown else value!r} is not one of {', '.join(COVARIANCE_TYPES)}",
+                ctx,
+                param,
+            )
+        return types
+
+
 def _environment_faults() -> tuple[type[BaseException], ...]:
     """Failures of the surroundings (no traceback): our own, and the system's and Dask's of that kind."""
     from concurrent.futures import CancelledError
@@ -91,7 +149,7 @@ def _run(console: Console, fn, *args, **kwargs):
 
 def _setup(log_format: str = "text") -> Console:
     jsonlog.configure(log_format)
-    return _Console(log_format)
+    return StoppingConsole(log_format)
 
 
 def _version() -> str:
@@ -99,50 +157,6 @@ def _version() -> str:
         return version("gmm-pipeline")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
         return "unknown"
-
-
-class _Stopped(BaseException):
-    """A SIGTERM or SIGINT, raised in the main thread so that every ``with`` and ``finally`` on the way out runs:
-    the cluster is closed, a half-written output removed, an earlier one left in place, the lock released."""
-
-
-_STOP_SIGNALS: list[str] = []  # the signal that came, if one did: see _Console
-
-
-@contextmanager
-def _stopped_by_signals() -> Iterator[None]:
-    def stop(signum, frame):
-        for each in previous:  # another signal while cleaning up does not interrupt the clean-up
-            signal.signal(each, signal.SIG_IGN)
-        _STOP_SIGNALS.append(signal.Signals(signum).name)
-        raise _Stopped(_STOP_SIGNALS[0])
-
-    def unraisable(hook_args) -> None:  # raised in a destructor: Python drops it (it is raised again at the next
-        if not isinstance(hook_args.exc_value, _Stopped):  # event, see _Console) and would print a traceback
-            previous_hook(hook_args)
-
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
-    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        sys.unraisablehook = previous_hook
-        _STOP_SIGNALS.clear()
-
-
-class _Console(Console):
-    """The console, which also stops the command at its next event (an iteration, at least) if a stop signal's
-    exception was swallowed where it was raised: Python ignores exceptions raised in a destructor, for one."""
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        super().__call__(event)
-        if _STOP_SIGNALS:
-            raise _Stopped(_STOP_SIGNALS[0])
 
 
 class _Group(click.Group):
@@ -154,16 +168,17 @@ class _Group(click.Group):
         argv = kwargs.get("args", args[0] if args else None)
         argv = sys.argv[1:] if argv is None else list(argv)
         try:
-            with _stopped_by_signals():
+            with stopped_by_signals():
                 return super().main(*args, **kwargs)
-        except _Stopped as stopped:
+        except Stopped as stopped:
             _requested_console(argv).error(f"stopped by {stopped} before finishing")
             sys.exit(1)
         except click.exceptions.Abort:
             _requested_console(argv).error("aborted")
             sys.exit(1)
         except click.ClickException as exc:
-            context = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) is not None else ""
+            ctx = None if isinstance(exc, _OptionValueError) else getattr(exc, "ctx", None)
+            context = f"{ctx.command_path}: " if ctx is not None else ""
             _requested_console(argv).error(f"{context}{' '.join(exc.format_message().split())}")
             sys.exit(EXIT_INPUT if isinstance(exc, click.UsageError) else exc.exit_code)
 
@@ -186,45 +201,20 @@ def main() -> None:
 @click.option("--require-convergence", is_flag=True, help="Exit 3 if EM stops at max_iter without converging.")
 def fit(config_path, overrides, scheduler, log_format, force, require_convergence):
     """Fit a Gaussian mixture and write the model directory."""
+    from pipeline.config import load_config
+
     console = _setup(log_format)
     config = _run(console, load_config, config_path, overrides)
+    from pipeline import job  # once the config is read: a mistake in it is found without loading Dask
+
     outcome = _run(console, job.fit, config, scheduler=scheduler, force=force, emit=console)
     if require_convergence and not outcome.converged:
         console.error(f"EM did not converge in {outcome.n_iter} iterations (model written to {outcome.path})")
         sys.exit(EXIT_NOT_CONVERGED)
 
 
-def _parse_ks(text: str) -> list[int]:
-    """``2..12`` (a range), ``2,4,8`` (a list) or ``5``."""
-    try:
-        if ".." in text:
-            low, high = (int(v) for v in text.split(".."))
-            count = high - low + 1  # counted before it is built: 1..10**12 must not take the machine's memory
-            ks = list(range(low, high + 1)) if 0 < count <= 1000 else []
-        else:
-            ks = [int(v) for v in text.split(",")]
-            count = len(set(ks))
-    except ValueError:
-        raise InputError(f"--k {text!r}: expected a range like 2..12 or a list like 2,4,8") from None
-    if count > 1000:
-        raise InputError(f"--k {text!r}: {count} candidates; at most 1000")
-    if not ks or min(ks) < 1:
-        raise InputError(f"--k {text!r}: needs at least one K, each >= 1")
-    return sorted(set(ks))
-
-
-def _parse_types(text: str) -> list[str]:
-    types = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-    unknown = [t for t in types if t not in COVARIANCE_TYPES]
-    if unknown or not types:
-        raise InputError(
-            f"--covariance-types: {unknown[0] if unknown else text!r} is not one of {', '.join(COVARIANCE_TYPES)}"
-        )
-    return types
-
-
 @main.command(params=[CONFIG, SET, SCHEDULER, LOG_FORMAT])
-@click.option("--k", "k_text", required=True, metavar="2..12", help="Candidate numbers of components.")
+@click.option("--k", "ks", type=KsParamType(), required=True, metavar="2..12", help="Candidate numbers of components.")
 @click.option(
     "--criterion",
     type=click.Choice(CRITERIA),
@@ -235,21 +225,26 @@ def _parse_types(text: str) -> list[str]:
 )
 @click.option(
     "--covariance-types",
+    type=CovarianceTypesParamType(),
     default=None,
     metavar="full,diag,...",
     help="Candidate covariance types (default: model.covariance_type of the config).",
 )
 @click.option("--force", is_flag=True, help="Fit every candidate even if the output already holds this selection.")
-def select(config_path, overrides, scheduler, log_format, k_text, criterion, covariance_types, force):
+def select(config_path, overrides, scheduler, log_format, ks, criterion, covariance_types, force):
     """Fit every candidate in shared passes, print the BIC/AIC/ICL table, write the best model.
 
     If the output already holds this selection (same data, settings and candidates), the best is chosen again
     from its table by --criterion, without a refit.
     """
+    from pipeline.config import load_config
+
     console = _setup(log_format)
     config = _run(console, load_config, config_path, overrides)
-    ks = _run(console, _parse_ks, k_text)
-    types = _run(console, _parse_types, covariance_types or config.model.covariance_type)
+    from pipeline import job  # once the config is read: a mistake in it is found without loading Dask
+    from pipeline.model import SELECTION_FILE
+
+    types = covariance_types or [config.model.covariance_type]
     outcome = _run(console, job.select, config, ks, types, criterion, scheduler=scheduler, force=force, emit=console)
     below = {i: outcome.table[j] for i, j in selection.falling_likelihoods(outcome.table)}
     echo(
@@ -281,6 +276,8 @@ def select(config_path, overrides, scheduler, log_format, k_text, criterion, cov
 
 def _score_cluster(config_path: str | None, overrides: tuple[str, ...]) -> ClusterConfig | None:
     """The cluster settings of ``gmm score``: a config's cluster section and ``--set cluster.*`` (None: defaults)."""
+    from pipeline.config import apply_override, load_config, validate
+
     for assignment in overrides:
         key = assignment.partition("=")[0].strip()
         if key != "cluster" and not key.startswith("cluster."):
@@ -296,22 +293,6 @@ def _score_cluster(config_path: str | None, overrides: tuple[str, ...]) -> Clust
     for assignment in overrides:
         apply_override(raw, assignment)
     return validate(raw, "--set").cluster
-
-
-def _parameters_text(parameters: dict[str, Any]) -> str:
-    """The estimator's parameters on one line: numbers and names as they are, arrays by their shape."""
-
-    def shape(value) -> list[int]:
-        return [len(value), *shape(value[0])] if isinstance(value, list) and value else []
-
-    def text(value) -> str:
-        if isinstance(value, list):
-            return f"<array {'x'.join(map(str, shape(value)))}>" if value else "[]"
-        if isinstance(value, dict):
-            return "{" + ", ".join(f"{key}: {text(item)}" for key, item in value.items()) + "}"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    return ", ".join(f"{name}={text(value)}" for name, value in parameters.items())
 
 
 @main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT])
@@ -350,6 +331,8 @@ def score(
     """
     console = _setup(log_format)
     settings = _run(console, _score_cluster, config_path, overrides)
+    from pipeline import scoring  # once the settings are read: a mistake in them is found without loading Dask
+
     columns = [c.strip() for c in keep.split(",") if c.strip()]
     _run(
         console,
@@ -371,52 +354,11 @@ def score(
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def inspect(model_dir, as_json):
     """Print a fitted model's summary."""
+    from pipeline import job
+
     summary = _run(_setup(), job.inspect, model_dir)
-    if as_json:
-        echo(strict_json(summary))
-        return
-    echo(
-        f"model {summary['path']}: {summary['n_components']} components x {summary['n_features']} features, "
-        f"covariance {summary['covariance_type']}" + (", variational" if summary["algorithm"] == "variational" else "")
-    )
-    if summary.get("n_iter") is not None and summary.get("converged") is not None:
-        state = "converged" if summary["converged"] else "not converged"
-        echo(f"  {state} after {summary['n_iter']} iterations, lower bound {summary['lower_bound']:.6f}")
-    history = summary.get("history") or []
-    if history:
-        shown = ", ".join(f"{h:.6f}" for h in history[-5:])
-        echo(f"  history ({len(history)} iterations): {'..., ' if len(history) > 5 else ''}{shown}")
-    if summary.get("bic") is not None:
-        icl = f"  ICL {summary['icl']:.6g}" if summary.get("icl") is not None else ""
-        echo(f"  BIC {summary['bic']:.6g}  AIC {summary['aic']:.6g}{icl}  on {summary['n_samples']} rows")
-    if summary.get("prior"):
-        prior = summary["prior"]
-        echo(
-            f"  prior: shrinkage {prior['shrinkage']:g}, dof {prior['dof']:g} (mclust's conjugate prior; "
-            "--json for its mean and scale)"
-        )
-    if summary.get("effective_components") is not None:
-        echo(
-            f"  effective components: {summary['effective_components']} (weight above "
-            f"{summary['effective_threshold']:g})"
-        )
-    if summary.get("missing"):
-        m = summary["missing"]
-        echo(
-            f"  nan_policy {m['nan_policy']}: {m['n_missing_values']} missing values in {m['n_incomplete_rows']} "
-            f"rows used, {m['n_dropped_rows']} rows dropped"
-        )
-    if summary.get("collapsed_components"):
-        echo(f"  collapsed components (held up by reg_covar alone): {summary['collapsed_components']}")
-    if summary.get("parameters"):
-        echo(f"  fitted with {_parameters_text(summary['parameters'])}")
-    names = summary["feature_names"]
-    echo("  component  weight    mean[" + ", ".join(names[:6]) + (", ..." if len(names) > 6 else "") + "]")
-    for k, (w, mean) in enumerate(zip(summary["weights"], summary["means"])):
-        values = ", ".join(f"{v:.4g}" for v in mean[:6])
-        echo(f"  {k:>9}  {w:.4f}    [{values}{', ...' if len(mean) > 6 else ''}]")
-    if summary.get("data_fingerprint"):
-        echo(f"  data fingerprint {summary['data_fingerprint'][:16]}")
+    for line in [strict_json(summary)] if as_json else summary_lines(summary):
+        echo(line)
 
 
 @main.command(params=[MODEL_DIR])
@@ -439,6 +381,8 @@ def report(model_dir, data_path, output):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def generate(output, n_samples, n_features, n_components, partitions, seed):
     """Write synthetic mixture data as partitioned Parquet, with the truth in DIR/_truth."""
+    from pipeline import synthetic
+
     _run(_setup(), synthetic.generate, output, n_samples, n_features, n_components, partitions, seed)
     echo(
         f"wrote {n_samples} rows x {n_features} features in {partitions} files to {output} "

@@ -1,4 +1,5 @@
-"""Rendering the jobs' events on stderr, as text lines or JSON objects (logging is set up in :mod:`jsonlog`)."""
+"""Rendering on stderr and stdout: the jobs' events and error lines, as text lines or JSON objects (logging is set
+up in :mod:`jsonlog`), and the text of ``gmm inspect``."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import click
 from pipeline.secrets import scrub
 
 
-def strict_json(value) -> str:
+def strict_json(value: Any) -> str:
     """JSON text without Infinity or NaN, which strict parsers refuse: such numbers become null (the first
     iteration's change from -inf, a model's bound before any iteration), at any depth."""
     return json.dumps(_finite_or_none(value), default=str, allow_nan=False)
 
 
-def _finite_or_none(value):
+def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -39,7 +40,7 @@ def _iteration(event: dict[str, Any]) -> str:
 
 
 def _data(event: dict[str, Any]) -> str:
-    why = {"drop": "with NaN/inf", "marginalize": "with every value missing"}.get(event.get("nan_policy"), "")
+    why = {"drop": "with NaN/inf", "marginalize": "with every value missing"}.get(str(event.get("nan_policy")), "")
     dropped = f", dropped {event['dropped_rows']} rows {why}".rstrip() if event["dropped_rows"] else ""
     missing = (
         f", {event['missing_values']} missing values in {event['incomplete_rows']} rows (marginalized)"
@@ -99,7 +100,7 @@ class Console:
         """One ``error:`` line (or an ``error`` record); the traceback of ``exc`` too, for a bug."""
         message = " ".join(message.split()) if "\n" in message else message
         if self.json:
-            record = {"event": "error", "message": message}
+            record: dict[str, Any] = {"event": "error", "message": message}
             if exc is not None:
                 record["traceback"] = traceback.format_exception(exc)
             self._write(json.dumps(record))
@@ -112,3 +113,80 @@ class Console:
 def echo(line: str = "") -> None:
     """A line of a command's result on stdout."""
     click.echo(scrub(line), file=sys.stdout)
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The lines ``gmm inspect`` prints for a model's summary.
+
+    Parameters
+    ----------
+    summary : dict
+        The model's summary, as :func:`pipeline.job.inspect` returns it: ``weights`` (n_components,), ``means``
+        (n_components, n_features), ``feature_names`` (n_features,), ``path``, ``covariance_type``,
+        ``algorithm``; the others (iterations, history, criteria, prior, effective components, missing values,
+        collapsed components, parameters, data fingerprint) are shown when present.
+
+    Returns
+    -------
+    list of str
+        A headline, then indented details; the table of weights and means shows the first 6 features.
+    """
+    lines = [
+        f"model {summary['path']}: {summary['n_components']} components x {summary['n_features']} features, "
+        f"covariance {summary['covariance_type']}" + (", variational" if summary["algorithm"] == "variational" else "")
+    ]
+    if summary.get("n_iter") is not None and summary.get("converged") is not None:
+        state = "converged" if summary["converged"] else "not converged"
+        lines.append(f"  {state} after {summary['n_iter']} iterations, lower bound {summary['lower_bound']:.6f}")
+    history = summary.get("history") or []
+    if history:
+        shown = ", ".join(f"{h:.6f}" for h in history[-5:])
+        lines.append(f"  history ({len(history)} iterations): {'..., ' if len(history) > 5 else ''}{shown}")
+    if summary.get("bic") is not None:
+        icl = f"  ICL {summary['icl']:.6g}" if summary.get("icl") is not None else ""
+        lines.append(f"  BIC {summary['bic']:.6g}  AIC {summary['aic']:.6g}{icl}  on {summary['n_samples']} rows")
+    if summary.get("prior"):
+        prior = summary["prior"]
+        lines.append(
+            f"  prior: shrinkage {prior['shrinkage']:g}, dof {prior['dof']:g} (mclust's conjugate prior; "
+            "--json for its mean and scale)"
+        )
+    if summary.get("effective_components") is not None:
+        lines.append(
+            f"  effective components: {summary['effective_components']} (weight above "
+            f"{summary['effective_threshold']:g})"
+        )
+    if summary.get("missing"):
+        m = summary["missing"]
+        lines.append(
+            f"  nan_policy {m['nan_policy']}: {m['n_missing_values']} missing values in {m['n_incomplete_rows']} "
+            f"rows used, {m['n_dropped_rows']} rows dropped"
+        )
+    if summary.get("collapsed_components"):
+        lines.append(f"  collapsed components (held up by reg_covar alone): {summary['collapsed_components']}")
+    if summary.get("parameters"):
+        lines.append(f"  fitted with {_parameters_text(summary['parameters'])}")
+    names = summary["feature_names"]
+    lines.append("  component  weight    mean[" + ", ".join(names[:6]) + (", ..." if len(names) > 6 else "") + "]")
+    for k, (w, mean) in enumerate(zip(summary["weights"], summary["means"])):
+        values = ", ".join(f"{v:.4g}" for v in mean[:6])
+        lines.append(f"  {k:>9}  {w:.4f}    [{values}{', ...' if len(mean) > 6 else ''}]")
+    if summary.get("data_fingerprint"):
+        lines.append(f"  data fingerprint {summary['data_fingerprint'][:16]}")
+    return lines
+
+
+def _parameters_text(parameters: dict[str, Any]) -> str:
+    """The estimator's parameters on one line: numbers and names as they are, arrays by their shape."""
+
+    def shape(value: Any) -> list[int]:
+        return [len(value), *shape(value[0])] if isinstance(value, list) and value else []
+
+    def text(value: Any) -> str:
+        if isinstance(value, list):
+            return f"<array {'x'.join(map(str, shape(value)))}>" if value else "[]"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{key}: {text(item)}" for key, item in value.items()) + "}"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{name}={text(value)}" for name, value in parameters.items())

@@ -1,6 +1,7 @@
 """Logging set-up: Dask's and our loggers as text or JSON lines on stderr, also in Dask worker processes.
 
-Kept free of heavy imports: Dask workers import it while configuring logging.
+Kept free of heavy imports (Dask workers import it while configuring logging; the
+``gmm`` command sets up its logging before it knows whether it needs Dask).
 Every record passes through :func:`pipeline.secrets.scrub` in this process, and
 is one line: an exception it carries is summarised as ``(Type: message)``, not a
 traceback (Dask logs its own recoverable failures, such as a heartbeat that
@@ -13,10 +14,18 @@ import json
 import logging
 import os
 import sys
+from typing import Any
 
 # Every record of WARNING or above is printed, through the root logger's one handler (Dask sets its own loggers to
 # INFO); tornado and bokeh (under Dask's servers) as quiet as Dask itself sets them.
-LEVELS = {"": "WARNING", "distributed": "WARNING", "dask": "WARNING", "tornado": "CRITICAL", "bokeh": "ERROR"}
+LEVELS = {
+    "": "WARNING",
+    "distributed": "WARNING",
+    "dask": "WARNING",
+    "tornado": "CRITICAL",
+    "tornado.application": "ERROR",
+    "bokeh": "ERROR",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -84,7 +93,7 @@ def route_warnings() -> None:
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
-def dask_logging_config(log_format: str) -> dict:
+def dask_logging_config(log_format: str) -> dict[str, Any]:
     """A ``logging`` dict-config for Dask's worker processes: the same one handler, on the root, as here."""
     formatter = (
         {"()": f"{__name__}.JsonFormatter"}
@@ -107,11 +116,18 @@ def configure(log_format: str) -> None:
 
     The one handler is the root logger's: loggers Dask gave handlers of their
     own (``distributed.client``, ``tornado.application``, ...) hand their
-    records up to it instead.  LocalCluster workers started from this process
-    log the same way (Dask reads its logging config from ``DASK_LOGGING`` when
-    a worker imports it).
+    records up to it instead.  Dask reads its logging config from
+    ``DASK_LOGGING`` when it is imported: LocalCluster workers started from
+    this process log the same way, and so does this process if it imports Dask
+    only later (``gmm`` does, for a command that gets as far as its job).
+
+    Parameters
+    ----------
+    log_format : {"text", "json"}
+        ``LEVEL logger: message`` lines, or one JSON object a record.
     """
-    import distributed  # noqa: F401 - Dask sets up its loggers when imported: this set-up has to come after
+    if "dask" in sys.modules:  # Dask read its config without ours: its loggers are set up when distributed is
+        import distributed  # noqa: F401 - imported, and this set-up has to come after
 
     route_warnings()
     os.environ["DASK_LOGGING"] = repr(dask_logging_config(log_format))
