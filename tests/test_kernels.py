@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES, make_blobs, random_params, whitened_errors
+from helpers import COVARIANCE_TYPES, in_type_shape, make_blobs, random_params, whitened_errors
 from scipy.stats import multivariate_normal
 
-from pipeline import kernels
+from pipeline import choices, kernels
 from pipeline.errors import ComponentCollapseError
-from pipeline.kernels import estep
-from pipeline.kernels.stats import uniforms_at
+from pipeline.kernels import covtypes, estep
+from pipeline.kernels.starts import uniforms_at
 
 ROUTES = [pytest.param(True, id="expanded"), pytest.param(False, id="centred")]
 
@@ -254,3 +254,57 @@ def test_row_uniforms_do_not_depend_on_block_boundaries():
     split = np.concatenate([uniforms_at(np.arange(10, 43), 4, seed=7), uniforms_at(np.arange(43, 110), 4, seed=7)])
     np.testing.assert_array_equal(whole, split)
     assert 0 < whole.min() and whole.max() <= 1 and abs(whole.mean() - 0.5) < 0.05
+
+
+# --------------------------------------------------------------------------- #
+# The covariance types' table
+# --------------------------------------------------------------------------- #
+def test_the_table_holds_the_configs_covariance_types():
+    assert tuple(covtypes.COVARIANCE_TYPES) == choices.COVARIANCE_TYPES
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_each_types_count_of_parameters_is_scikit_learns(covariance_type):
+    sklearn_mixture = pytest.importorskip("sklearn.mixture")
+    for k, d in ((1, 1), (3, 2), (5, 7)):
+        sk = sklearn_mixture.GaussianMixture(k, covariance_type=covariance_type)
+        sk.means_ = np.zeros((k, d))
+        assert kernels.n_parameters(covariance_type, k, d) == sk._n_parameters(), (k, d)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_each_layout_reduces_per_component_moments_as_the_tests_write_them_out(covariance_type):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 4, 4))
+    full = a @ np.swapaxes(a, 1, 2)
+    layout = covtypes.layout_of(covariance_type)
+    per_component = full if layout.dense else np.einsum("kdd->kd", full)
+    reduced = layout.reduce(per_component)
+    np.testing.assert_array_equal(reduced, in_type_shape(full, covariance_type))
+    assert reduced.shape == layout.shape(3, 4) == kernels.covariance_shape(covariance_type, 3, 4)
+    assert layout.per_component(reduced, 3, 4).shape == per_component.shape
+
+
+def test_a_type_added_to_the_table_alone_fits_with_every_other_kernel(monkeypatch):
+    # mclust's EEI (equal volume, equal shape, axis-aligned): one diagonal for all components, pooled over them,
+    # stored in the diag layout with equal rows.  Only its entry is written: E-step, statistics and M-step follow.
+    def pooled_diagonal(nk, scatter, n_features):
+        return np.broadcast_to(scatter.sum(axis=0) / nk.sum(), scatter.shape).copy()
+
+    diag = covtypes.get("diag")
+    eei = covtypes.CovarianceType(
+        "EEI", covtypes.DIAG, lambda k, d: d, diag.map_covariances, diag.wishart, pooled_diagonal
+    )
+    monkeypatch.setitem(covtypes.COVARIANCE_TYPES, "EEI", eei)
+    X = make_blobs(3)
+    start = random_params("diag", k=3, d=X.shape[1])
+    params = kernels.Params(start.weights, start.means, start.covariances, start.precisions_cholesky, "EEI")
+    prep = kernels.prepare(params)
+    got = kernels.m_step(kernels.block_statistics(X, None, prep), prep.shift, "EEI", 0.0)
+    resp = np.exp(kernels.estimate_log_resp(X, params)[1])
+    nk = resp.sum(axis=0)
+    means = resp.T @ X / nk[:, None]
+    pooled = sum(resp[:, k] @ np.square(X - means[k]) for k in range(3)) / nk.sum()
+    np.testing.assert_allclose(got.means, means, rtol=1e-10)
+    np.testing.assert_allclose(got.covariances, np.tile(pooled, (3, 1)), rtol=1e-10)
+    assert kernels.n_parameters("EEI", 3, X.shape[1]) == X.shape[1] + 3 * X.shape[1] + 2

@@ -6,14 +6,19 @@ results.  Notation follows scikit-learn: ``X`` is (n_samples, n_features),
 ``resp`` and ``log_resp`` are (n_samples, n_components), ``nk`` is
 (n_components,).
 
-- :mod:`~pipeline.kernels.params`: parameters, Cholesky factors of the precisions, the covariance types;
+- :mod:`~pipeline.kernels.covtypes`: the covariance types in one table (layout, parameter count, M-steps);
+- :mod:`~pipeline.kernels.params`: parameters, Cholesky factors of the precisions, their checks;
 - :mod:`~pipeline.kernels.estep`: log densities and responsibilities, in log space;
-- :mod:`~pipeline.kernels.stats`: block statistics (sums, summaries, starts' draws) and their merge;
+- :mod:`~pipeline.kernels.stats`: block statistics and their merge, block log-likelihoods;
+- :mod:`~pipeline.kernels.summary`: the validation scan's summary of the blocks;
+- :mod:`~pipeline.kernels.starts`: statistics for the starts (nearest centre, random responsibilities);
+- :mod:`~pipeline.kernels.moments`: the data's moments;
 - :mod:`~pipeline.kernels.mstep`: the maximum-likelihood M-step;
-- :mod:`~pipeline.kernels.prior`: mclust's conjugate prior, the data's moments, the MAP M-step;
+- :mod:`~pipeline.kernels.prior`: mclust's conjugate prior and the MAP M-step;
 - :mod:`~pipeline.kernels.variational`: the variational (Dirichlet-process) mixture's priors, posterior, bound;
 - :mod:`~pipeline.kernels.missing`: rows with missing values, marginalised (E-step, statistics, imputation);
-- :mod:`~pipeline.kernels.algorithms`: EM, MAP EM and the variational mixture as one step interface for the driver.
+- :mod:`~pipeline.kernels.steps`: the :class:`~pipeline.kernels.steps.Step` protocol the EM driver runs;
+- :mod:`~pipeline.kernels.algorithms`: maximum-likelihood and MAP EM as a step, and the collapse checks.
 """
 
 from pipeline.kernels.estep import (
@@ -23,6 +28,7 @@ from pipeline.kernels.estep import (
     estimate_log_resp,
     prepare,
 )
+from pipeline.kernels.moments import DataMoments
 from pipeline.kernels.mstep import m_step
 from pipeline.kernels.params import (
     Params,
@@ -38,19 +44,10 @@ from pipeline.kernels.params import (
     precisions_from_cholesky,
     unit_params,
 )
-from pipeline.kernels.prior import DataMoments, Prior, default_prior, log_prior
-from pipeline.kernels.stats import (
-    Fit,
-    Stats,
-    Summary,
-    block_fit,
-    block_statistics,
-    block_summary,
-    empty_stats,
-    hard_assignment_statistics,
-    nearest_centre,
-    random_resp_statistics,
-)
+from pipeline.kernels.prior import Prior, default_prior, log_prior
+from pipeline.kernels.starts import hard_assignment_statistics, nearest_centre, random_resp_statistics
+from pipeline.kernels.stats import Fit, Stats, block_fit, block_statistics, empty_stats
+from pipeline.kernels.summary import Summary, block_summary
 
 __all__ = [
     "MAX_SHIFT_DISTANCE2",

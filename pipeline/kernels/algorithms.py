@@ -1,34 +1,27 @@
-"""What one EM iteration does with the statistics of a pass, for each algorithm (pure NumPy).
+"""Maximum-likelihood and MAP EM as a :class:`~pipeline.kernels.steps.Step`, and the collapse checks of a fit.
 
-The driver (:mod:`pipeline.em`) only needs, of an algorithm: the E-step
-constants of its current state, the M-step from merged statistics, and the
-numbers it reports and tests for convergence.  Maximum likelihood and MAP EM
-(:class:`EMStep`) keep :class:`~pipeline.kernels.params.Params` as their
-state; the variational mixture (:mod:`pipeline.kernels.variational`) keeps
-more.
+The variational mixture's step is :class:`~pipeline.kernels.variational.VariationalStep`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.errors import ComponentCollapseError
+from pipeline.kernels.arrays import Array, IntArray
+from pipeline.kernels.covtypes import layout_of
 from pipeline.kernels.estep import Prepared, prepare
 from pipeline.kernels.mstep import m_step
-from pipeline.kernels.params import COLLAPSE_HINT, PARAM_ARRAYS, Params, is_dense, per_component
+from pipeline.kernels.params import COLLAPSE_HINT, PARAM_ARRAYS, Params
 from pipeline.kernels.prior import Prior, log_prior
 from pipeline.kernels.stats import Stats
 
-
-@dataclass(frozen=True)
-class Scores:
-    """What an iteration reports: ``lower_bound`` (as scikit-learn's ``lower_bound_``) and the objective
-    whose change is tested against ``tol`` (the same, or the log-posterior under a prior)."""
-
-    lower_bound: float
-    objective: float
+# Re-exported: the seam is declared in its own module (pipeline.kernels.steps), imported from here too.
+from pipeline.kernels.steps import Hyperparameters, Scores
+from pipeline.kernels.steps import Step as Step
 
 
 @dataclass(frozen=True)
@@ -48,7 +41,7 @@ class EMStep:
     def prepare(self, state: Params, dtype: str = "float64") -> Prepared:
         return prepare(state, dtype=dtype, with_missing=self.missing)
 
-    def m_step(self, stats: Stats, shift: np.ndarray) -> Params:
+    def m_step(self, stats: Stats, shift: Array) -> Params:
         return m_step(stats, shift, self.covariance_type, self.reg_covar, self.prior)
 
     def scores(self, stats: Stats, state: Params, new_state: Params) -> Scores:
@@ -62,14 +55,14 @@ class EMStep:
         return state
 
     @staticmethod
-    def arrays(state: Params) -> dict[str, np.ndarray]:
+    def arrays(state: Params) -> dict[str, Array]:
         """The state as named arrays (for checkpoints)."""
         return {name: getattr(state, name) for name in PARAM_ARRAYS}
 
-    def from_arrays(self, arrays: dict[str, np.ndarray]) -> Params:
+    def from_arrays(self, arrays: Mapping[str, Array]) -> Params:
         return Params(covariance_type=self.covariance_type, **{name: arrays[name] for name in PARAM_ARRAYS})
 
-    def hyperparameters(self) -> dict | None:
+    def hyperparameters(self) -> Hyperparameters | None:
         """The resolved prior's numbers (for model.yaml and checkpoints), or None."""
         return None if self.prior is None else self.prior.as_dict()
 
@@ -79,7 +72,7 @@ class EMStep:
 COLLAPSE_RTOL = 1e-13
 
 
-def _standardised_variances(params: Params, data_variance: np.ndarray, subtract: float) -> np.ndarray:
+def _standardised_variances(params: Params, data_variance: Array, subtract: float) -> Array:
     """Each component's covariance less ``subtract`` on the diagonal, in units of the data's variance per feature.
 
     Columns without spread (or without an observed value) are left out: no component can be narrower than them.
@@ -91,9 +84,9 @@ def _standardised_variances(params: Params, data_variance: np.ndarray, subtract:
     data_variance = np.asarray(data_variance, dtype=np.float64)
     spread = np.isfinite(data_variance) & (data_variance > 0)
     scale = 1.0 / np.sqrt(data_variance[spread])
-    k, d = params.n_components, params.n_features
-    cov = per_component(params.covariances, params.covariance_type, k, d)
-    if is_dense(params.covariance_type):
+    layout, k, d = layout_of(params.covariance_type), params.n_components, params.n_features
+    cov = layout.per_component(params.covariances, k, d)
+    if layout.dense:
         cov = np.array(cov[:, spread][:, :, spread])
         idx = np.arange(cov.shape[-1])
         cov[:, idx, idx] -= subtract
@@ -101,7 +94,7 @@ def _standardised_variances(params: Params, data_variance: np.ndarray, subtract:
     return (cov[:, spread] - subtract) * np.square(scale)
 
 
-def unsupported_components(params: Params, data_variance: np.ndarray, reg_covar: float) -> np.ndarray:
+def unsupported_components(params: Params, data_variance: Array, reg_covar: float) -> IntArray:
     """Indices of components whose covariance (``reg_covar`` included) is degenerate at the data's scale.
 
     A component is degenerate when, in some direction, its variance is at most
@@ -116,14 +109,14 @@ def unsupported_components(params: Params, data_variance: np.ndarray, reg_covar:
     if not spread.any() or reg_covar > COLLAPSE_RTOL * data_variance[spread].max():
         return np.empty(0, dtype=int)
     scaled = _standardised_variances(params, data_variance, 0.0)
-    if is_dense(params.covariance_type):
+    if layout_of(params.covariance_type).dense:
         smallest = np.linalg.eigvalsh(scaled)[:, 0]
     else:
         smallest = scaled.min(axis=1)
     return np.flatnonzero(~(smallest > COLLAPSE_RTOL))
 
 
-def collapsed_components(params: Params, reg_covar: float, data_variance: np.ndarray) -> np.ndarray:
+def collapsed_components(params: Params, reg_covar: float, data_variance: Array) -> IntArray:
     """Indices of components that ``reg_covar`` alone holds up: no variance of their own at the data's scale.
 
     A component on a single point (or on none) has an empirical covariance of
@@ -134,12 +127,12 @@ def collapsed_components(params: Params, reg_covar: float, data_variance: np.nda
     own = _standardised_variances(params, data_variance, reg_covar)
     if own.shape[-1] == 0:
         return np.flatnonzero(params.weights <= 0)
-    if is_dense(params.covariance_type):
+    if layout_of(params.covariance_type).dense:
         own = np.diagonal(own, axis1=1, axis2=2)
     return np.flatnonzero((own <= COLLAPSE_RTOL).all(axis=1) | (params.weights <= 0))
 
 
-def check_supported(params: Params, data_variance: np.ndarray, reg_covar: float) -> None:
+def check_supported(params: Params, data_variance: Array, reg_covar: float) -> None:
     """Raise :class:`ComponentCollapseError` if a component is degenerate at the data's scale.
 
     Raises

@@ -34,13 +34,17 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
+import numpy.typing as npt
 
+from pipeline.kernels.arrays import Array, Floats
+from pipeline.kernels.covtypes import layout_of
 from pipeline.kernels.missing import MarginalModel, marginal_model
 from pipeline.kernels.missing import log_resp as missing_log_resp
-from pipeline.kernels.params import Params, is_dense
+from pipeline.kernels.params import Params
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Temporaries of a chunk take about this many bytes: within the last-level cache, and long enough rows for the
@@ -57,7 +61,7 @@ MAX_SHIFT_DISTANCE2_FLOAT32 = 4e3
 # Responsibilities are kept above exp(tiny) relative to the largest: values this small change no sum, while
 # subnormal numbers (below ~2e-308 in float64, ~1e-38 in float32) would slow every product that touches them
 # many times over.  The margin keeps them normal after division by the sum over up to ~1e5 components.
-_LOG_TINY = {np.dtype(np.float64): -690.0, np.dtype(np.float32): -75.0}
+_LOG_TINY: dict[np.dtype[np.floating], float] = {np.dtype(np.float64): -690.0, np.dtype(np.float32): -75.0}
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Prepared:
     Attributes
     ----------
     covariance_type : str
+        Its layout (:mod:`~pipeline.kernels.covtypes`) decides the shapes below and the whitening.
     n_components, n_features : int
     expanded : bool
         Which route (see the module docstring).
@@ -98,76 +103,79 @@ class Prepared:
     n_components: int
     n_features: int
     expanded: bool
-    shift: np.ndarray
-    offset: np.ndarray
-    matrix: np.ndarray
-    centres: np.ndarray | None = None
-    precisions_cholesky: np.ndarray | None = None
-    dtype: np.dtype = np.dtype(np.float64)
+    shift: Array
+    offset: Floats
+    matrix: Floats
+    centres: Array | None = None
+    precisions_cholesky: Array | None = None
+    dtype: np.dtype[np.floating] = np.dtype(np.float64)
     with_entropy: bool = False
     missing: MarginalModel | None = None
 
 
-def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
+def log_det_cholesky(prec_chol: Array, covariance_type: str, d: int) -> Array:
     """``log |U_k|`` of each component's precision factor (= ``-1/2 log |Sigma_k|``); one value for tied."""
-    if covariance_type == "full":
-        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
-    if covariance_type == "tied":
-        return np.log(np.diagonal(prec_chol)).sum()
-    if covariance_type == "diag":
-        return np.log(prec_chol).sum(axis=1)
+    match layout_of(covariance_type).name:
+        case "full":
+            per_component: Array = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+            return per_component
+        case "tied":
+            return np.asarray(np.log(np.diagonal(prec_chol)).sum())
+        case "diag":
+            per_feature: Array = np.log(prec_chol).sum(axis=1)
+            return per_feature
     return d * np.log(prec_chol)
 
 
-def _whitened(vectors: np.ndarray, prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+def _whitened(vectors: Array, prec_chol: Array, covariance_type: str) -> Array:
     """``U_k^T v_k`` for every row ``v_k`` of ``vectors`` (n_components, n_features)."""
-    if covariance_type == "full":
-        return np.einsum("kd,kde->ke", vectors, prec_chol)
-    if covariance_type == "tied":
-        return vectors @ prec_chol
-    if covariance_type == "diag":
-        return vectors * prec_chol
+    match layout_of(covariance_type).name:
+        case "full":
+            whitened: Array = np.einsum("kd,kde->ke", vectors, prec_chol)
+            return whitened
+        case "tied":
+            return vectors @ prec_chol
+        case "diag":
+            return vectors * prec_chol
     return vectors * prec_chol[:, None]
 
 
 def n_quadratic(covariance_type: str, n_features: int) -> int:
     """Number of quadratic features ``q(x')`` of the expanded route."""
-    return {
-        "full": n_features * (n_features + 1) // 2,
-        "tied": n_features * (n_features + 1) // 2,
-        "diag": n_features,
-        "spherical": 1,
-    }[covariance_type]
+    return layout_of(covariance_type).n_quadratic(n_features)
 
 
-def _quadratic_coefficients(prec_chol: np.ndarray, covariance_type: str, k: int) -> np.ndarray:
+def _quadratic_coefficients(prec_chol: Array, covariance_type: str, k: int) -> Array:
     """(K, n_quadratic): the log density's coefficients of ``q(x')``, ``-P_ij / 2`` (off-diagonal twice)."""
-    if is_dense(covariance_type):
+    layout = layout_of(covariance_type)
+    if layout.dense:
         d = prec_chol.shape[-1]
         rows, cols = np.triu_indices(d)
         precision = prec_chol @ np.swapaxes(prec_chol, -1, -2)
         coef = -0.5 * np.where(rows == cols, 1.0, 2.0) * precision[..., rows, cols]
         return np.broadcast_to(coef, (k, rows.size))
     precision = prec_chol**2
-    return -0.5 * (precision if covariance_type == "diag" else precision[:, None])
+    return -0.5 * (precision[:, None] if layout.isotropic else precision)
 
 
-def _linear_coefficients(whitened: np.ndarray, prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+def _linear_coefficients(whitened: Array, prec_chol: Array, covariance_type: str) -> Array:
     """(K, D): ``P_k (mu_k - c) = U_k (U_k^T (mu_k - c))``."""
-    if covariance_type == "full":
-        return np.einsum("kde,ke->kd", prec_chol, whitened)
-    if covariance_type == "tied":
-        return whitened @ prec_chol.T
-    if covariance_type == "diag":
-        return whitened * prec_chol
+    match layout_of(covariance_type).name:
+        case "full":
+            coefficients: Array = np.einsum("kde,ke->kd", prec_chol, whitened)
+            return coefficients
+        case "tied":
+            return whitened @ prec_chol.T
+        case "diag":
+            return whitened * prec_chol
     return whitened * prec_chol[:, None]
 
 
 def prepare(
     params: Params,
     allow_expanded: bool = True,
-    dtype="float64",
-    log_weights: np.ndarray | None = None,
+    dtype: npt.DTypeLike = "float64",
+    log_weights: Array | None = None,
     with_entropy: bool = False,
     with_missing: bool = False,
 ) -> Prepared:
@@ -199,14 +207,16 @@ def prepare(
     return replace(prep, missing=marginal_model(params, log_weights)) if with_missing else prep
 
 
-def _log_weights(params: Params, log_weights: np.ndarray | None) -> np.ndarray:
+def _log_weights(params: Params, log_weights: Array | None) -> Array:
     if log_weights is not None:
         return log_weights
     with np.errstate(divide="ignore"):  # a weight of 0 gives log 0 = -inf
         return np.log(params.weights)
 
 
-def _prepare(params: Params, allow_expanded: bool, dtype, log_weights: np.ndarray, with_entropy: bool) -> Prepared:
+def _prepare(
+    params: Params, allow_expanded: bool, dtype: npt.DTypeLike, log_weights: Array, with_entropy: bool
+) -> Prepared:
     ct, u = params.covariance_type, params.precisions_cholesky
     k, d = params.n_components, params.n_features
     offset = log_weights + log_det_cholesky(u, ct, d) - 0.5 * d * _LOG_2PI
@@ -231,12 +241,13 @@ def _prepare(params: Params, allow_expanded: bool, dtype, log_weights: np.ndarra
                 with_entropy=with_entropy,
             )
         return Prepared(ct, k, d, True, shift, offset, matrix, with_entropy=with_entropy)
-    if ct == "full":
+    layout = layout_of(ct).name
+    if layout == "full":
         # The ones row of the chunk turns the subtraction of U_k^T mu_k into part of the product.
         stacked = np.transpose(u, (0, 2, 1)).reshape(k * d, d)
         shifts = _whitened(params.means, u, ct).reshape(k * d, 1)
         matrix, centres = np.ascontiguousarray(np.hstack([stacked, -shifts])), None
-    elif ct == "tied":
+    elif layout == "tied":
         matrix, centres = np.ascontiguousarray(u.T), _whitened(params.means, u, ct)[:, :, None]
     else:
         matrix, centres = u, params.means[:, :, None]
@@ -244,6 +255,8 @@ def _prepare(params: Params, allow_expanded: bool, dtype, log_weights: np.ndarra
 
 
 _THREAD = threading.local()
+# A chunk's named buffers (see Workspace.views): of the chunk arithmetic's dtype, float32 or float64.
+Buffers = dict[str, Floats]
 
 
 class Workspace:
@@ -255,7 +268,8 @@ class Workspace:
     once, so a fresh allocation per block would pay its page faults every time.
     """
 
-    def __init__(self, leading: dict[str, tuple[int, ...]], rows: int, dtype: np.dtype):
+    def __init__(self, leading: dict[str, tuple[int, ...]], rows: int, dtype: np.dtype[np.floating]):
+        pool: dict[tuple[str, np.dtype[np.floating]], Floats]
         pool = _THREAD.__dict__.setdefault("buffers", {})
         self._leading = leading
         self._flat = {}
@@ -265,7 +279,7 @@ class Workspace:
                 pool[(name, dtype)] = np.empty(size, dtype)
             self._flat[name] = pool[(name, dtype)]
 
-    def views(self, n: int) -> dict[str, np.ndarray]:
+    def views(self, n: int) -> Buffers:
         return {name: self._flat[name][: math.prod(lead) * n].reshape(*lead, n) for name, lead in self._leading.items()}
 
 
@@ -277,24 +291,24 @@ def _buffers(prep: Prepared) -> dict[str, tuple[int, ...]]:
     return {"z": (d + 1,), "y": (k, d), "tmp": (d,), **common}
 
 
-def _fill_expanded(z, columns, prep):
+def _fill_expanded(z: Floats, columns: Array, prep: Prepared) -> None:
     d = prep.n_features
     x = z[1 : d + 1]
     np.subtract(columns, prep.shift[0][:, None], out=x)
     q = z[d + 1 :]
-    ct = prep.covariance_type
-    if is_dense(ct):  # x'_i x'_j for i <= j, in np.triu_indices order (stats._unpack_quadratic reads it so)
+    layout = layout_of(prep.covariance_type)
+    if layout.dense:  # x'_i x'_j for i <= j, in np.triu_indices order (stats._unpack_quadratic reads it so)
         start = 0
         for i in range(d):
             np.multiply(x[i], x[i:], out=q[start : start + d - i])
             start += d - i
-    elif ct == "diag":
-        np.square(x, out=q)
-    else:
+    elif layout.isotropic:
         np.einsum("dn,dn->n", x, x, out=q[0])
+    else:
+        np.square(x, out=q)
 
 
-def chunks(X: np.ndarray, prep: Prepared):
+def chunks(X: Array, prep: Prepared) -> Iterator[tuple[slice, Buffers]]:
     """Split rows of X into cache-sized chunks, each loaded into its workspace.
 
     Yields
@@ -324,29 +338,38 @@ def chunks(X: np.ndarray, prep: Prepared):
         yield rows, buffers
 
 
-def _whiten_full(z, prep, y, tmp):
+def _whiten_full(z: Floats, prep: Prepared, y: Floats, tmp: Floats) -> None:
     np.matmul(prep.matrix, z, out=y.reshape(-1, z.shape[1]))
 
 
-def _whiten_tied(z, prep, y, tmp):
+def _whiten_tied(z: Floats, prep: Prepared, y: Floats, tmp: Floats) -> None:
+    assert prep.centres is not None  # the centred route's
     np.matmul(prep.matrix, z[:-1], out=tmp)
     np.subtract(tmp[None, :, :], prep.centres, out=y)
 
 
-def _whiten_diag(z, prep, y, tmp):
+def _whiten_diag(z: Floats, prep: Prepared, y: Floats, tmp: Floats) -> None:
+    assert prep.centres is not None  # the centred route's
     np.subtract(z[None, :-1, :], prep.centres, out=y)
     y *= prep.matrix[:, :, None]
 
 
-def _whiten_spherical(z, prep, y, tmp):
+def _whiten_spherical(z: Floats, prep: Prepared, y: Floats, tmp: Floats) -> None:
+    assert prep.centres is not None  # the centred route's
     np.subtract(z[None, :-1, :], prep.centres, out=y)
     y *= prep.matrix[:, None, None]
 
 
-_WHITEN = {"full": _whiten_full, "tied": _whiten_tied, "diag": _whiten_diag, "spherical": _whiten_spherical}
+# The centred route's whitening, by layout (see Prepared.matrix and Prepared.centres).
+_WHITEN: dict[str, Callable[[Floats, Prepared, Floats, Floats], None]] = {
+    "full": _whiten_full,
+    "tied": _whiten_tied,
+    "diag": _whiten_diag,
+    "spherical": _whiten_spherical,
+}
 
 
-def chunk_log_prob(prep: Prepared, buffers: dict) -> np.ndarray:
+def chunk_log_prob(prep: Prepared, buffers: Buffers) -> Floats:
     """Weighted log densities ``log w_k + log N(x | mu_k, Sigma_k)`` (K, n) of a chunk, in ``buffers``.
 
     On the centred route the whitened differences (K, D, n) are left in ``buffers["y"]``.
@@ -356,14 +379,14 @@ def chunk_log_prob(prep: Prepared, buffers: dict) -> np.ndarray:
         np.matmul(prep.matrix, z[1:], out=weighted)
     else:
         y = buffers["y"]
-        _WHITEN[prep.covariance_type](z, prep, y, buffers["tmp"])
+        _WHITEN[layout_of(prep.covariance_type).name](z, prep, y, buffers["tmp"])
         np.einsum("kdn,kdn->kn", y, y, out=weighted)
         weighted *= -0.5
     weighted += prep.offset
     return weighted
 
 
-def normalise(weighted: np.ndarray, buffers: dict) -> tuple[np.ndarray, np.ndarray]:
+def normalise(weighted: Floats, buffers: Buffers) -> tuple[Floats, Floats]:
     """Log-sum-exp over components: ``log p(x)`` (n,) and responsibilities (K, n), with one exp."""
     top, norm, resp = buffers["top"], buffers["norm"], buffers["resp"]
     np.max(weighted, axis=0, out=top)
@@ -377,9 +400,7 @@ def normalise(weighted: np.ndarray, buffers: dict) -> tuple[np.ndarray, np.ndarr
     return norm, resp
 
 
-def estimate_log_resp(
-    X: np.ndarray, params: Params, log_weights: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def estimate_log_resp(X: Array, params: Params, log_weights: Array | None = None) -> tuple[Array, Array]:
     """Log-likelihood of every row and its log responsibilities (log-sum-exp).
 
     Parameters

@@ -17,16 +17,23 @@ with the number of rows; complete rows never come here (see ``stats``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy.special import logsumexp
 
-from pipeline.kernels.params import Params, dense_covariances, is_dense, per_component
+from pipeline.kernels.arrays import Array, IntArray
+from pipeline.kernels.covtypes import layout_of
+from pipeline.kernels.params import Params
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Rows x components x features of one piece of work: keeps the temporaries of a pattern within a few MiB.
 _PIECE_VALUES = 1 << 19
+# Responsibilities of rows with holes: ``rule(log_prob (K, n), rows) -> (log p(x_o) (n,) or None, resp (K, n))``,
+# ``rows`` the rows' global indices (for responsibilities keyed by them).
+HoleRule = Callable[[Array, IntArray], tuple[Array | None, Array]]
 
 
 @dataclass(frozen=True)
@@ -42,25 +49,23 @@ class MarginalModel:
     dense : bool
     """
 
-    means: np.ndarray
-    covariances: np.ndarray
-    log_weights: np.ndarray
+    means: Array
+    covariances: Array
+    log_weights: Array
     dense: bool
 
 
-def marginal_model(params: Params, log_weights: np.ndarray) -> MarginalModel:
+def marginal_model(params: Params, log_weights: Array) -> MarginalModel:
     """The MarginalModel of ``params``; unit parameters (the starts') give nearest-centre distances."""
-    k, d = params.n_components, params.n_features
-    if is_dense(params.covariance_type):
-        covariances = dense_covariances(params)
+    layout, k, d = layout_of(params.covariance_type), params.n_components, params.n_features
+    if layout.dense:
+        covariances = layout.dense_form(params.covariances, k, d)
     else:
-        covariances = np.array(per_component(params.covariances, params.covariance_type, k, d))
-    return MarginalModel(
-        params.means, covariances, np.asarray(log_weights, dtype=float), is_dense(params.covariance_type)
-    )
+        covariances = np.array(layout.per_component(params.covariances, k, d))
+    return MarginalModel(params.means, covariances, np.asarray(log_weights, dtype=float), layout.dense)
 
 
-def patterns(missing: np.ndarray):
+def patterns(missing: npt.NDArray[np.bool_]) -> Iterator[tuple[npt.NDArray[np.bool_], IntArray]]:
     """Groups of rows by their pattern of missing values.
 
     Parameters
@@ -93,12 +98,12 @@ def patterns(missing: np.ndarray):
 class _Conditional:
     """One pattern under every component: log densities of its rows, and the completed rows' moments."""
 
-    log_prob: np.ndarray  # (K, n): log w_k + log N(x_o | mu_ko, S_koo)
-    completed: np.ndarray  # (K, n, D): observed values, and each component's conditional means in the holes
-    covariance: np.ndarray  # (K, d_m, d_m) conditional covariances, or (K, d_m) variances when not dense
+    log_prob: Array  # (K, n): log w_k + log N(x_o | mu_ko, S_koo)
+    completed: Array  # (K, n, D): observed values, and each component's conditional means in the holes
+    covariance: Array  # (K, d_m, d_m) conditional covariances, or (K, d_m) variances when not dense
 
 
-def _conditional(Xp: np.ndarray, observed: np.ndarray, model: MarginalModel) -> _Conditional:
+def _conditional(Xp: Array, observed: npt.NDArray[np.bool_], model: MarginalModel) -> _Conditional:
     o, m = observed, ~observed
     mu = model.means
     diff = Xp[:, o][None, :, :] - mu[:, None, o]  # (K, n, d_o)
@@ -127,21 +132,21 @@ def _conditional(Xp: np.ndarray, observed: np.ndarray, model: MarginalModel) -> 
     return _Conditional(log_prob, completed, covariance)
 
 
-def _pieces(rows: np.ndarray, n_components: int, n_features: int):
+def _pieces(rows: IntArray, n_components: int, n_features: int) -> Iterator[IntArray]:
     step = max(1, _PIECE_VALUES // max(1, n_components * n_features))
     for start in range(0, rows.size, step):
         yield rows[start : start + step]
 
 
 def pattern_sums(
-    X,
-    sample_weight,
+    X: Array,
+    sample_weight: Array | None,
     model: MarginalModel,
-    shift: np.ndarray,
-    rule,
-    global_rows: np.ndarray | None = None,
+    shift: Array,
+    rule: HoleRule,
+    global_rows: IntArray | None = None,
     conditional_covariance: bool = True,
-):
+) -> tuple[float, Array, Array, Array]:
     """Sums of the rows of ``X`` with holes (every row has at least one hole and one value).
 
     Parameters
@@ -151,9 +156,8 @@ def pattern_sums(
     model : MarginalModel
     shift : ndarray of shape (n_components, n_features)
         The points the moments of each component are taken about.
-    rule : callable
-        ``rule(log_prob (K, n), rows) -> (log p(x_o) (n,) or None, resp (K, n))``, ``rows`` the rows' global
-        indices (for responsibilities keyed by them).
+    rule : HoleRule
+        How the rows' responsibilities are made.
     global_rows : ndarray of shape (n_rows,), optional
         The global index of each row of ``X``.
     conditional_covariance : bool
@@ -194,7 +198,7 @@ def pattern_sums(
     return log_likelihood, nk, s1, s2
 
 
-def soft(log_prob: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
+def soft(log_prob: Array, rows: IntArray) -> tuple[Array, Array]:
     """Posterior responsibilities from the marginal log densities, and ``log p(x_o)``."""
     top = log_prob.max(axis=0)
     resp = np.exp(log_prob - top)
@@ -203,14 +207,14 @@ def soft(log_prob: np.ndarray, rows) -> tuple[np.ndarray, np.ndarray]:
     return top + np.log(total), resp
 
 
-def hard(log_prob: np.ndarray, rows) -> tuple[None, np.ndarray]:
+def hard(log_prob: Array, rows: IntArray) -> tuple[None, Array]:
     """Each row wholly to its most likely component (with unit parameters: the nearest centre on its values)."""
     resp = np.zeros_like(log_prob)
     resp[log_prob.argmax(axis=0), np.arange(log_prob.shape[1])] = 1.0
     return None, resp
 
 
-def log_resp(X: np.ndarray, model: MarginalModel) -> tuple[np.ndarray, np.ndarray]:
+def log_resp(X: Array, model: MarginalModel) -> tuple[Array, Array]:
     """``log p(x_o)`` and log responsibilities of rows with holes; a row with no value has ``log p = 0`` and the
     weights as its responsibilities (the marginal over nothing).
 
@@ -231,7 +235,7 @@ def log_resp(X: np.ndarray, model: MarginalModel) -> tuple[np.ndarray, np.ndarra
     return log_prob_norm, out
 
 
-def impute(X: np.ndarray, model: MarginalModel) -> np.ndarray:
+def impute(X: Array, model: MarginalModel) -> Array:
     """X with each missing value replaced by its conditional mean under the mixture,
     ``sum_k p(k | x_o) E_k[x_m | x_o]`` (the mixture's mean for a row with no value)."""
     out = np.array(X, dtype=float)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.kernels.params import Params, compute_precision_cholesky, is_dense, reduce_components
+from pipeline.kernels import covtypes
+from pipeline.kernels.arrays import Array
+from pipeline.kernels.covtypes import layout_of
+from pipeline.kernels.params import Params, compute_precision_cholesky
 from pipeline.kernels.prior import Prior, map_covariances, map_means
 from pipeline.kernels.stats import Stats
 
@@ -13,9 +16,7 @@ from pipeline.kernels.stats import Stats
 NK_FLOOR = 10 * np.finfo(np.float64).eps
 
 
-def component_moments(
-    stats: Stats, shift: np.ndarray, covariance_type: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def component_moments(stats: Stats, shift: Array, covariance_type: str) -> tuple[Array, Array, Array]:
     """Each component's weight, data mean and scatter about that mean.
 
     Returns
@@ -26,19 +27,17 @@ def component_moments(
     scatter : ndarray, shape by covariance type
         ``sum_i s_i r_ik (x_i - xbar_k)(x_i - xbar_k)^T`` reduced to the type's shape.
     """
-    ct = covariance_type
+    layout = layout_of(covariance_type)
     nk = stats.nk + NK_FLOOR * (stats.weight_sum / max(stats.n_rows, 1))
     offset = stats.s1 / nk[:, None]
-    if is_dense(ct):
+    if layout.dense:
         correction = stats.s1[:, :, None] * offset[:, None, :]
     else:
         correction = stats.s1 * offset
-    return nk, shift + offset, stats.s2 - reduce_components(correction, ct)
+    return nk, shift + offset, stats.s2 - layout.reduce(correction)
 
 
-def m_step(
-    stats: Stats, shift: np.ndarray, covariance_type: str, reg_covar: float, prior: Prior | None = None
-) -> Params:
+def m_step(stats: Stats, shift: Array, covariance_type: str, reg_covar: float, prior: Prior | None = None) -> Params:
     """New parameters from merged statistics.
 
     Parameters
@@ -73,17 +72,14 @@ def m_step(
     return Params(nk / nk.sum(), means, cov, compute_precision_cholesky(cov, covariance_type), covariance_type)
 
 
-def ml_covariances(nk: np.ndarray, scatter: np.ndarray, covariance_type: str, n_features: int) -> np.ndarray:
-    """Maximum-likelihood covariances: the scatter (in the type's shape) over its weight, reduced alike."""
-    k, d = nk.shape[0], n_features
-    dense = is_dense(covariance_type)
-    counts = np.broadcast_to(nk[:, None, None] if dense else nk[:, None], (k, d, d) if dense else (k, d))
-    return scatter / reduce_components(counts, covariance_type)
+def ml_covariances(nk: Array, scatter: Array, covariance_type: str, n_features: int) -> Array:
+    """Maximum-likelihood covariances (:meth:`~pipeline.kernels.covtypes.CovarianceType.ml_covariances`)."""
+    return covtypes.get(covariance_type).ml_covariances(nk, scatter, n_features)
 
 
-def add_to_diagonal(cov: np.ndarray, value: float, covariance_type: str) -> np.ndarray:
+def add_to_diagonal(cov: Array, value: float, covariance_type: str) -> Array:
     """``cov`` with ``value`` added to every variance (the diagonal of each matrix, or every entry)."""
-    if is_dense(covariance_type):
+    if layout_of(covariance_type).dense:
         d = cov.shape[-1]
         cov = np.array(cov)
         cov[..., np.arange(d), np.arange(d)] += value

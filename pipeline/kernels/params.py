@@ -1,28 +1,22 @@
 """Parameters of a Gaussian mixture and their Cholesky factors (pure NumPy).
 
-Shapes of covariance-like arrays depend on the covariance type:
-
-=========  =====================  ==========================================
-full       (n_components, D, D)   one matrix per component
-tied       (D, D)                 full's matrices, shared: their sum
-diag       (n_components, D)      full's diagonals
-spherical  (n_components,)        diag's mean over features
-=========  =====================  ==========================================
-
-Every type is a reduction of ``full``: :func:`dense_covariances` expands any of
-them back to (n_components, D, D), and :func:`reduce_components` maps
-per-component quantities (matrices for full/tied, diagonals for diag/spherical)
-to a type's own shape.
+The shapes of covariance-like arrays are their type's layout's (:mod:`~pipeline.kernels.covtypes`): every type is a
+reduction of ``full``, and :func:`dense_covariances` expands any of them back to (n_components, D, D).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 from scipy.linalg import solve_triangular
 
 from pipeline.errors import ComponentCollapseError
+from pipeline.kernels import covtypes
+from pipeline.kernels.arrays import Array
+from pipeline.kernels.covtypes import layout_of
 
 # The arrays of Params, in the order model.npz and checkpoints store them.
 PARAM_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
@@ -36,78 +30,55 @@ class Params:
     ----------
     weights : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_features)
-    covariances : ndarray, shape by covariance type (see module docstring)
+    covariances : ndarray, shape by covariance type (its layout's, see :mod:`~pipeline.kernels.covtypes`)
     precisions_cholesky : ndarray, same shape as ``covariances``
         Upper-triangular ``U`` with ``U @ U.T`` the precision, as scikit-learn's.
     covariance_type : {"full", "tied", "diag", "spherical"}
     """
 
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
-    precisions_cholesky: np.ndarray
+    weights: Array
+    means: Array
+    covariances: Array
+    precisions_cholesky: Array
     covariance_type: str
 
     @property
     def n_components(self) -> int:
-        return self.means.shape[0]
+        return int(self.means.shape[0])
 
     @property
     def n_features(self) -> int:
-        return self.means.shape[1]
+        return int(self.means.shape[1])
 
 
 def is_dense(covariance_type: str) -> bool:
     """Whether a type's covariances are matrices (full, tied) rather than per-feature variances (diag, spherical)."""
-    return covariance_type in ("full", "tied")
+    return layout_of(covariance_type).dense
 
 
-def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple[int, ...]:
     """Shape of the covariances (and of ``Stats.s2``) for a covariance type."""
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
+    return layout_of(covariance_type).shape(n_components, n_features)
 
 
-def reduce_components(per_component: np.ndarray, covariance_type: str) -> np.ndarray:
-    """A type's own shape from per-component quantities.
-
-    ``per_component`` is (K, D, D) for full and tied, (K, D) for diag and
-    spherical; tied sums over components, spherical over features, the others
-    keep it.  Covariances are ``reduce(scatter) / reduce(counts)``: the
-    pooled scatter over the pooled count (tied), the mean diagonal (spherical).
-    """
-    if covariance_type == "tied":
-        return per_component.sum(axis=0)
-    if covariance_type == "spherical":
-        return per_component.sum(axis=-1)
-    return per_component
+def reduce_components(per_component: Array, covariance_type: str) -> Array:
+    """A type's own shape from per-component quantities (see :meth:`~pipeline.kernels.covtypes.Layout.reduce`)."""
+    return layout_of(covariance_type).reduce(per_component)
 
 
-def per_component(values: np.ndarray, covariance_type: str, n_components: int, n_features: int) -> np.ndarray:
+def per_component(values: Array, covariance_type: str, n_components: int, n_features: int) -> Array:
     """A type's array broadcast to per-component shape: (K, D, D) for full/tied, (K, D) for diag/spherical."""
-    if covariance_type == "tied":
-        return np.broadcast_to(values, (n_components, n_features, n_features))
-    if covariance_type == "spherical":
-        return np.broadcast_to(np.asarray(values)[:, None], (n_components, n_features))
-    return values
+    return layout_of(covariance_type).per_component(values, n_components, n_features)
 
 
-def dense_covariances(params: Params) -> np.ndarray:
+def dense_covariances(params: Params) -> Array:
     """Every component's covariance as a (D, D) matrix.
 
     Returns
     -------
     ndarray of shape (n_components, n_features, n_features)
     """
-    k, d = params.n_components, params.n_features
-    cov = per_component(params.covariances, params.covariance_type, k, d)
-    if is_dense(params.covariance_type):
-        return np.array(cov)
-    return cov[:, :, None] * np.eye(d)
+    return layout_of(params.covariance_type).dense_form(params.covariances, params.n_components, params.n_features)
 
 
 # Cholesky factors of the precisions
@@ -118,19 +89,20 @@ COLLAPSE_HINT = (
 )
 
 
-def _chol_lower(matrix: np.ndarray, what: str) -> np.ndarray:
+def _chol_lower(matrix: Array, what: str) -> Array:
     try:
-        return np.linalg.cholesky(matrix)
+        return cast(Array, np.linalg.cholesky(matrix))  # float64 in, float64 out
     except np.linalg.LinAlgError:
         raise ComponentCollapseError(f"{what} is not positive definite: {COLLAPSE_HINT}") from None
 
 
-def _precision_chol_from_cov(cov: np.ndarray, what: str) -> np.ndarray:
+def _precision_chol_from_cov(cov: Array, what: str) -> Array:
     lower = _chol_lower(cov, what)
-    return solve_triangular(lower, np.eye(cov.shape[0]), lower=True).T
+    inverse: Array = solve_triangular(lower, np.eye(cov.shape[0]), lower=True)
+    return inverse.T
 
 
-def compute_precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+def compute_precision_cholesky(covariances: Array, covariance_type: str) -> Array:
     """Upper Cholesky factor of the precisions, from the covariances.
 
     Parameters
@@ -148,50 +120,55 @@ def compute_precision_cholesky(covariances: np.ndarray, covariance_type: str) ->
     """
     if not np.isfinite(covariances).all():
         raise ComponentCollapseError(f"a covariance is not finite: {COLLAPSE_HINT}")
-    if covariance_type == "full":
+    layout = layout_of(covariance_type)
+    if layout.dense and layout.shared:
+        return _precision_chol_from_cov(covariances, "tied covariance")
+    if layout.dense:
         return np.stack(
             [_precision_chol_from_cov(c, f"covariance of component {k}") for k, c in enumerate(covariances)]
         )
-    if covariance_type == "tied":
-        return _precision_chol_from_cov(covariances, "tied covariance")
     bad = np.flatnonzero(np.reshape(covariances <= 0, (covariances.shape[0], -1)).any(axis=1))
     if bad.size:
         raise ComponentCollapseError(f"variance of component {int(bad[0])} is not positive: {COLLAPSE_HINT}")
-    return 1.0 / np.sqrt(covariances)
+    root: Array = 1.0 / np.sqrt(covariances)
+    return root
 
 
-def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+def precision_cholesky_from_precisions(precisions: Array, covariance_type: str) -> Array:
     """Upper Cholesky factor ``U`` (``U @ U.T == precision``) of given precisions."""
 
-    def upper(p, what):
+    def upper(p: Array, what: str) -> Array:
         flipped = _chol_lower(p[::-1, ::-1], what)
         return flipped[::-1, ::-1]
 
-    if covariance_type == "full":
-        return np.stack([upper(p, f"precision of component {k}") for k, p in enumerate(precisions)])
-    if covariance_type == "tied":
+    layout = layout_of(covariance_type)
+    if layout.dense and layout.shared:
         return upper(precisions, "tied precision")
+    if layout.dense:
+        return np.stack([upper(p, f"precision of component {k}") for k, p in enumerate(precisions)])
     if np.any(precisions <= 0):
         raise ComponentCollapseError("precisions must be positive")
     return np.sqrt(precisions)
 
 
-def covariances_from_precision_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+def covariances_from_precision_cholesky(prec_chol: Array, covariance_type: str) -> Array:
     """Covariances ``(U U^T)^{-1}`` from upper Cholesky factors of the precisions."""
     if not is_dense(covariance_type):
-        return 1.0 / prec_chol**2
+        variances: Array = 1.0 / prec_chol**2
+        return variances
     inverse = solve_triangular_stack(prec_chol)  # U^{-1}
     return np.swapaxes(inverse, -1, -2) @ inverse  # U^{-T} U^{-1}
 
 
-def solve_triangular_stack(upper: np.ndarray) -> np.ndarray:
+def solve_triangular_stack(upper: Array) -> Array:
     """``U^{-1}`` of an upper-triangular (D, D) matrix or of each of a stack (K, D, D)."""
     if upper.ndim == 2:
-        return solve_triangular(upper, np.eye(upper.shape[0]), lower=False)
+        inverse: Array = solve_triangular(upper, np.eye(upper.shape[0]), lower=False)
+        return inverse
     return np.stack([solve_triangular(u, np.eye(u.shape[0]), lower=False) for u in upper])
 
 
-def precisions_from_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+def precisions_from_cholesky(prec_chol: Array, covariance_type: str) -> Array:
     """Precisions ``U U^T`` (full, tied) or ``U**2`` (diag, spherical)."""
     if is_dense(covariance_type):
         return prec_chol @ np.swapaxes(prec_chol, -1, -2)
@@ -200,17 +177,12 @@ def precisions_from_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.
 
 def n_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
     """Number of free parameters of a mixture (for BIC and AIC)."""
-    d = n_features
-    cov = {
-        "full": n_components * d * (d + 1) / 2.0,
-        "tied": d * (d + 1) / 2.0,
-        "diag": n_components * d,
-        "spherical": n_components,
-    }[covariance_type]
-    return int(cov + n_components * d + n_components - 1)
+    return covtypes.get(covariance_type).n_parameters(n_components, n_features)
 
 
-def make_params(weights, means, covariances, covariance_type: str) -> Params:
+def make_params(
+    weights: npt.ArrayLike, means: npt.ArrayLike, covariances: npt.ArrayLike, covariance_type: str
+) -> Params:
     """Params from weights, means and covariances (the precision factor is derived)."""
     covariances = np.asarray(covariances, dtype=np.float64)
     return Params(
@@ -222,12 +194,10 @@ def make_params(weights, means, covariances, covariance_type: str) -> Params:
     )
 
 
-def unit_params(centres: np.ndarray, covariance_type: str) -> Params:
+def unit_params(centres: Array, covariance_type: str) -> Params:
     """Equal weights, the given means, identity covariances: whitening is just ``x - c_k``."""
     k, d = centres.shape
-    eye = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d), "diag": np.ones((k, d)), "spherical": np.ones(k)}[
-        covariance_type
-    ]
+    eye = layout_of(covariance_type).identity(k, d)
     return Params(np.full(k, 1.0 / k), np.asarray(centres, dtype=np.float64), eye, eye, covariance_type)
 
 

@@ -16,11 +16,20 @@ The mixing weights have none, as in mclust.  The hyperparameters of
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from pipeline.kernels.params import Params, is_dense, per_component
+from pipeline.kernels import covtypes
+from pipeline.kernels.arrays import Array
+from pipeline.kernels.covtypes import layout_of
+
+# DataMoments is this module's too; both are re-exported from their own module, where pipeline.init imports them.
+from pipeline.kernels.moments import DataMoments as DataMoments
+from pipeline.kernels.moments import block_moment_sums as block_moment_sums
+from pipeline.kernels.params import Params
 
 PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")
 DEFAULT_SHRINKAGE = 0.01
@@ -39,7 +48,7 @@ class NoSpreadError(ValueError):
         The constant columns, by position (every column: with one varying, the default scale is > 0).
     """
 
-    def __init__(self, message: str, columns: list[int]):
+    def __init__(self, message: str, columns: list[int]) -> None:
         super().__init__(message)
         self.columns = columns
 
@@ -60,12 +69,12 @@ class Prior:
     """
 
     shrinkage: float
-    mean: np.ndarray
+    mean: Array
     dof: float
-    scale: np.ndarray
+    scale: Array
 
     @classmethod
-    def from_dict(cls, values: dict) -> Prior:
+    def from_dict(cls, values: dict[str, Any]) -> Prior:
         """The Prior of :meth:`as_dict`'s numbers (from model.yaml or a checkpoint)."""
         return cls(
             float(values["shrinkage"]),
@@ -74,7 +83,7 @@ class Prior:
             np.asarray(values["scale"], dtype=float),
         )
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         """Plain numbers, for model.yaml and checkpoints."""
         return {
             "shrinkage": float(self.shrinkage),
@@ -84,87 +93,12 @@ class Prior:
         }
 
 
-@dataclass(frozen=True)
-class DataMoments:
-    """Weighted row count, mean and (n - 1)-denominator covariance of the data, as R's ``colMeans`` and ``var``."""
-
-    weight_sum: float
-    mean: np.ndarray
-    covariance: np.ndarray
-
-
-@dataclass(frozen=True)
-class MomentSums:
-    """Sums for the data's moments about a shift ``c``; ``+`` adds.
-
-    ``weight_sum``, ``s1``, ``s2``: ``sum w``, ``sum w (x - c)``, ``sum w (x - c)(x - c)^T`` of the complete
-    rows; ``observed_*``: the same per column over every observed value (only the diagonal of ``s2``), which
-    differ from them only where values are missing.
-    """
-
-    weight_sum: float
-    s1: np.ndarray
-    s2: np.ndarray
-    observed_weight: np.ndarray
-    observed_s1: np.ndarray
-    observed_s2: np.ndarray
-
-    def __add__(self, other: MomentSums) -> MomentSums:
-        return MomentSums(
-            *(
-                a + b
-                for a, b in zip(
-                    (self.weight_sum, self.s1, self.s2, self.observed_weight, self.observed_s1, self.observed_s2),
-                    (other.weight_sum, other.s1, other.s2, other.observed_weight, other.observed_s1, other.observed_s2),
-                )
-            )
-        )
-
-    def moments(self, shift: np.ndarray) -> DataMoments:
-        """The data's mean and (n - 1)-denominator covariance (R's ``var``; over the weight sum itself when that is
-        at most 1).  With missing values: each column's mean and variance over its observed values, and the
-        complete rows' covariance where they are more than ``d``, else only the diagonal."""
-        d = shift.shape[0]
-        if np.array_equal(self.observed_weight, np.full(d, self.weight_sum)):
-            offset = self.s1 / self.weight_sum
-            covariance = (self.s2 - np.outer(self.s1, offset)) / _denominator(self.weight_sum)
-            return DataMoments(self.weight_sum, shift + offset, covariance)
-        offset = self.observed_s1 / self.observed_weight
-        variances = (self.observed_s2 - self.observed_s1 * offset) / np.vectorize(_denominator)(self.observed_weight)
-        if self.weight_sum > d:
-            complete = (self.s2 - np.outer(self.s1, self.s1 / self.weight_sum)) / _denominator(self.weight_sum)
-            diagonal = np.diag(complete)
-            scale = np.sqrt(variances / np.where(diagonal > 0, diagonal, 1.0))
-            covariance = complete * np.outer(scale, scale)  # the complete rows' correlations, the columns' variances
-        else:
-            covariance = np.diag(variances)
-        return DataMoments(float(self.observed_weight.min()), shift + offset, covariance)
-
-
-def _denominator(weight_sum: float) -> float:
-    return weight_sum - 1.0 if weight_sum > 1.0 else max(weight_sum, np.finfo(float).tiny)
-
-
-def block_moment_sums(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray) -> MomentSums:
-    """MomentSums of a block about ``shift`` (see :class:`MomentSums` for rows with missing values)."""
-    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-    observed = ~np.isnan(X)
-    complete = observed.all(axis=1)
-    centred = X[complete] - shift
-    wc = w[complete]
-    filled = np.where(observed, X - shift, 0.0)
-    return MomentSums(
-        float(wc.sum()),
-        wc @ centred,
-        (centred * wc[:, None]).T @ centred,
-        w @ observed,
-        w @ filled,
-        w @ np.square(filled),
-    )
-
-
 def default_prior(
-    moments: DataMoments, n_components: int, covariance_type: str, feature_names: list[str] | None = None, **given
+    moments: DataMoments,
+    n_components: int,
+    covariance_type: str,
+    feature_names: list[str] | None = None,
+    **given: Any,
 ) -> Prior:
     """mclust's ``defaultPrior``, with any hyperparameter in ``given`` taking the place of its default.
 
@@ -180,13 +114,14 @@ def default_prior(
     """
     d = moments.mean.shape[0]
     factor = (1.0 / n_components) ** (2.0 / d)
-    if is_dense(covariance_type):
+    if layout_of(covariance_type).dense:
         cov = moments.covariance if moments.weight_sum > d else np.diag(np.diag(moments.covariance))
         scale = factor * cov
     else:
         scale = np.asarray(factor * np.trace(moments.covariance) / d)
         if "scale" not in given and not scale > 0:
-            names = ", ".join(repr(name) for name in (feature_names or range(d))[:4]) + (", ..." if d > 4 else "")
+            labels: Sequence[object] = feature_names or range(d)
+            names = ", ".join(repr(name) for name in labels[:4]) + (", ..." if d > 4 else "")
             which = f"column {names} is constant" if d == 1 else f"every column is constant: {names}"
             raise NoSpreadError(
                 f"the data have no spread ({which}), so the default prior scale (their variance) is 0: "
@@ -204,7 +139,7 @@ def default_prior(
 
 def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
     """ValueError naming the hyperparameter that is out of its range or of the wrong shape."""
-    d = n_features
+    d, dense = n_features, layout_of(covariance_type).dense
     if not (math.isfinite(prior.shrinkage) and prior.shrinkage >= 0):
         raise ValueError(f"prior shrinkage must be a finite number >= 0, got {prior.shrinkage}")
     check_count("prior shrinkage", prior.shrinkage)
@@ -212,11 +147,11 @@ def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
         raise ValueError(f"prior mean must be {d} numbers (one per feature), got shape {prior.mean.shape}")
     if not np.isfinite(prior.mean).all():
         raise ValueError(f"prior mean must be finite, got {brief(prior.mean)}")
-    least = d - 1 if is_dense(covariance_type) else 0
+    least = d - 1 if dense else 0
     if not (math.isfinite(prior.dof) and prior.dof > least):
         raise ValueError(f"prior dof must be > {least} for covariance_type {covariance_type!r}, got {prior.dof}")
     check_count("prior dof", prior.dof)
-    if is_dense(covariance_type):
+    if dense:
         scale = prior.scale
         if scale.shape != (d, d):
             raise ValueError(
@@ -246,15 +181,13 @@ def check_count(name: str, value: float) -> None:
         )
 
 
-def brief(values: np.ndarray) -> str:
+def brief(values: Array) -> str:
     """The first few values, for a message."""
     flat = values.ravel()
     return np.array2string(flat[:4], precision=4) + (" ..." if flat.size > 4 else "")
 
 
-def map_covariances(
-    nk: np.ndarray, centred: np.ndarray, scatter: np.ndarray, covariance_type: str, prior: Prior
-) -> np.ndarray:
+def map_covariances(nk: Array, centred: Array, scatter: Array, covariance_type: str, prior: Prior) -> Array:
     """MAP covariances from the components' statistics.
 
     Parameters
@@ -268,25 +201,20 @@ def map_covariances(
     Returns
     -------
     ndarray, shape by covariance type
+        The type's own formula (:attr:`~pipeline.kernels.covtypes.CovarianceType.map_covariances`).
     """
-    k, d = centred.shape
     kappa = prior.shrinkage
     flat = 1.0 if kappa > 0 else 0.0  # a flat prior on the means has no log-determinant term of its own
     gain = nk * kappa / (nk + kappa) if kappa > 0 else np.zeros_like(nk)
-    if is_dense(covariance_type):
+    entry = covtypes.get(covariance_type)
+    if entry.layout.dense:
         pull = gain[:, None, None] * centred[:, :, None] * centred[:, None, :]  # C_k
     else:
         pull = gain[:, None] * np.square(centred)
-    if covariance_type == "full":
-        return (prior.scale + scatter + pull) / (prior.dof + nk + d + 1 + flat)[:, None, None]
-    if covariance_type == "tied":
-        return (prior.scale + scatter + pull.sum(axis=0)) / (prior.dof + nk.sum() + d + 1 + k * flat)
-    if covariance_type == "diag":
-        return (prior.scale + scatter + pull) / (prior.dof + nk + 2 + flat)[:, None]
-    return (prior.scale + scatter + pull.sum(axis=1)) / (prior.dof + nk * d + 2 + d * flat)
+    return entry.map_covariances(nk, scatter, pull, flat, prior.scale, prior.dof)
 
 
-def map_means(nk: np.ndarray, data_means: np.ndarray, prior: Prior) -> np.ndarray:
+def map_means(nk: Array, data_means: Array, prior: Prior) -> Array:
     """``(n_k xbar_k + kappa mean) / (n_k + kappa)``."""
     return (nk[:, None] * data_means + prior.shrinkage * prior.mean) / (nk + prior.shrinkage)[:, None]
 
@@ -298,21 +226,21 @@ def log_prior(params: Params, prior: Prior) -> float:
     involve ``log |scale|`` and are infinite for a singular scale) are left out,
     so only differences between values are meaningful.
     """
-    ct, k, d = params.covariance_type, params.n_components, params.n_features
-    u = per_component(params.precisions_cholesky, ct, k, d)
+    layout, k, d = layout_of(params.covariance_type), params.n_components, params.n_features
+    u = layout.per_component(params.precisions_cholesky, k, d)
     nu = prior.dof
-    if is_dense(ct):
+    if layout.dense:
         log_det = -2.0 * np.log(np.diagonal(u, axis1=1, axis2=2)).sum(axis=1)  # log |Sigma_k|
         precision = u @ np.swapaxes(u, 1, 2)
         trace = np.einsum("ij,kji->k", prior.scale, precision)  # tr(scale Sigma_k^{-1})
         covariance_term = -0.5 * (nu + d + 1) * log_det - 0.5 * trace
-        if ct == "tied":  # one covariance for all components
+        if layout.shared:  # one covariance for all components
             covariance_term = covariance_term[:1]
         mahalanobis = np.square(np.einsum("kd,kde->ke", params.means - prior.mean, u)).sum(axis=1)
     else:
         variances = 1.0 / np.square(u)  # (K, D): sigma^2_kj
         inverse_gamma = -(nu / 2 + 1) * np.log(variances) - prior.scale / (2 * variances)
-        covariance_term = inverse_gamma.sum(axis=1) if ct == "diag" else inverse_gamma[:, 0]
+        covariance_term = inverse_gamma[:, 0] if layout.isotropic else inverse_gamma.sum(axis=1)
         log_det = np.log(variances).sum(axis=1)
         mahalanobis = (np.square(params.means - prior.mean) / variances).sum(axis=1)
     total = float(covariance_term.sum())

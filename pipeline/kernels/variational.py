@@ -13,23 +13,24 @@ same responsibilities both give the same numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
-from pipeline.choices import VARIATIONAL_PRIOR_KEYS
-from pipeline.kernels.algorithms import Scores
+from pipeline.choices import VARIATIONAL_PRIOR_KEYS, WEIGHT_PRIOR_TYPES
+from pipeline.kernels import covtypes
+from pipeline.kernels.arrays import Array
+from pipeline.kernels.covtypes import Layout, layout_of
 from pipeline.kernels.estep import Prepared, log_det_cholesky, prepare
+from pipeline.kernels.moments import DataMoments
 from pipeline.kernels.mstep import add_to_diagonal, component_moments, ml_covariances
-from pipeline.kernels.params import (
-    PARAM_ARRAYS,
-    Params,
-    compute_precision_cholesky,
-    is_dense,
-)
-from pipeline.kernels.prior import DataMoments, brief, check_count
+from pipeline.kernels.params import PARAM_ARRAYS, Params, compute_precision_cholesky
+from pipeline.kernels.prior import brief, check_count
 from pipeline.kernels.stats import Stats
+from pipeline.kernels.steps import Hyperparameters, Scores
 
 VARIATIONAL_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom")
 
@@ -51,11 +52,11 @@ class VariationalPriors:
     weight_concentration_prior_type: str
     weight_concentration_prior: float
     mean_precision_prior: float
-    mean_prior: np.ndarray
+    mean_prior: Array
     degrees_of_freedom_prior: float
-    covariance_prior: np.ndarray
+    covariance_prior: Array
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> Hyperparameters:
         return {
             "weight_concentration_prior_type": self.weight_concentration_prior_type,
             "weight_concentration_prior": float(self.weight_concentration_prior),
@@ -66,7 +67,7 @@ class VariationalPriors:
         }
 
     @classmethod
-    def from_dict(cls, values: dict) -> VariationalPriors:
+    def from_dict(cls, values: Mapping[str, Any]) -> VariationalPriors:
         return cls(
             values["weight_concentration_prior_type"],
             float(values["weight_concentration_prior"]),
@@ -77,8 +78,23 @@ class VariationalPriors:
         )
 
 
+def _default_covariance_prior(layout: Layout, covariance: Array) -> Array:
+    """scikit-learn's default ``covariance_prior``: the data's covariance, its diagonal, or the diagonal's mean."""
+    variances = np.diag(covariance)
+    if layout.dense:
+        return covariance
+    return np.asarray(variances.mean()) if layout.isotropic else variances
+
+
+def _described(shape: tuple[int, ...]) -> str:
+    """A shape of a covariance prior in words, for a message."""
+    if len(shape) == 2:
+        return f"a {shape[0]} x {shape[1]} matrix"
+    return f"{shape[0]} numbers (one per feature)" if shape else "one number"
+
+
 def resolve_priors(
-    moments: DataMoments, n_components: int, covariance_type: str, prior_type: str, **given
+    moments: DataMoments, n_components: int, covariance_type: str, prior_type: str, **given: Any
 ) -> VariationalPriors:
     """scikit-learn's defaults for every prior not ``given`` (or given as None), checked as it checks them.
 
@@ -87,21 +103,17 @@ def resolve_priors(
     ValueError
         Naming the prior and what is wrong with it.
     """
-    d = moments.mean.shape[0]
-    variances = np.diag(moments.covariance)
+    d, layout = moments.mean.shape[0], layout_of(covariance_type)
     defaults = {
         "weight_concentration_prior": 1.0 / n_components,
         "mean_precision_prior": 1.0,
         "mean_prior": moments.mean,
         "degrees_of_freedom_prior": float(d),
-        "covariance_prior": {
-            "full": moments.covariance,
-            "tied": moments.covariance,
-            "diag": variances,
-            "spherical": variances.mean(),
-        }[covariance_type],
+        "covariance_prior": _default_covariance_prior(layout, moments.covariance),
     }
-    values = {key: defaults[key] if given.get(key) is None else given[key] for key in VARIATIONAL_PRIOR_KEYS}
+    values: dict[str, Any] = {
+        key: defaults[key] if given.get(key) is None else given[key] for key in VARIATIONAL_PRIOR_KEYS
+    }
     for key in ("weight_concentration_prior", "mean_precision_prior"):
         if not (isinstance(values[key], (int, float, np.floating)) and math.isfinite(values[key]) and values[key] > 0):
             raise ValueError(f"{key} must be a number > 0, got {values[key]!r}")
@@ -116,22 +128,17 @@ def resolve_priors(
         raise ValueError(f"degrees_of_freedom_prior must be > {d - 1} (n_features - 1), got {dof:g}")
     check_count("degrees_of_freedom_prior", dof)
     cov = np.asarray(values["covariance_prior"], dtype=float)
-    shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[covariance_type]
+    shape = layout.component_shape(d)
     if cov.shape != shape:
-        expected = {
-            "full": f"a {d} x {d} matrix",
-            "tied": f"a {d} x {d} matrix",
-            "diag": f"{d} numbers (one per feature)",
-            "spherical": "one number",
-        }[covariance_type]
         raise ValueError(
-            f"covariance_prior must be {expected} for covariance_type {covariance_type!r}, got shape {cov.shape}"
+            f"covariance_prior must be {_described(shape)} for covariance_type {covariance_type!r}, "
+            f"got shape {cov.shape}"
         )
     if not np.isfinite(cov).all():
         raise ValueError(f"covariance_prior must be finite, got {brief(cov)}")
     if given.get("covariance_prior") is None:  # the data's own, as scikit-learn takes it unchecked
         pass
-    elif is_dense(covariance_type):
+    elif layout.dense:
         if not np.allclose(cov, cov.T):
             raise ValueError(f"covariance_prior must be symmetric for covariance_type {covariance_type!r}")
         if np.linalg.eigvalsh(cov).min() <= 0:
@@ -151,31 +158,27 @@ def resolve_priors(
     )
 
 
-def check_stored(
-    priors: VariationalPriors, arrays: dict[str, np.ndarray], covariance_type: str, k: int, d: int
-) -> None:
+def check_stored(priors: VariationalPriors, arrays: Mapping[str, Array], covariance_type: str, k: int, d: int) -> None:
     """ValueError naming what a stored variational model (priors and posterior arrays) cannot be."""
-    if priors.weight_concentration_prior_type not in ("dirichlet_process", "dirichlet_distribution"):
+    if priors.weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
         raise ValueError(f"weight_concentration_prior_type {priors.weight_concentration_prior_type!r} is not known")
-    shapes = {
+    layout = layout_of(covariance_type)
+    shapes: dict[str, tuple[Array, tuple[int, ...]]] = {
         "mean_prior": (np.asarray(priors.mean_prior), (d,)),
-        "covariance_prior": (
-            np.asarray(priors.covariance_prior),
-            {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[covariance_type],
-        ),
+        "covariance_prior": (np.asarray(priors.covariance_prior), layout.component_shape(d)),
         "weight_concentration": (
             arrays["weight_concentration"],
             (2, k) if priors.weight_concentration_prior_type == "dirichlet_process" else (k,),
         ),
         "mean_precision": (arrays["mean_precision"], (k,)),
-        "degrees_of_freedom": (arrays["degrees_of_freedom"], () if covariance_type == "tied" else (k,)),
+        "degrees_of_freedom": (arrays["degrees_of_freedom"], () if layout.shared else (k,)),
     }
-    for name, (value, shape) in shapes.items():
-        if value.shape != shape:
-            raise ValueError(f"{name} has shape {value.shape}, expected {shape}")
-        if not np.isfinite(value).all():
+    for name, (array, shape) in shapes.items():
+        if array.shape != shape:
+            raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+        if not np.isfinite(array).all():
             raise ValueError(f"{name} holds NaN or inf")
-    positive = {
+    positive: dict[str, float | Array] = {
         "weight_concentration_prior": priors.weight_concentration_prior,
         "mean_precision_prior": priors.mean_precision_prior,
         "weight_concentration": arrays["weight_concentration"],
@@ -184,11 +187,11 @@ def check_stored(
     for name, value in positive.items():
         if not (np.asarray(value) > 0).all():
             raise ValueError(f"{name} must be > 0")
-    for name, value in (
+    for name, count in (
         ("degrees_of_freedom_prior", priors.degrees_of_freedom_prior),
         ("degrees_of_freedom", arrays["degrees_of_freedom"]),
     ):
-        if not (np.asarray(value) > d - 1.0).all():
+        if not (np.asarray(count) > d - 1.0).all():
             raise ValueError(f"{name} must be > {d - 1} (n_features - 1)")
 
 
@@ -208,50 +211,57 @@ class VariationalState:
     """
 
     params: Params
-    weight_concentration: np.ndarray
-    mean_precision: np.ndarray
-    degrees_of_freedom: np.ndarray
+    weight_concentration: Array
+    mean_precision: Array
+    degrees_of_freedom: Array
 
 
-def expected_weights(weight_concentration: np.ndarray, prior_type: str) -> np.ndarray:
+def expected_weights(weight_concentration: Array, prior_type: str) -> Array:
     """scikit-learn's ``weights_``: the expected weights under the concentrations, normalised."""
     if prior_type == "dirichlet_process":
         a, b = weight_concentration
         total = a + b
         weights = a / total * np.hstack((1.0, np.cumprod(b / total)[:-1]))
-        return weights / weights.sum()
-    return weight_concentration / weight_concentration.sum()
+        normalised: Array = weights / weights.sum()
+        return normalised
+    expected: Array = weight_concentration / weight_concentration.sum()
+    return expected
 
 
-def expected_log_weights(weight_concentration: np.ndarray, prior_type: str) -> np.ndarray:
+def expected_log_weights(weight_concentration: Array, prior_type: str) -> Array:
     """``E[log pi_k]`` under the concentrations."""
     if prior_type == "dirichlet_process":
         a, b = weight_concentration
         digamma_sum = digamma(a + b)
-        return digamma(a) - digamma_sum + np.hstack((0.0, np.cumsum(digamma(b) - digamma_sum)[:-1]))
-    return digamma(weight_concentration) - digamma(weight_concentration.sum())
+        stick: Array = digamma(a) - digamma_sum + np.hstack((0.0, np.cumsum(digamma(b) - digamma_sum)[:-1]))
+        return stick
+    dirichlet: Array = digamma(weight_concentration) - digamma(weight_concentration.sum())
+    return dirichlet
 
 
-def estep_log_weights(state: VariationalState, prior_type: str) -> np.ndarray:
+def estep_log_weights(state: VariationalState, prior_type: str) -> Array:
     """What the E-step adds to each component's Gaussian log density (scikit-learn's ``_estimate_log_prob`` and
     ``_estimate_log_weights`` beyond ``log N(x | mean, covariance)``)."""
     d = state.params.n_features
     nu = np.broadcast_to(state.degrees_of_freedom, (state.params.n_components,))
     log_lambda = d * math.log(2.0) + digamma(0.5 * (nu - np.arange(d)[:, None])).sum(axis=0)
-    return (
+    log_weights: Array = (
         expected_log_weights(state.weight_concentration, prior_type)
         - 0.5 * d * np.log(nu)
         + 0.5 * (log_lambda - d / state.mean_precision)
     )
+    return log_weights
 
 
-def _log_wishart_norm(nu, log_det_chol, d):
-    return -(nu * log_det_chol + nu * d * 0.5 * math.log(2.0) + gammaln(0.5 * (nu - np.arange(d)[:, None])).sum(axis=0))
+def _log_wishart_norm(nu: Array, log_det_chol: Array, d: int) -> Array:
+    log_gamma = gammaln(0.5 * (nu - np.arange(d)[:, None])).sum(axis=0)
+    norm: Array = -(nu * log_det_chol + nu * d * 0.5 * math.log(2.0) + log_gamma)
+    return norm
 
 
 @dataclass(frozen=True)
 class VariationalStep:
-    """The variational mixture's iteration, for the EM driver (:mod:`pipeline.em`)."""
+    """The variational mixture's iteration: a :class:`~pipeline.kernels.steps.Step` over its posterior."""
 
     covariance_type: str
     reg_covar: float
@@ -261,10 +271,10 @@ class VariationalStep:
         log_weights = estep_log_weights(state, self.priors.weight_concentration_prior_type)
         return prepare(state.params, dtype=dtype, log_weights=log_weights, with_entropy=True)
 
-    def m_step(self, stats: Stats, shift: np.ndarray) -> VariationalState:
+    def m_step(self, stats: Stats, shift: Array) -> VariationalState:
         ct, p = self.covariance_type, self.priors
         nk, xk, scatter = component_moments(stats, shift, ct)
-        k, d = xk.shape
+        d = xk.shape[1]
         sk = add_to_diagonal(ml_covariances(nk, scatter, ct, d), self.reg_covar, ct)
         if p.weight_concentration_prior_type == "dirichlet_process":
             concentration = np.stack(
@@ -274,25 +284,9 @@ class VariationalStep:
             concentration = p.weight_concentration_prior + nk
         beta = p.mean_precision_prior + nk
         means = (p.mean_precision_prior * p.mean_prior + nk[:, None] * xk) / beta[:, None]
-        diff = xk - p.mean_prior
-        shrink = p.mean_precision_prior / beta
-        if ct == "full":
-            nu = p.degrees_of_freedom_prior + nk
-            cov = p.covariance_prior + nk[:, None, None] * (
-                sk + shrink[:, None, None] * diff[:, :, None] * diff[:, None, :]
-            )
-            cov = cov / nu[:, None, None]
-        elif ct == "tied":
-            nu = np.asarray(p.degrees_of_freedom_prior + nk.sum() / k)
-            cov = (
-                p.covariance_prior + sk * nk.sum() / k + p.mean_precision_prior / k * ((nk / beta) * diff.T) @ diff
-            ) / nu
-        elif ct == "diag":
-            nu = p.degrees_of_freedom_prior + nk
-            cov = (p.covariance_prior + nk[:, None] * (sk + shrink[:, None] * np.square(diff))) / nu[:, None]
-        else:
-            nu = p.degrees_of_freedom_prior + nk
-            cov = (p.covariance_prior + nk * (sk + shrink * np.square(diff).mean(axis=1))) / nu
+        nu, cov = covtypes.get(ct).wishart(
+            nk, sk, xk - p.mean_prior, beta, p.covariance_prior, p.degrees_of_freedom_prior, p.mean_precision_prior
+        )
         params = Params(
             expected_weights(concentration, p.weight_concentration_prior_type),
             means,
@@ -308,8 +302,9 @@ class VariationalStep:
         d = params.n_features
         nu = new_state.degrees_of_freedom
         log_det = log_det_cholesky(params.precisions_cholesky, ct, d) - 0.5 * d * np.log(nu)
-        log_wishart = _log_wishart_norm(nu, log_det, d)
-        log_wishart = params.n_components * float(log_wishart[0]) if ct == "tied" else float(np.sum(log_wishart))
+        norms = _log_wishart_norm(nu, log_det, d)
+        shared = layout_of(ct).shared  # one Wishart for all components
+        log_wishart = params.n_components * float(norms[0]) if shared else float(np.sum(norms))
         concentration = new_state.weight_concentration
         if self.priors.weight_concentration_prior_type == "dirichlet_process":
             log_norm_weight = -float(np.sum(betaln(concentration[0], concentration[1])))
@@ -328,7 +323,7 @@ class VariationalStep:
         return state.params
 
     @staticmethod
-    def arrays(state: VariationalState) -> dict[str, np.ndarray]:
+    def arrays(state: VariationalState) -> dict[str, Array]:
         return {
             **{name: getattr(state.params, name) for name in PARAM_ARRAYS},
             "weight_concentration": state.weight_concentration,
@@ -336,17 +331,17 @@ class VariationalStep:
             "degrees_of_freedom": np.asarray(state.degrees_of_freedom),
         }
 
-    def from_arrays(self, arrays: dict[str, np.ndarray]) -> VariationalState:
+    def from_arrays(self, arrays: Mapping[str, Array]) -> VariationalState:
         params = Params(covariance_type=self.covariance_type, **{name: arrays[name] for name in PARAM_ARRAYS})
         return VariationalState(
             params, arrays["weight_concentration"], arrays["mean_precision"], arrays["degrees_of_freedom"]
         )
 
-    def hyperparameters(self) -> dict:
+    def hyperparameters(self) -> Hyperparameters:
         return self.priors.as_dict()
 
 
-def scoring_log_weights(arrays: dict[str, np.ndarray], prior_type: str, params: Params) -> np.ndarray:
+def scoring_log_weights(arrays: Mapping[str, Array], prior_type: str, params: Params) -> Array:
     """The E-step's per-component constants of a stored variational model (what scores and predictions use)."""
     state = VariationalState(
         params, arrays["weight_concentration"], arrays["mean_precision"], arrays["degrees_of_freedom"]
