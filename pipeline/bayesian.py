@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import em, init, kernels
+from pipeline import em, kernels
 from pipeline.choices import VARIATIONAL_PRIOR_KEYS, WEIGHT_PRIOR_TYPES
+from pipeline.engine import Warm
 from pipeline.kernels.variational import (
     VARIATIONAL_ARRAYS,
     VariationalState,
     VariationalStep,
     estep_log_weights,
-    resolve_priors,
 )
 from pipeline.mixture import MixtureEstimator
-from pipeline.passes import BlockSource
+from pipeline.spec import ModelSpec
 
 
 class BayesianGaussianMixture(MixtureEstimator):
@@ -109,26 +110,12 @@ class BayesianGaussianMixture(MixtureEstimator):
                 "instead."
             )
 
-    def _algorithm(self, moments: kernels.DataMoments) -> VariationalStep:
-        given = {key: getattr(self, key) for key in VARIATIONAL_PRIOR_KEYS}
-        priors = resolve_priors(
-            moments, self.n_components, self.covariance_type, self.weight_concentration_prior_type, **given
-        )
-        return VariationalStep(self.covariance_type, self.reg_covar, priors)
+    def _spec(self) -> ModelSpec:
+        priors = {key: getattr(self, key) for key in ("weight_concentration_prior_type", *VARIATIONAL_PRIOR_KEYS)}
+        return replace(super()._spec(), algorithm="variational", variational_priors=priors)
 
-    def _runs(self, source: BlockSource, n_features: int) -> list[em.EMRun]:
-        if self.warm_start and self.__sklearn_is_fitted__():  # priors of this data and these parameters, as sklearn
-            algorithm = self._algorithm(init.data_moments(source, self.means_.mean(axis=0)))
-            return [em.EMRun(algorithm, self._state(), self.lower_bound_, self.lower_bound_)]
-        k, ct = self.n_components, self.covariance_type
-        starts = init.start_statistics(
-            source, [(k, ct)], init_params=self.init_params, n_init=self.n_init, seed=self._seed(), with_moments=True
-        )
-        algorithm = self._algorithm(starts.moments)
-        return [
-            em.EMRun(algorithm, algorithm.m_step(stats, spec.shift))
-            for spec, stats in zip(starts.specs[0], starts.stats[0])
-        ]
+    def _warm(self) -> Warm:  # priors of this data and these parameters, as scikit-learn's
+        return Warm(self._state(), self.lower_bound_, self.lower_bound_)
 
     def _state(self) -> VariationalState:
         concentration = np.asarray(self.weight_concentration_)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import em, init, kernels, storage
+from pipeline import em, kernels, storage
 from pipeline.bayesian import BayesianGaussianMixture
+from pipeline.engine import Warm
 from pipeline.errors import InputError
 from pipeline.kernels.algorithms import EMStep
 from pipeline.kernels.params import PARAM_ARRAYS
-from pipeline.kernels.prior import PRIOR_KEYS, Prior, check_prior, default_prior
+from pipeline.kernels.prior import PRIOR_KEYS, Prior
 from pipeline.kernels.variational import VariationalPriors, VariationalStep
 from pipeline.mixture import MixtureEstimator, n_rows
 from pipeline.model import YAML_NAME, SavedModel, load_saved_model
-from pipeline.passes import BlockSource
+from pipeline.spec import ModelSpec
 
 __all__ = ["BayesianGaussianMixture", "GaussianMixture", "load_model"]
 
@@ -124,55 +126,19 @@ class GaussianMixture(MixtureEstimator):
                 f"{sorted(set(prior) - set(PRIOR_KEYS))}; expected keys among {list(PRIOR_KEYS)}."
             )
 
-    def _algorithm(self, moments: kernels.DataMoments | None) -> EMStep:
-        missing = self.nan_policy == "marginalize"
-        if self.prior is None:
-            return EMStep(self.covariance_type, self.reg_covar, missing=missing)
-        given = {} if isinstance(self.prior, str) else dict(self.prior)
-        prior = default_prior(moments, self.n_components, self.covariance_type, **given)
-        check_prior(prior, self.covariance_type, moments.mean.shape[0])
-        return EMStep(self.covariance_type, self.reg_covar, prior, missing=missing)
-
-    def _runs(self, source: BlockSource, n_features: int) -> list[em.EMRun]:
-        k, ct = self.n_components, self.covariance_type
-        if self.warm_start and self.__sklearn_is_fitted__():
-            algorithm = (
-                self._algorithm(self._moments(source, self.means_))
-                if self.prior is not None
-                else (self._algorithm(None))
-            )
-            objective = self.lower_bound_ if self.prior is None else -math.inf
-            return [em.EMRun(algorithm, self._params(), self.lower_bound_, objective)]
-        whole = init.explicit_params(None, ct, k, n_features, self.weights_init, self.means_init, self.precisions_init)
-        if whole is not None:
-            moments = self._moments(source, whole.means) if self.prior is not None else None
-            return [em.EMRun(self._algorithm(moments), whole)]
-        starts = init.start_statistics(
-            source,
-            [(k, ct)],
-            init_params=self.init_params,
-            n_init=self.n_init,
-            seed=self._seed(),
-            with_moments=self.prior is not None,
+    def _spec(self) -> ModelSpec:
+        return replace(
+            super()._spec(),
+            prior=self.prior,
+            weights_init=self.weights_init,
+            means_init=self.means_init,
+            precisions_init=self.precisions_init,
         )
-        algorithm = self._algorithm(starts.moments)
-        runs = []
-        for spec, stats in zip(starts.specs[0], starts.stats[0]):
-            start = init.explicit_params(
-                algorithm.m_step(stats, spec.shift),
-                ct,
-                k,
-                n_features,
-                self.weights_init,
-                self.means_init,
-                self.precisions_init,
-            )
-            runs.append(em.EMRun(algorithm, start))
-        return runs
 
-    @staticmethod
-    def _moments(source: BlockSource, means: np.ndarray) -> kernels.DataMoments:
-        return init.data_moments(source, np.asarray(means).mean(axis=0))
+    def _warm(self) -> Warm:
+        # the first change is against the last fit's bound, as scikit-learn's; under a prior, the log-posterior's
+        # bound is not kept, so the first iteration is not tested
+        return Warm(self._params(), self.lower_bound_, self.lower_bound_ if self.prior is None else -math.inf)
 
     def _set_fitted(self, run: em.EMRun, n_features: int) -> None:
         params = run.params

@@ -136,7 +136,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     cluster.check(config.cluster, scheduler)
     dataset = _open(config)
     candidates = [Candidate(m.n_components, m.covariance_type)]
-    fitting.check_given_priors(m, candidates, len(dataset.feature_names))
+    fitting.check_given_priors(config, candidates, dataset.feature_names)
     identity = fit_identity(config, dataset.fingerprint)
     inputs = {"data.path": config.data.path, "model.init": _init_directory(config)}
     with outputs.writing(output, "output.path", "model", lambda p: is_model_directory(p, options), inputs, options):
@@ -168,7 +168,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
             extra_arrays=outcome.extra_arrays,
         )
         checkpoint.remove()
-    fitting.warn_collapsed(outcome.candidate, outcome.collapsed, emit)
+    fitting.warn_collapsed(config, outcome.candidate, outcome.collapsed, emit)
     run = outcome.run
     emit(
         {
@@ -376,7 +376,7 @@ def select(
     cluster.check(config.cluster, scheduler)
     dataset = _open(config)
     candidates = [Candidate(k, ct) for ct in covariance_types for k in ks]
-    fitting.check_given_priors(config.model, candidates, len(dataset.feature_names))
+    fitting.check_given_priors(config, candidates, dataset.feature_names)
     identity = selection_identity(config, dataset.fingerprint, candidates)
     with outputs.writing(
         output,
@@ -416,7 +416,7 @@ def select(
         save_model(output, outcome.run.params, info, options, extra_files=files)
         checkpoint.remove()
     selection.warn_falling(table, config.model.n_init, emit)
-    fitting.warn_collapsed(outcome.candidate, outcome.collapsed, emit)
+    fitting.warn_collapsed(config, outcome.candidate, outcome.collapsed, emit)
     emit(
         {
             "event": "done",
@@ -459,7 +459,7 @@ def _choose_again(
     save_model(output, params, info, options, extra_files=files)
     row = table[chosen]
     selection.warn_falling(table, config.model.n_init, emit)
-    fitting.warn_collapsed(Candidate(row["n_components"], row["covariance_type"]), collapsed, emit)
+    fitting.warn_collapsed(config, Candidate(row["n_components"], row["covariance_type"]), collapsed, emit)
     emit(
         {
             "event": "done",

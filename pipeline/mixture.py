@@ -20,8 +20,9 @@ import warnings
 
 import numpy as np
 
-from pipeline import em, kernels
+from pipeline import em, engine, kernels
 from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES
+from pipeline.engine import Candidate, Naming, Outcome, Warm
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
 from pipeline.inputs import (
     check_feature_names,
@@ -32,9 +33,9 @@ from pipeline.inputs import (
     is_dask,
     nan_advice,
 )
-from pipeline.kernels.algorithms import collapsed_components
 from pipeline.model import MissingValues, describe, save_model
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
+from pipeline.spec import ModelSpec
 
 
 def _same(a, b) -> bool:
@@ -173,27 +174,54 @@ class MixtureEstimator:
                 )
 
     # ------------------------------------------------------------------ fitting
-    def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int, int]:
-        """The rows as a persisted BlockSource, scanned and checked; the summary, rows kept, rows dropped."""
+    def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int]:
+        """The rows as a persisted BlockSource, scanned; the summary, and the rows dropped (``nan_policy``)."""
         source = blocks_from_arrays(X, sample_weight, nan_policy=self.nan_policy).persist()
         n_given = sum(source.n_rows)
         source, summary = scan(source)
-        n_rows = sum(summary.n_rows)
         if summary.n_missing and self.nan_policy == "error":  # Dask input is checked only as it is read
             name = type(self).__name__
             raise ValueError(
                 f"Input X contains NaN ({summary.n_missing} values). {name} does not accept missing values "
                 f"encoded as NaN: {nan_advice(name, self._nan_policy_parameter())}."
             )
-        if n_rows < max(2, self.n_components):
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, n_samples = {n_rows}"
-            )
-        float32 = "dtype='float32'" if _dtype_name(self.dtype) == "float32" else None
-        problem = summary.problem([f"column {j}" for j in range(X.shape[1])], "sample_weight", float32)
-        if problem:
-            raise ValueError(problem)
-        return source, summary, n_rows, n_given - n_rows
+        return source, summary, n_given - sum(summary.n_rows)
+
+    def _naming(self, n_features: int) -> Naming:
+        """scikit-learn's words for the core's messages: parameters by name, columns by position."""
+        return Naming(
+            data="",
+            columns=[f"column {j}" for j in range(n_features)],
+            weights="sample_weight",
+            section="",
+            float32="dtype='float32'",
+            prior_default="prior='default'",
+            too_few_rows=lambda n, k: f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}",
+            min_rows=2,
+        )
+
+    def _spec(self) -> ModelSpec:
+        """The fit these parameters ask for (the subclass adds its own)."""
+        return ModelSpec(
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+            init_params=self.init_params,
+            random_state=self._seed(),
+            dtype=_dtype_name(self.dtype),
+            nan_policy=self.nan_policy,
+        )
+
+    def _start(self) -> Warm | None:
+        """A given start, or None for the computed ones: the last fit's with ``warm_start``."""
+        return self._warm() if self.warm_start and self.__sklearn_is_fitted__() else None
+
+    def _warm(self) -> Warm:
+        """The start from the last fit (the subclass's state)."""
+        raise NotImplementedError
 
     def _verbose_reporter(self):
         if not self.verbose:
@@ -201,7 +229,7 @@ class MixtureEstimator:
         started = time.perf_counter()
         print(f"Initialization {self.n_init} start(s), advancing together", file=sys.stdout)
 
-        def report(rep: em.IterationReport) -> None:
+        def report(rep: em.IterationReport, groups) -> None:
             if rep.iteration % self.verbose_interval == 0:
                 best = max(range(len(rep.runs)), key=lambda i: rep.runs[i].lower_bound)
                 if self.verbose == 1:
@@ -214,12 +242,9 @@ class MixtureEstimator:
 
         return report
 
-    def _finish(
-        self, runs: list[em.EMRun], n_features: int, names, summary: kernels.Summary, n_rows: int, n_dropped: int
-    ) -> None:
-        best = em.best_run(runs) if self.max_iter > 0 else runs[-1]
-        self._set_fitted(best, n_features)
-        self.n_samples_, self.weight_sum_ = n_rows, summary.weight_sum
+    def _finish(self, outcome: Outcome, n_features: int, names, summary: kernels.Summary, n_dropped: int) -> None:
+        self._set_fitted(outcome.run, n_features)
+        self.n_samples_, self.weight_sum_ = sum(summary.n_rows), summary.weight_sum
         self._missing_values = None  # what nan_policy did, for save
         if self.nan_policy != "error":
             self._missing_values = MissingValues(
@@ -235,15 +260,9 @@ class MixtureEstimator:
         if self.verbose:
             state = "converged" if self.converged_ else "did not converge"
             print(f"Initialization {state}." + (f" lower bound {self.lower_bound_:.5f}." if self.verbose >= 2 else ""))
-        collapsed = collapsed_components(best.params, self.reg_covar, summary.variance)
-        if collapsed.size:
-            warnings.warn(
-                f"{collapsed.size} of {self.n_components} components collapsed onto single points or none "
-                f"({collapsed.tolist()}); reg_covar alone keeps their covariances positive definite. Set "
-                "prior='default' or reduce n_components.",
-                CollapsedComponentsWarning,
-                stacklevel=3,
-            )
+        if outcome.collapsed:
+            warning = engine.collapse_warning(outcome.candidate, outcome.collapsed, self._naming(n_features))
+            warnings.warn(warning["message"], CollapsedComponentsWarning, stacklevel=3)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
@@ -276,18 +295,18 @@ class MixtureEstimator:
             nan_policy=self._nan_policy_parameter(),
         )
         sample_weight = check_sample_weight(sample_weight, X)
-        source, summary, n_rows, n_dropped = self._source(X, sample_weight)
-        runs = self._runs(source, X.shape[1])
-        em.run_em(
+        source, summary, n_dropped = self._source(X, sample_weight)
+        (outcome,) = engine.fit(
             source,
-            runs,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            dtype=self.dtype,
-            data_variance=summary.variance,
+            summary,
+            self._spec(),
+            [Candidate(self.n_components, self.covariance_type)],
+            self._naming(X.shape[1]),
+            warm=self._start(),
             on_iteration=self._verbose_reporter(),
-        )
-        self._finish(runs, X.shape[1], names, summary, n_rows, n_dropped)
+            with_criteria=False,
+        ).outcomes
+        self._finish(outcome, X.shape[1], names, summary, n_dropped)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):

@@ -64,16 +64,17 @@ def test_explicit_start_arrays_are_kept(tmp_path):
     _assert_same_fit(clone(loaded).fit(X), gm)
 
 
-def test_a_variational_model_keeps_its_priors(tmp_path):
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_a_variational_model_keeps_its_priors(tmp_path, covariance_type):
     X = make_blobs(3, n_per=100)
     bgm = BayesianGaussianMixture(
         n_components=5,
-        covariance_type="diag",
+        covariance_type=covariance_type,
         weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=0.05,
         mean_precision_prior=0.5,
         degrees_of_freedom_prior=4.0,
-        max_iter=60,
+        max_iter=300,
         random_state=4,
     ).fit(X)
     bgm.save(tmp_path / "m")

@@ -2,13 +2,14 @@
 the CLI's variational fits; ICL and per-row uncertainty.
 
 Both sides start from the same responsibilities: scikit-learn's by overriding its ``_initialize_parameters``
-(so it calls ``_initialize(X, resp)``), ours by overriding ``BayesianGaussianMixture._runs`` (so its first
-M-step takes statistics computed here, with NumPy, from the same ``resp``).
+(so it calls ``_initialize(X, resp)``), ours through the fitting core's given start (``engine.Warm``: the
+first M-step takes statistics computed here, with NumPy, from the same ``resp``).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from helpers import COVARIANCE_TYPES, gmm, kill_at_line, make_blobs, stats_of_re
 from sklearn.mixture import BayesianGaussianMixture as SkBGM
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from pipeline import BayesianGaussianMixture, data, em, init, load_model
+from pipeline import BayesianGaussianMixture, data, engine, load_model, passes
 from pipeline.errors import ConvergenceWarning
 
 PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
@@ -41,19 +42,18 @@ def sklearn_fit(X, resp, **params):
         return FromResp(**params).fit(X)
 
 
-def first_run(algorithm, X, resp, sample_weight=None):
+def first_m_step(X, resp, sample_weight=None):
+    """A start as the core takes it (:class:`pipeline.engine.Warm`): the step's first M-step from ``resp``."""
     shift = np.repeat(X.mean(axis=0)[None], resp.shape[1], axis=0)
-    return em.EMRun(
-        algorithm, algorithm.m_step(stats_of_resp(X, resp, shift, algorithm.covariance_type, sample_weight), shift)
-    )
+    return lambda step: step.m_step(stats_of_resp(X, resp, shift, step.covariance_type, sample_weight), shift)
 
 
 def ours_fit(X, resp, sample_weight=None, **params):
     class FromResp(BayesianGaussianMixture):
-        def _runs(self, source, n_features):
+        def _start(self):
             if self.warm_start and self.__sklearn_is_fitted__():
-                return super()._runs(source, n_features)
-            return [first_run(self._algorithm(init.data_moments(source, X.mean(axis=0))), X, resp, sample_weight)]
+                return super()._start()
+            return engine.Warm(first_m_step(X, resp, sample_weight))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -129,10 +129,13 @@ def test_parity_on_partitioned_parquet_on_a_cluster(tmp_path, client, covariance
         n_components=5, covariance_type=covariance_type, weight_concentration_prior_type=prior_type
     )
     with client.as_current():
-        source = data.block_source(data.open_dataset(str(tmp_path / "data"))).persist()
-        algorithm = template._algorithm(init.data_moments(source, X.mean(axis=0)))
-        (run,) = em.run_em(source, [first_run(algorithm, X, resp)], tol=0, max_iter=25)
-    template._set_fitted(run, X.shape[1])
+        source, summary = passes.scan(data.block_source(data.open_dataset(str(tmp_path / "data"))).persist())
+        spec = replace(template._spec(), tol=0, max_iter=25)
+        candidate = engine.Candidate(5, covariance_type)
+        fitted = engine.fit(
+            source, summary, spec, [candidate], template._naming(3), warm=engine.Warm(first_m_step(X, resp))
+        )
+    template._set_fitted(fitted.outcomes[0].run, X.shape[1])
     assert_same(template, theirs)
 
 
