@@ -32,8 +32,8 @@ from pipeline.spec import ModelSpec
 Emit = Callable[[dict[str, Any]], None]
 
 
-def _ignore(event: dict[str, Any]) -> None:
-    pass
+def ignore(event: dict[str, Any]) -> None:
+    """An ``emit`` that drops every event."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def fit(
     *,
     warm: Warm | None = None,
     checkpoint: Checkpoint | None = None,
-    emit: Emit = _ignore,
+    emit: Emit = ignore,
     on_iteration: Callable[[em.IterationReport, list[list[em.EMRun]]], None] | None = None,
     with_criteria: bool = True,
     feature_names: list[str] | None = None,

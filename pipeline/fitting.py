@@ -74,23 +74,22 @@ def estimator_parameters(config: Config, weight_sum: float, hyperparameters: dic
     row here and on its total bound in the estimator (scikit-learn's), so it is recorded times the weight sum.  A
     warm start from a model directory is not a parameter: ``init_params`` is then the default, ``kmeans``.
     """
-    m = config.model
-    variational = m.algorithm == "variational"
+    spec = spec_of(config)
     parameters: dict[str, Any] = {
-        "n_components": m.n_components,
-        "covariance_type": m.covariance_type,
-        "tol": m.tol * weight_sum if variational else m.tol,
-        "reg_covar": m.reg_covar,
-        "max_iter": m.max_iter,
-        "n_init": m.n_init,
-        "init_params": m.init if m.init in INIT_METHODS else "kmeans",
-        "random_state": m.random_state,
-        "dtype": m.dtype,
+        "n_components": spec.n_components,
+        "covariance_type": spec.covariance_type,
+        "tol": spec.tolerance(weight_sum),
+        "reg_covar": spec.reg_covar,
+        "max_iter": spec.max_iter,
+        "n_init": spec.n_init,
+        "init_params": spec.init_params,
+        "random_state": spec.random_state,
+        "dtype": spec.dtype,
     }
-    if variational:
+    if spec.variational:
         parameters.update(hyperparameters or {})
     else:
-        parameters.update(prior=hyperparameters, nan_policy=config.data.nan_policy)
+        parameters.update(prior=hyperparameters, nan_policy=spec.nan_policy)
     return parameters
 
 

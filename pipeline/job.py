@@ -20,8 +20,8 @@ from pipeline import cluster, data, fitting, kernels, outputs, selection, storag
 from pipeline.checkpoint import Checkpoint
 from pipeline.choices import INIT_METHODS
 from pipeline.config import Config, fit_identity, recorded, validate
+from pipeline.engine import Candidate, Emit, ignore
 from pipeline.errors import InputError
-from pipeline.fitting import Candidate, Emit
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.model import (
     SELECTION_FILE,
@@ -38,10 +38,6 @@ from pipeline.model import (
 # Beside selection.csv: every candidate's model (arrays, history, prior), so that another criterion can choose
 # among them without a pass over the data.  Its arrays are named "<row of the table>.<name>".
 CANDIDATES_FILE = "candidates.npz"
-
-
-def _ignore(event: dict[str, Any]) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ def _warm_start(config: Config, dataset: data.ParquetDataset):
     return p
 
 
-def fit(config: Config, *, scheduler: str | None = None, force: bool = False, emit: Emit = _ignore) -> FitOutcome:
+def fit(config: Config, *, scheduler: str | None = None, force: bool = False, emit: Emit = ignore) -> FitOutcome:
     """Fit a mixture to the configured Parquet data and write the model directory.
 
     Parameters
@@ -328,7 +324,7 @@ def select(
     *,
     scheduler: str | None = None,
     force: bool = False,
-    emit: Emit = _ignore,
+    emit: Emit = ignore,
 ) -> SelectOutcome:
     """Fit every candidate (K, covariance type) in shared passes and write the best model.
 
