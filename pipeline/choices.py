@@ -1,11 +1,11 @@
 """The vocabulary shared by the config, the estimators and the kernels: one home for each list of choices."""
 
+import enum
+
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 # Arithmetic the E-step can run in (see ``kernels.prepare``).
 DTYPES = ("float64", "float32")
-# Rows with NaN/inf in the selected columns: refuse, drop them, or use their observed values.
-NAN_POLICIES = ("error", "drop", "marginalize")
 ALGORITHMS = ("em", "variational")
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 CRITERIA = ("bic", "aic", "icl")
@@ -17,3 +17,33 @@ VARIATIONAL_PRIOR_KEYS = (
     "degrees_of_freedom_prior",
     "covariance_prior",
 )
+
+
+class NanPolicy(enum.StrEnum):
+    """What a fit does with rows holding NaN (a missing value) in the selected columns: refuse them, drop them, or
+    use their observed values (``marginalize``).  Compares equal to its name, as the config and the estimators
+    write it."""
+
+    ERROR = "error"
+    DROP = "drop"
+    MARGINALIZE = "marginalize"
+
+    @property
+    def accepts_nan(self) -> bool:
+        """Whether NaN may reach the fit's input (it is dropped or marginalised, not refused)."""
+        return self is not NanPolicy.ERROR
+
+    @property
+    def marginalizes(self) -> bool:
+        """Whether rows with missing values take part with their observed values."""
+        return self is NanPolicy.MARGINALIZE
+
+    def unusable(self, X):
+        """Which rows of ``X`` (shape (n_rows, n_features)) the fit cannot take: with ``marginalize`` those with no
+        value observed, otherwise those with any value NaN or infinite.  Returns a bool array of shape (n_rows,)."""
+        import numpy as np
+
+        return np.isnan(X).all(axis=1) if self.marginalizes else ~np.isfinite(X).all(axis=1)
+
+
+NAN_POLICIES = tuple(policy.value for policy in NanPolicy)

@@ -26,6 +26,7 @@ from pipeline.choices import (
     WEIGHT_PRIOR_TYPES,
 )
 from pipeline.errors import InputError
+from pipeline.spec import HYPERPARAMETERS
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_VALUES = 100_000
@@ -34,6 +35,16 @@ _SECRET_KEYS = ("storage_options",)
 # A worker process holds about 200 MiB before any data (Python, NumPy, pyarrow, Dask), and Dask pauses it at 80%
 # of its limit: below this, a LocalCluster has no worker that can run (cluster.memory_limit).
 MIN_MEMORY_LIMIT = 512 << 20
+
+
+def _declared(name: str, **constraints: Any) -> Any:
+    """The config field of a declared hyperparameter (:data:`pipeline.spec.HYPERPARAMETERS`): its default, least
+    value and meaning as the config takes them."""
+    declared = HYPERPARAMETERS[name]
+    low = declared.low_in_config()
+    if low is not None and declared.kind in ("int", "float", "seed"):
+        constraints["gt" if declared.low_open else "ge"] = low
+    return Field(declared.default_in_config(), description=declared.description, **constraints)
 
 
 class _Section(BaseModel):
@@ -47,9 +58,7 @@ class DataConfig(_Section):
     )
     weight_column: str | None = Field(None, description="optional non-negative per-row frequency weight")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="handed to fsspec")
-    nan_policy: Literal[NAN_POLICIES] = Field(
-        "error", description="rows with NaN: fail, drop them, or use their observed values (marginalize)"
-    )
+    nan_policy: Literal[NAN_POLICIES] = _declared("nan_policy")
 
 
 def _square(value):
@@ -79,24 +88,22 @@ _VARIATIONAL_KEYS = ("weight_concentration_prior_type", *VARIATIONAL_PRIOR_KEYS)
 
 
 class ModelConfig(_Section):
-    n_components: int = Field(3, ge=1)
-    covariance_type: Literal[COVARIANCE_TYPES] = "full"
-    reg_covar: float = Field(1e-6, ge=0)
-    init: str = Field("kmeans", min_length=1, description=f"{' | '.join(INIT_METHODS)} | path of a model directory")
-    n_init: int = Field(1, ge=1)
-    max_iter: int = Field(100, ge=1)
-    tol: float = Field(1e-3, ge=0)
-    random_state: int | None = Field(0, ge=0)
-    dtype: Literal[DTYPES] = Field(
-        "float64", description="arithmetic of the E-step and of a chunk's moments; sums and the M-step stay float64"
-    )
+    n_components: int = _declared("n_components")
+    covariance_type: Literal[COVARIANCE_TYPES] = _declared("covariance_type")
+    reg_covar: float = _declared("reg_covar")
+    init: str = _declared("init_params", min_length=1)
+    n_init: int = _declared("n_init")
+    max_iter: int = _declared("max_iter")
+    tol: float = _declared("tol")
+    random_state: int | None = _declared("random_state")
+    dtype: Literal[DTYPES] = _declared("dtype")
     prior: Literal["default"] | PriorConfig | None = Field(None, description="mclust's conjugate prior (MAP EM)")
     algorithm: Literal[ALGORITHMS] = "em"
-    weight_concentration_prior_type: Literal[WEIGHT_PRIOR_TYPES] = "dirichlet_process"
-    weight_concentration_prior: float | None = Field(None, gt=0)
-    mean_precision_prior: float | None = Field(None, gt=0)
+    weight_concentration_prior_type: Literal[WEIGHT_PRIOR_TYPES] = _declared("weight_concentration_prior_type")
+    weight_concentration_prior: float | None = _declared("weight_concentration_prior")
+    mean_precision_prior: float | None = _declared("mean_precision_prior")
     mean_prior: list[float] | None = None
-    degrees_of_freedom_prior: float | None = Field(None, gt=0)
+    degrees_of_freedom_prior: float | None = _declared("degrees_of_freedom_prior")
     covariance_prior: float | list[float] | list[list[float]] | None = None
 
     _square_covariance_prior = field_validator("covariance_prior")(_square)

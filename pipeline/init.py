@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import kernels
-from pipeline.kernels.prior import DataMoments, block_moment_sums
+from pipeline.kernels.moments import DataMoments, block_moment_sums
 from pipeline.passes import BlockSource, add_tuples
 
 SAMPLE_SIZE = 100_000

@@ -34,6 +34,7 @@ import numpy as np
 from dask.delayed import Delayed
 
 from pipeline import kernels
+from pipeline.choices import NanPolicy
 from pipeline.errors import BlockError, EnvironmentFault, InputError
 
 SPLIT_EVERY = 8
@@ -197,22 +198,18 @@ class BlockSource:
 
 
 def await_result(client, future, worker_timeout: float):
-    """``future.result()``, failing (EnvironmentFault) once the cluster has had no worker for ``worker_timeout`` s."""
+    """``future.result()``, failing (EnvironmentFault) once the cluster has had no worker for ``worker_timeout`` s.
+
+    It waits on the future's done-callback, not by polling ``future.result(timeout=...)``: under load that poll
+    can fail inside ``distributed`` with an ``UnboundLocalError`` (dask/distributed#8514).
+    """
+    import threading
     from concurrent.futures import CancelledError
 
-    from distributed import TimeoutError as DaskTimeoutError
-
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
     without_workers = None
-    while True:
-        try:
-            return future.result(timeout=1.0)
-        except (DaskTimeoutError, TimeoutError):
-            pass
-        except CancelledError:
-            raise EnvironmentFault(
-                f"the computation on the Dask scheduler at {client.scheduler.address} was "
-                "cancelled (the scheduler restarted, or the connection to it was lost)"
-            ) from None
+    while not done.wait(1.0):
         try:
             n_workers = len(client.nthreads())
         except OSError as exc:
@@ -228,6 +225,13 @@ def await_result(client, future, worker_timeout: float):
                 f"the Dask scheduler at {client.scheduler.address} has had no workers for "
                 f"{worker_timeout:g} s (cluster.worker_timeout); start workers or check them"
             )
+    try:
+        return future.result()
+    except CancelledError:
+        raise EnvironmentFault(
+            f"the computation on the Dask scheduler at {client.scheduler.address} was "
+            "cancelled (the scheduler restarted, or the connection to it was lost)"
+        ) from None
 
 
 def balanced_ranges(n_rows: list[int], n_ranges: int) -> list[tuple[int, int]]:
@@ -266,8 +270,8 @@ def blocks_from_arrays(
     rows_per_block : int, optional
         Re-chunk rows to this size (NumPy input defaults to blocks of about 64 MiB).
     nan_policy : {"error", "drop", "marginalize"}
-        Rows with NaN are dropped as each block is made (``drop``), or only those with every value missing
-        (``marginalize``); with ``error`` the caller has checked there are none.
+        The rows the policy cannot fit (:meth:`~pipeline.choices.NanPolicy.unusable`) are dropped as each block
+        is made; with ``error`` the caller has checked there are none.
     """
     import dask.array as da
 
@@ -283,16 +287,16 @@ def blocks_from_arrays(
     else:
         w = da.asarray(sample_weight).astype(np.float64).rechunk((X.chunks[0],))
         w_blocks = w.to_delayed().ravel().tolist()
-    blocks = [dask.delayed(_pair, pure=True)(x, w, nan_policy) for x, w in zip(x_blocks, w_blocks)]
+    policy = NanPolicy(nan_policy)
+    blocks = [dask.delayed(_pair, pure=True)(x, w, policy) for x, w in zip(x_blocks, w_blocks)]
     return BlockSource(blocks, list(X.chunks[0]), X.shape[1])
 
 
-def _pair(x, w, nan_policy="error"):
-    if nan_policy != "error":
-        missing = np.isnan(x)
-        keep = ~(missing.any(axis=1) if nan_policy == "drop" else missing.all(axis=1))
-        if not keep.all():
-            x, w = x[keep], (None if w is None else w[keep])
+def _pair(x, w, nan_policy: NanPolicy):
+    if nan_policy.accepts_nan:
+        unusable = nan_policy.unusable(x)
+        if unusable.any():
+            x, w = x[~unusable], (None if w is None else w[~unusable])
     return np.asfortranarray(x), w
 
 

@@ -11,7 +11,7 @@ from helpers import COVARIANCE_TYPES, make_blobs, random_params, write_config, w
 from pipeline import GaussianMixture, kernels
 from pipeline.errors import CollapsedComponentsWarning, ComponentCollapseError
 from pipeline.kernels.algorithms import COLLAPSE_RTOL, collapsed_components, unsupported_components
-from pipeline.kernels.stats import block_summary
+from pipeline.kernels.summary import block_summary
 
 
 def _two_points(scale=1.0):

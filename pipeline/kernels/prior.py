@@ -25,10 +25,7 @@ import numpy as np
 from pipeline.kernels import covtypes
 from pipeline.kernels.arrays import Array
 from pipeline.kernels.covtypes import layout_of
-
-# DataMoments is this module's too; both are re-exported from their own module, where pipeline.init imports them.
-from pipeline.kernels.moments import DataMoments as DataMoments
-from pipeline.kernels.moments import block_moment_sums as block_moment_sums
+from pipeline.kernels.moments import DataMoments
 from pipeline.kernels.params import Params
 
 PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")

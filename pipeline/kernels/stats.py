@@ -30,9 +30,6 @@ from pipeline.kernels.missing import HoleRule, pattern_sums, soft
 from pipeline.kernels.missing import log_resp as missing_log_resp
 from pipeline.kernels.params import covariance_shape, solve_triangular_stack
 
-# Re-exported from its own module: tests/test_collapse.py imports it from here.
-from pipeline.kernels.summary import block_summary as block_summary
-
 
 @dataclass(frozen=True)
 class Stats:
