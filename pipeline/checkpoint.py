@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,16 +24,15 @@ import numpy as np
 from pipeline import storage
 from pipeline.errors import InputError
 from pipeline.model import npz_bytes, read_npz
+from pipeline.storage import Place
 
 META = "meta"
 _KIND = "gmm-pipeline checkpoint"
 # 2: starts keyed by (random_state, K, restart), no longer by the covariance type; a checkpoint of 1 is not resumed,
 # so a resumed fit always ends where an uninterrupted one of this version does.
 FORMAT = 2
-
-
-def checkpoint_path(output: str | Path) -> str:
-    return f"{str(output).rstrip('/')}.checkpoint.npz"
+# The checkpoint of output ``out`` is ``out.checkpoint.npz``.
+SUFFIX = ".checkpoint.npz"
 
 
 @dataclass(frozen=True)
@@ -59,19 +57,19 @@ class Resumed:
 class Checkpoint:
     """The checkpoint of one fit: where it is, whether it may be written, and the fit's identity."""
 
-    def __init__(self, output: str, identity: dict[str, Any], storage_options: dict | None = None):
-        self.path = checkpoint_path(output)
+    def __init__(self, output: Place, identity: dict[str, Any]):
+        self.place = output.beside(SUFFIX)
+        self.path = self.place.name  # as events name it
         self.identity = identity
-        self.storage_options = storage_options
         self.enabled = True
 
     def _look(self) -> tuple[str, dict | None]:
         """("absent" | "ours" | "damaged" | "foreign", the archive's arrays if ours)."""
-        if storage.is_url(self.path):
-            if not storage.exists(self.path, self.storage_options):
+        path = self.place.local
+        if path is None:
+            if not storage.exists(self.place):
                 return "absent", None
         else:
-            path = Path(self.path)
             if not (path.exists() or path.is_symlink()):
                 return "absent", None
             if not path.is_file():
@@ -79,7 +77,7 @@ class Checkpoint:
             if path.stat().st_size == 0:
                 return "damaged", None
         try:
-            arrays = read_npz(storage.read_bytes(self.path, self.storage_options), self.path)
+            arrays = read_npz(storage.read_bytes(self.place), self.path)
         except InputError:
             return "foreign", None
         try:
@@ -155,9 +153,9 @@ class Checkpoint:
             ],
         }
         arrays[META] = np.array(json.dumps(meta))
-        storage.write_bytes(self.path, npz_bytes(arrays), self.storage_options)
+        storage.write_bytes(self.place, npz_bytes(arrays))
 
     def remove(self) -> None:
         """Remove the checkpoint, if it is ours (or damaged)."""
         if self._look()[0] in ("ours", "damaged"):
-            storage.remove(self.path, self.storage_options)
+            storage.remove(self.place)

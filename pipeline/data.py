@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import BlockError, EnvironmentFault, InputError
 from pipeline.secrets import scrub
+from pipeline.storage import Place
 
 if TYPE_CHECKING:
     from pipeline.passes import BlockSource
@@ -114,14 +114,27 @@ def _is_parquet(path: str) -> bool:
     return path.lower().endswith(PARQUET_SUFFIXES)
 
 
-def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, list[str]]:
-    """The filesystem and the sorted Parquet files of a path, glob or URL."""
+def resolve(path: str, storage_options: dict | None = None) -> Place:
+    """The Place of a dataset's path, glob or URL; InputError naming ``data.path`` if fsspec cannot make it.
+
+    Raises
+    ------
+    InputError
+        An unknown protocol, a missing implementation, or options its file system does not take.
+    EnvironmentFault
+        A file system that connects when made (ftp, sftp) and cannot.
+    """
     try:
-        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        return Place.of(path, storage_options)
     except (ValueError, ImportError, TypeError) as exc:
         raise InputError(scrub(f"data.path {path!r}: {exc}")) from None
     except OSError as exc:  # a file system that connects when made (ftp, sftp): the surroundings' fault
         raise EnvironmentFault(scrub(f"data.path {path!r}: cannot connect: {exc.strerror or exc}")) from None
+
+
+def list_files(place: Place) -> list[str]:
+    """The sorted Parquet files (paths on ``place.fs``) of a path, glob or URL."""
+    fs, root, path = place.fs, place.path, place.name
     try:
         if any(ch in root for ch in "*?["):
             pattern = root.split("/")
@@ -136,7 +149,7 @@ def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, lis
         elif fs.isdir(root):
             candidates = [f for f in fs.find(root) if not _is_hidden(_below(root, f))]
         elif fs.isfile(root):
-            return fs, [root]
+            return [root]
         else:
             raise InputError(f"data.path {path!r} does not exist")
     except PermissionError:
@@ -146,7 +159,7 @@ def list_files(path: str, storage_options: dict | None = None) -> tuple[Any, lis
     files = sorted((f for f in candidates if _is_parquet(f)), key=_natural_key)
     if not files:
         raise InputError(f"data.path {path!r} holds no Parquet files (*.parquet, *.parq, *.pq)")
-    return fs, files
+    return files
 
 
 @dataclass(frozen=True)
@@ -315,15 +328,15 @@ def _column_warnings(fs, footers: list[_Footer], names: list[str]) -> tuple[str,
 
 
 def open_dataset(
-    path: str,
+    where: Place | str,
     columns: list[str] | None = None,
     weight_column: str | None = None,
-    storage_options: dict | None = None,
     nan_policy: str = "error",
     passthrough: list[str] = (),
 ) -> ParquetDataset:
     """List, check and project a Parquet dataset (reads footers, and a sample when ``columns`` is None).
 
+    ``where`` is a Place from :func:`resolve`, or a path resolved by it without storage options.
     ``passthrough`` columns (of any type) must exist in every file too.  With
     ``columns=None`` every numeric column but the weight column is a feature,
     and integer columns that look like an identifier or a label (judged on the
@@ -336,7 +349,8 @@ def open_dataset(
         Missing path, no Parquet, unreadable file, missing or non-numeric
         column, or files that disagree on the selected columns.
     """
-    fs, files = list_files(path, storage_options)
+    place = where if isinstance(where, Place) else resolve(where)
+    fs, files = place.fs, list_files(place)
     with ThreadPoolExecutor(max_workers=8) as pool:
         footers = list(pool.map(lambda f: _read_footer(fs, f), files))
     names = _select_columns(footers[0], columns, weight_column)

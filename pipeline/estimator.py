@@ -283,4 +283,5 @@ def from_saved(saved: SavedModel, where: str = "model.yaml") -> GaussianMixture 
 
 def load_model(path: str | Path, storage_options: dict | None = None) -> GaussianMixture | BayesianGaussianMixture:
     """Load a model directory written by ``gmm fit`` or ``.save`` (local path or fsspec URL)."""
-    return from_saved(load_saved_model(path, storage_options), storage.join(path, YAML_NAME))
+    place = storage.Place.of(path, storage_options)
+    return from_saved(load_saved_model(place), place.join(YAML_NAME).name)

@@ -34,6 +34,7 @@ from pipeline.model import (
     read_npz,
     save_model,
 )
+from pipeline.storage import Place
 
 # Beside selection.csv: every candidate's model (arrays, history, prior), so that another criterion can choose
 # among them without a pass over the data.  Its arrays are named "<row of the table>.<name>".
@@ -64,26 +65,26 @@ class SelectOutcome:
 
 def _open(config: Config) -> data.ParquetDataset:
     d = config.data
-    return data.open_dataset(d.path, d.columns, d.weight_column, d.storage_options, d.nan_policy)
+    return data.open_dataset(data.resolve(d.path, d.storage_options), d.columns, d.weight_column, d.nan_policy)
 
 
 def _init_directory(config: Config) -> str | None:
     return None if config.model.init in INIT_METHODS else config.model.init
 
 
-def _previous_model(path: str, storage_options: dict) -> tuple[Config, ModelInfo] | None:
-    """The config and model.yaml of a readable model already at ``path``."""
+def _previous_model(output: Place) -> tuple[Config, ModelInfo] | None:
+    """The config and model.yaml of a readable model already at ``output``."""
     try:
-        info = load_saved_model(path, storage_options).info
+        info = load_saved_model(output).info
         # through the schema, so that a key added since (at its default) does not make the model look different
-        return validate(info.config, path), info
+        return validate(info.config, output.name), info
     except InputError:  # unreadable, or a config this version cannot read: not the same fit
         return None
 
 
-def _previous_identity(path: str, storage_options: dict) -> tuple[dict[str, Any], ModelInfo] | None:
-    """The identity and model.yaml of a readable model already at ``path``."""
-    previous = _previous_model(path, storage_options)
+def _previous_identity(output: Place) -> tuple[dict[str, Any], ModelInfo] | None:
+    """The identity and model.yaml of a readable model already at ``output``."""
+    previous = _previous_model(output)
     return None if previous is None else (fit_identity(previous[0], previous[1].data_fingerprint), previous[1])
 
 
@@ -93,9 +94,10 @@ def _warm_start(config: Config, dataset: data.ParquetDataset):
     path = _init_directory(config)
     if path is None:
         return None
-    if not storage.exists(path, config.data.storage_options):
+    init = Place.of(path, config.data.storage_options)
+    if not storage.exists(init):
         raise InputError(f"model.init {path!r} is neither one of {', '.join(INIT_METHODS)} nor a model directory")
-    saved = load_saved_model(path, config.data.storage_options)
+    saved = load_saved_model(init)
     if saved.info.feature_names != dataset.feature_names:
         raise InputError(
             f"model.init {path!r}: its features {saved.info.feature_names} do not match the data's "
@@ -128,21 +130,22 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     FitOutcome
     """
     started = time.perf_counter()
-    m, output, options = config.model, config.output.path, config.output_storage_options
+    m = config.model
     cluster.check(config.cluster, scheduler)
     dataset = _open(config)
     candidates = [Candidate(m.n_components, m.covariance_type)]
     fitting.check_given_priors(config, candidates, dataset.feature_names)
     identity = fit_identity(config, dataset.fingerprint)
     inputs = {"data.path": config.data.path, "model.init": _init_directory(config)}
-    with outputs.writing(output, "output.path", "model", lambda p: is_model_directory(p, options), inputs, options):
-        previous = None if force else _previous_identity(output, options)
+    output = outputs.resolve(config.output.path, "output.path", config.output_storage_options)
+    with outputs.writing(output, "output.path", "model", is_model_directory, inputs):
+        previous = None if force else _previous_identity(output)
         if previous is not None and previous[0] == identity:
             info = previous[1]
-            emit({"event": "skipped", "model": output, "reason": "the model for this config and data exists"})
-            return FitOutcome(output, bool(info.converged), info.n_iter or 0, info.lower_bound, skipped=True)
+            emit({"event": "skipped", "model": output.name, "reason": "the model for this config and data exists"})
+            return FitOutcome(output.name, bool(info.converged), info.n_iter or 0, info.lower_bound, skipped=True)
         warm = _warm_start(config, dataset)
-        checkpoint = Checkpoint(output, identity, options)
+        checkpoint = Checkpoint(output, identity)
         if force:
             checkpoint.remove()
         with cluster.session(config.cluster, scheduler, emit) as client:
@@ -160,7 +163,6 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
             output,
             outcome.run.params,
             fitting.model_info(config, dataset, fitted, outcome),
-            options,
             extra_arrays=outcome.extra_arrays,
         )
         checkpoint.remove()
@@ -169,7 +171,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     emit(
         {
             "event": "done",
-            "model": output,
+            "model": output.name,
             "converged": run.converged,
             "n_iter": run.n_iter,
             "lower_bound": run.lower_bound,
@@ -177,7 +179,7 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
             "seconds": time.perf_counter() - started,
         }
     )
-    return FitOutcome(output, run.converged, run.n_iter, run.lower_bound)
+    return FitOutcome(output.name, run.converged, run.n_iter, run.lower_bound)
 
 
 def selection_identity(config: Config, fingerprint: str | None, candidates: list[Candidate]) -> dict[str, Any]:
@@ -214,31 +216,30 @@ class _StoredSelection:
     candidates_path: str
 
 
-def _stored_selection(output: str, options: dict, identity: dict[str, Any], emit: Emit) -> _StoredSelection | None:
+def _stored_selection(output: Place, identity: dict[str, Any], emit: Emit) -> _StoredSelection | None:
     """The selection at ``output`` if it is this one (same data, model settings and candidates), else None.
 
     Only its files are read, not the data.  One that is this selection but
     cannot be chosen from again (written before :data:`CANDIDATES_FILE`
     existed, or damaged) is refitted, with a warning saying why.
     """
-    previous = _previous_model(output, options)
+    previous = _previous_model(output)
     if previous is None or previous[1].selection is None:
         return None
     config, info = previous
     if {**selection_identity(config, info.data_fingerprint, []), "candidates": identity["candidates"]} != identity:
         return None
-    table_path = storage.join(output, SELECTION_FILE)
+    table_place, candidates_place = output.join(SELECTION_FILE), output.join(CANDIDATES_FILE)
     try:
-        table_bytes = storage.read_bytes(table_path, options)
-        table = selection.read(table_bytes, table_path, selection.COLUMNS)
+        table_bytes = storage.read_bytes(table_place)
+        table = selection.read(table_bytes, table_place.name, selection.COLUMNS)
         if [selection.label(row) for row in table] != identity["candidates"]:
-            raise InputError(f"{table_path}: its rows are not the candidates of model.yaml's selection")
-        candidates_path = storage.join(output, CANDIDATES_FILE)
-        candidates_bytes = storage.read_bytes(candidates_path, options)
+            raise InputError(f"{table_place.name}: its rows are not the candidates of model.yaml's selection")
+        candidates_bytes = storage.read_bytes(candidates_place)
     except InputError as exc:
-        _not_reusable(output, exc, emit)
+        _not_reusable(output.name, exc, emit)
         return None
-    return _StoredSelection(info, table, table_bytes, candidates_bytes, table_path, candidates_path)
+    return _StoredSelection(info, table, table_bytes, candidates_bytes, table_place.name, candidates_place.name)
 
 
 def _not_reusable(output: str, exc: InputError, emit: Emit) -> None:
@@ -358,7 +359,6 @@ def select(
     SelectOutcome
     """
     started = time.perf_counter()
-    output, options = config.output.path, config.output_storage_options
     if _init_directory(config) is not None:
         raise InputError(
             f"model.init {config.model.init!r}: gmm select starts every candidate afresh; "
@@ -374,20 +374,14 @@ def select(
     candidates = [Candidate(k, ct) for ct in covariance_types for k in ks]
     fitting.check_given_priors(config, candidates, dataset.feature_names)
     identity = selection_identity(config, dataset.fingerprint, candidates)
-    with outputs.writing(
-        output,
-        "output.path",
-        "model",
-        lambda p: is_model_directory(p, options),
-        {"data.path": config.data.path},
-        options,
-    ):
-        stored = None if force else _stored_selection(output, options, identity, emit)
+    output = outputs.resolve(config.output.path, "output.path", config.output_storage_options)
+    with outputs.writing(output, "output.path", "model", is_model_directory, {"data.path": config.data.path}):
+        stored = None if force else _stored_selection(output, identity, emit)
         if stored is not None:
-            again = _choose_again(config, stored, criterion, output, options, started, emit)
+            again = _choose_again(config, stored, criterion, output, started, emit)
             if again is not None:
                 return again
-        checkpoint = Checkpoint(output, identity, options)
+        checkpoint = Checkpoint(output, identity)
         with cluster.session(config.cluster, scheduler, emit) as client:
             fitted = fitting.fit_candidates(
                 config, dataset, candidates, client=client, emit=emit, checkpoint=checkpoint
@@ -409,14 +403,14 @@ def select(
         outcome = fitted.outcomes[chosen]
         info = fitting.model_info(config, dataset, fitted, outcome, selection=SelectionRef(criterion=criterion))
         files = {SELECTION_FILE: selection.to_csv(table), CANDIDATES_FILE: _candidates_npz(fitted.outcomes)}
-        save_model(output, outcome.run.params, info, options, extra_files=files)
+        save_model(output, outcome.run.params, info, extra_files=files)
         checkpoint.remove()
     selection.warn_falling(table, config.model.n_init, emit)
     fitting.warn_collapsed(config, outcome.candidate, outcome.collapsed, emit)
     emit(
         {
             "event": "done",
-            "model": output,
+            "model": output.name,
             "converged": outcome.run.converged,
             "n_iter": outcome.run.n_iter,
             "lower_bound": outcome.run.lower_bound,
@@ -426,15 +420,14 @@ def select(
             "covariance_type": outcome.candidate.covariance_type,
         }
     )
-    return SelectOutcome(output, table, chosen)
+    return SelectOutcome(output.name, table, chosen)
 
 
 def _choose_again(
     config: Config,
     stored: _StoredSelection,
     criterion: str,
-    output: str,
-    options: dict,
+    output: Place,
     started: float,
     emit: Emit,
 ) -> SelectOutcome | None:
@@ -443,23 +436,23 @@ def _choose_again(
     chosen = _best(table, criterion)
     if stored.info.selection.criterion == criterion:
         reason = "the selection for this config, data, candidates and criterion exists"
-        emit({"event": "skipped", "model": output, "reason": reason})
+        emit({"event": "skipped", "model": output.name, "reason": reason})
         selection.warn_falling(table, config.model.n_init, emit)
-        return SelectOutcome(output, table, chosen, skipped=True)
+        return SelectOutcome(output.name, table, chosen, skipped=True)
     try:
         params, info, collapsed = _stored_candidate(config, stored, chosen, criterion)
     except InputError as exc:
-        _not_reusable(output, exc, emit)
+        _not_reusable(output.name, exc, emit)
         return None
     files = {SELECTION_FILE: stored.table_bytes, CANDIDATES_FILE: stored.candidates_bytes}
-    save_model(output, params, info, options, extra_files=files)
+    save_model(output, params, info, extra_files=files)
     row = table[chosen]
     selection.warn_falling(table, config.model.n_init, emit)
     fitting.warn_collapsed(config, Candidate(row["n_components"], row["covariance_type"]), collapsed, emit)
     emit(
         {
             "event": "done",
-            "model": output,
+            "model": output.name,
             "converged": info.converged,
             "n_iter": info.n_iter,
             "lower_bound": info.lower_bound,
@@ -470,7 +463,7 @@ def _choose_again(
             "rechosen_from": stored.table_path,
         }
     )
-    return SelectOutcome(output, table, chosen, rechosen_from=stored.table_path)
+    return SelectOutcome(output.name, table, chosen, rechosen_from=stored.table_path)
 
 
 # A variational model's components with a weight above this are counted as the ones it uses.

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from pipeline import em, engine, kernels
+from pipeline import em, engine, kernels, storage
 from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES
 from pipeline.engine import Candidate, Naming, Outcome, Warm
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
@@ -399,7 +399,7 @@ class MixtureEstimator:
             parameters=self.recorded_parameters(),
             **fields,
         )
-        save_model(path, params, info, storage_options, extra_arrays=extra_arrays)
+        save_model(storage.Place.of(path, storage_options), params, info, extra_arrays=extra_arrays)
 
 
 def _plain(value):

@@ -33,6 +33,7 @@ from pipeline.errors import InputError
 from pipeline.kernels.params import PARAM_ARRAYS as ARRAY_NAMES
 from pipeline.kernels.prior import Prior, check_prior
 from pipeline.kernels.variational import VARIATIONAL_ARRAYS, VariationalPriors, check_stored
+from pipeline.storage import Place
 
 # 2: ``parameters`` (the estimator's, so a loaded model keeps how it was fitted); starts no longer depend on the
 # covariance type.  Version 1 files are read as before (their parameters taken from ``config`` where it exists).
@@ -166,10 +167,9 @@ def read_npz(content: bytes, where: str) -> dict[str, np.ndarray]:
 
 
 def save_model(
-    path: str | Path,
+    where: Place | str | Path,
     params: kernels.Params,
     info: ModelInfo,
-    storage_options: dict | None = None,
     extra_files: dict[str, bytes] | None = None,
     extra_arrays: dict[str, np.ndarray] | None = None,
 ) -> None:
@@ -177,12 +177,11 @@ def save_model(
 
     Parameters
     ----------
-    path : str or Path
+    where : Place, str or Path
+        A Place (see :class:`pipeline.storage.Place`), or a path resolved without storage options.
     params : Params
     info : ModelInfo
         From :func:`describe`; its ``arrays`` reference is set here.
-    storage_options : dict, optional
-        For fsspec, when ``path`` is a URL.
     extra_files : dict, optional
         More files for the directory (e.g. ``selection.csv``), written with it.
     extra_arrays : dict, optional
@@ -194,16 +193,16 @@ def save_model(
     document = {key: value for key, value in info.model_dump(mode="json").items() if value is not None}
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120)
     files = {NPZ_NAME: npz, **(extra_files or {}), YAML_NAME: text.encode()}  # model.yaml last
-    storage.write_directory(path, files, storage_options, replaceable=lambda p: is_model_directory(p))
+    storage.write_directory(Place.of(where), files, replaceable=is_model_directory)
 
 
-def is_model_directory(path: str | Path, storage_options: dict | None = None) -> bool:
-    """Whether ``path`` holds a model.yaml with a ``format_version``: a model directory this tool may replace."""
-    yaml_path = storage.join(path, YAML_NAME)
+def is_model_directory(where: Place | str | Path) -> bool:
+    """Whether ``where`` holds a model.yaml with a ``format_version``: a model directory this tool may replace."""
+    yaml_place = Place.of(where).join(YAML_NAME)
     try:
-        if not storage.exists(yaml_path, storage_options):
+        if not storage.exists(yaml_place):
             return False
-        info = _parse_yaml(storage.read_bytes(yaml_path, storage_options, limit=MAX_YAML_BYTES), yaml_path)
+        info = _parse_yaml(storage.read_bytes(yaml_place, limit=MAX_YAML_BYTES), yaml_place.name)
     except InputError:
         return False
     return isinstance(info, dict) and isinstance(info.get("format_version"), int)
@@ -219,8 +218,8 @@ def _first_problem(exc: ValidationError) -> str:
     return f"{key}: {error['msg']}" if key else error["msg"]
 
 
-def load_saved_model(path: str | Path, storage_options: dict | None = None) -> SavedModel:
-    """Read and check a model directory (local path or fsspec URL).
+def load_saved_model(where: Place | str | Path) -> SavedModel:
+    """Read and check a model directory (a Place, or a local path or fsspec URL resolved without storage options).
 
     Raises
     ------
@@ -229,10 +228,12 @@ def load_saved_model(path: str | Path, storage_options: dict | None = None) -> S
         sha256 mismatch, arrays of the wrong shape, disagreeing with model.yaml,
         or not a valid mixture.
     """
-    yaml_path = storage.join(path, YAML_NAME)
-    if not storage.exists(yaml_path, storage_options):
-        raise InputError(f"{path}: not a model directory (no {YAML_NAME})")
-    raw = _parse_yaml(storage.read_bytes(yaml_path, storage_options, limit=MAX_YAML_BYTES), yaml_path)
+    place = Place.of(where)
+    yaml_place = place.join(YAML_NAME)
+    yaml_path = yaml_place.name
+    if not storage.exists(yaml_place):
+        raise InputError(f"{place.name}: not a model directory (no {YAML_NAME})")
+    raw = _parse_yaml(storage.read_bytes(yaml_place, limit=MAX_YAML_BYTES), yaml_path)
     if not isinstance(raw, dict) or "format_version" not in raw or not isinstance(raw.get("arrays"), dict):
         raise InputError(f"{yaml_path}: not a gmm-pipeline model file (no format_version or arrays)")
     version = raw["format_version"]
@@ -247,8 +248,9 @@ def load_saved_model(path: str | Path, storage_options: dict | None = None) -> S
         info = ModelInfo.model_validate(raw)
     except ValidationError as exc:
         raise InputError(f"{yaml_path}: {_first_problem(exc)}") from None
-    npz_path = storage.join(path, Path(info.arrays.file).name)
-    content = storage.read_bytes(npz_path, storage_options)
+    npz_place = place.join(Path(info.arrays.file).name)
+    npz_path = npz_place.name
+    content = storage.read_bytes(npz_place)
     if hashlib.sha256(content).hexdigest() != info.arrays.sha256:
         raise InputError(f"{npz_path}: sha256 does not match {yaml_path}; the model files are corrupt or mismatched")
     arrays = read_npz(content, npz_path)

@@ -23,11 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
-
 from pipeline import storage
 from pipeline.errors import EnvironmentFault, InputError
 from pipeline.secrets import scrub
+from pipeline.storage import Place
 
 SCORE_MARKER = "_gmm_score.json"  # leading underscore: Parquet readers (and ours) skip it
 REPORT_MARK = "gmm-pipeline report"
@@ -95,16 +94,24 @@ def check_apart(output: str, what: str, inputs: dict[str, str | None]) -> None:
             )
 
 
-def _existing_kind(path: str, storage_options: dict | None) -> str | None:
-    """None if nothing is at ``path``; else "empty", "file" or "directory"."""
-    if storage.is_url(path):
-        fs, p = fsspec.core.url_to_fs(path, **(storage_options or {}))
-        if not fs.exists(p):
+def resolve(path: str, what: str, storage_options: dict | None = None) -> Place:
+    """The Place of an output; EnvironmentFault naming it if its file system cannot be reached."""
+    try:
+        return Place.of(path, storage_options)
+    except (OSError, ValueError) as exc:
+        raise EnvironmentFault(scrub(f"{what} {path!r}: cannot look at it ({exc})")) from None
+
+
+def _existing_kind(place: Place) -> str | None:
+    """None if nothing is at ``place``; else "empty", "file" or "directory"."""
+    p = place.local
+    if p is None:
+        fs = place.fs
+        if not fs.exists(place.path):
             return None
-        if fs.isfile(p):
+        if fs.isfile(place.path):
             return "file"
-        return "directory" if fs.ls(p) else "empty"
-    p = Path(path)
+        return "directory" if fs.ls(place.path) else "empty"
     if not p.exists() and not p.is_symlink():
         return None
     if p.is_dir() and not p.is_symlink():
@@ -112,18 +119,17 @@ def _existing_kind(path: str, storage_options: dict | None) -> str | None:
     return "file"
 
 
-def check_replaceable(
-    path: str, what: str, owned: Callable[[str], bool], kind: str, storage_options: dict | None = None
-) -> None:
-    """InputError unless ``path`` is absent, an empty directory, or ``owned(path)`` proves it is our earlier output."""
+def check_replaceable(place: Place, what: str, owned: Callable[[Place], bool], kind: str) -> None:
+    """InputError unless ``place`` is absent, an empty directory, or ``owned(place)`` proves it our earlier output."""
+    path = place.name
     try:
-        existing = _existing_kind(path, storage_options)
+        existing = _existing_kind(place)
     except (OSError, ValueError) as exc:
         raise EnvironmentFault(scrub(f"{what} {path!r}: cannot look at it ({exc})")) from None
     if kind == "report":  # a report is one file: a directory, even an empty one, is not one to replace
-        if existing is None or (existing == "file" and owned(path)):
+        if existing is None or (existing == "file" and owned(place)):
             return
-    elif existing in (None, "empty") or (existing == "directory" and owned(path)):
+    elif existing in (None, "empty") or (existing == "directory" and owned(place)):
         return
     found = (
         "a file"
@@ -142,38 +148,42 @@ def check_replaceable(
     )
 
 
-def is_score_output(path: str) -> bool:
-    return (Path(path) / SCORE_MARKER).is_file()
+def is_score_output(place: Place) -> bool:
+    """A local directory that holds :data:`SCORE_MARKER`."""
+    return place.local is not None and (place.local / SCORE_MARKER).is_file()
 
 
-def is_report(path: str) -> bool:
-    """A PNG or HTML file that carries this tool's generator mark in its first 64 KiB."""
+def is_report(place: Place) -> bool:
+    """A local PNG or HTML file that carries this tool's generator mark in its first 64 KiB."""
+    if place.local is None:
+        return False
     try:
-        with open(path, "rb") as f:
+        with open(place.local, "rb") as f:
             head = f.read(1 << 16)
     except OSError:
         return False
     return REPORT_MARK.encode() in head
 
 
-def probe_writable(path: str, what: str, storage_options: dict | None = None) -> list[Path]:
-    """Make ``path``'s parent and write (and remove) a small file beside it: EnvironmentFault naming it if not.
+def probe_writable(place: Place, what: str) -> list[Path]:
+    """Make ``place``'s parent and write (and remove) a small file beside it: EnvironmentFault naming it if not.
 
     Returns the local directories made, so that a run that fails can remove them again.
     """
-    if storage.is_url(path):
-        probe = f"{path.rstrip('/')}.probe-{uuid.uuid4().hex[:12]}"
+    path = place.name
+    if place.local is None:
+        probe = place.beside(f".probe-{uuid.uuid4().hex[:12]}")
         try:
-            storage.write_bytes(probe, b"", storage_options)
-            storage.remove(probe, storage_options)
+            storage.write_bytes(probe, b"")
+            storage.remove(probe)
         except Exception as exc:  # noqa: BLE001 - any failure of the store is the environment's
             raise EnvironmentFault(scrub(f"{what} {path!r} is not writable ({type(exc).__name__}: {exc})")) from None
         return []
-    parent = Path(path).absolute().parent
+    parent = place.local.absolute().parent
     made = [p for p in [parent, *parent.parents] if not p.exists()][::-1]
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".{Path(path).name}.probe-{uuid.uuid4().hex[:12]}"
+        probe = parent / f".{place.local.name}.probe-{uuid.uuid4().hex[:12]}"
         with open(probe, "wb") as f:
             f.write(b"probe")
             f.flush()
@@ -274,22 +284,17 @@ def _read_holder(fd: int) -> str:
 
 @contextmanager
 def writing(
-    output: str,
-    what: str,
-    kind: str,
-    owned: Callable[[str], bool],
-    inputs: dict[str, str | None],
-    storage_options: dict | None,
+    place: Place, what: str, kind: str, owned: Callable[[Place], bool], inputs: dict[str, str | None]
 ) -> Iterator[None]:
-    """Check ``output`` (apart from the inputs, replaceable, writable) and hold its lock while the block runs.
+    """Check ``place`` (apart from the inputs, replaceable, writable) and hold its lock while the block runs.
 
     Directories made for it are removed again if the block fails.
     """
-    check_apart(output, what, inputs)
-    check_replaceable(output, what, owned, kind, storage_options)
-    made = probe_writable(output, what, storage_options)
+    check_apart(place.name, what, inputs)
+    check_replaceable(place, what, owned, kind)
+    made = probe_writable(place, what)
     try:
-        with output_lock(output, what):
+        with output_lock(place.name, what):
             yield
     except BaseException:
         remove_if_empty(made)

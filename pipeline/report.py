@@ -61,7 +61,7 @@ def _sample_rows(path: str, feature_names: list[str], rows: int = SAMPLE_ROWS) -
     return X[np.isfinite(X).all(axis=1)]
 
 
-def _read_selection(model_dir: str, info: ModelInfo) -> list[dict] | None:
+def _read_selection(model_dir: storage.Place, info: ModelInfo) -> list[dict] | None:
     """The rows of the model's selection.csv, checked (see :func:`pipeline.selection.read`), with the model's own.
 
     Raises
@@ -75,11 +75,12 @@ def _read_selection(model_dir: str, info: ModelInfo) -> list[dict] | None:
     criterion = info.selection.criterion
     if criterion not in CRITERIA:
         raise InputError(
-            f"{storage.join(model_dir, YAML_NAME)}: selection.criterion {criterion!r} is not one of "
+            f"{model_dir.join(YAML_NAME).name}: selection.criterion {criterion!r} is not one of "
             f"{', '.join(CRITERIA)}; restore the model.yaml gmm select wrote"
         )
-    path = storage.join(model_dir, Path(info.selection.file).name)
-    rows = selection.read(storage.read_bytes(path), path, ("n_components", "covariance_type", criterion))
+    table = model_dir.join(Path(info.selection.file).name)
+    path = table.name
+    rows = selection.read(storage.read_bytes(table), path, ("n_components", "covariance_type", criterion))
     if not any(
         (row["n_components"], row["covariance_type"]) == (info.n_components, info.covariance_type) for row in rows
     ):
@@ -289,9 +290,10 @@ def draw(model_dir: str, data_path: str | None = None):
             f"gmm report needs matplotlib, which this Python does not have: "
             f"{shlex.quote(sys.executable)} -m pip install 'gmm-pipeline[plot]'"
         ) from None
-    saved = load_saved_model(model_dir)
+    place = storage.Place.of(model_dir)
+    saved = load_saved_model(place)
     params, info = saved.params, saved.info
-    selection = _read_selection(model_dir, info)
+    selection = _read_selection(place, info)
     sample = _sample_rows(data_path, info.feature_names) if data_path else np.empty((0, params.n_features))
     n_types = len({row["covariance_type"] for row in selection}) if selection else 0
     fig = plt.figure(figsize=(max(14.0, 4.6 * n_types), 5.8 * (2 if selection else 1)), layout="constrained")
@@ -333,14 +335,13 @@ def write_report(model_dir: str, output: str, data_path: str | None = None) -> N
     suffix = Path(output).suffix.lower()
     if suffix not in (".png", ".html"):
         raise InputError(f"--output {output!r}: expected a .png or .html file")
-    with outputs.writing(
-        output, "--output", "report", outputs.is_report, {"the model": model_dir, "--data": data_path}, None
-    ):
+    place = outputs.resolve(output, "--output")
+    with outputs.writing(place, "--output", "report", outputs.is_report, {"the model": model_dir, "--data": data_path}):
         fig, info, selection = draw(model_dir, data_path)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100, metadata={"Software": outputs.REPORT_MARK})
         png = buffer.getvalue()
-        storage.write_bytes(output, png if suffix == ".png" else _page(model_dir, png, info, selection).encode())
+        storage.write_bytes(place, png if suffix == ".png" else _page(model_dir, png, info, selection).encode())
 
 
 def _page(model_dir: str, png: bytes, info, selection: list[dict]) -> str:

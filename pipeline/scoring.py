@@ -187,16 +187,12 @@ def score(
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
     )
+    output = outputs.resolve(output_path, "--output")
     with (
         outputs.writing(
-            output_path,
-            "--output",
-            "score",
-            outputs.is_score_output,
-            {"--input": input_path, "--model": str(model_path)},
-            None,
+            output, "--output", "score", outputs.is_score_output, {"--input": input_path, "--model": str(model_path)}
         ),
-        storage.staged_directory(output_path, replaceable=lambda p: outputs.is_score_output(str(p))) as staging,
+        storage.staged_directory(output_path, replaceable=lambda _: outputs.is_score_output(output)) as staging,
         cluster.session(settings, scheduler, emit) as client,
     ):
         shared = dask.delayed(scorer, pure=True)

@@ -1,4 +1,4 @@
-"""Reading and writing small files on a local disk or any fsspec URL (``s3://...``).
+"""Reading and writing small files on a local disk or any fsspec URL (``s3://...``), at a resolved :class:`Place`.
 
 Local writes are atomic (written beside, fsynced, renamed into place).  On an
 object store every object is written in one PUT, which is atomic per object;
@@ -12,35 +12,93 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import fsspec
 
 from pipeline.errors import EnvironmentFault, InputError
-from pipeline.secrets import scrub
+from pipeline.secrets import scrub, without_passwords
 
 
 def is_url(path: str | Path) -> bool:
     return "://" in str(path)
 
 
-def join(path: str | Path, name: str) -> str:
-    return f"{str(path).rstrip('/')}/{name}" if is_url(path) else str(Path(path) / name)
+def _join(path: str, name: str) -> str:
+    return f"{path.rstrip('/')}/{name}" if is_url(path) else str(Path(path) / name)
 
 
-def _fs(path: str, storage_options: dict | None):
-    return fsspec.core.url_to_fs(path, **(storage_options or {}))
+@dataclass(frozen=True, repr=False)
+class Place:
+    """A file or directory, resolved once: its fsspec file system, the path on it, and the path as the user wrote it.
+
+    A local path (no ``://``) is read and written with the operating system's
+    calls at :attr:`local` (atomic renames, fsync); a URL through ``fs``.  A
+    Place is never pickled (its file system may hold credentials or be bound
+    to this process), and its repr shows the path without a URL's password.
+
+    Attributes
+    ----------
+    fs : fsspec.AbstractFileSystem
+    path : str
+        The path on ``fs`` (fsspec's form: no protocol; absolute for a local path).
+    name : str
+        As the user wrote it, for messages and events.
+    """
+
+    fs: Any = field(compare=False)
+    path: str
+    name: str
+
+    @classmethod
+    def of(cls, where: str | Path | Place, storage_options: dict | None = None) -> Place:
+        """The Place of a local path or fsspec URL (``storage_options`` go to fsspec); a Place is returned as it is.
+
+        Raises
+        ------
+        ValueError, ImportError, TypeError, OSError
+            As fsspec does for an unknown protocol, a missing implementation, options it does not take, or a file
+            system that cannot connect; the callers say which setting named the path.
+        """
+        if isinstance(where, Place):
+            return where
+        name = str(where)
+        fs, path = fsspec.core.url_to_fs(name, **(storage_options or {}))
+        return cls(fs, path, name)
+
+    @property
+    def local(self) -> Path | None:
+        """The local path (as written), or None for a URL."""
+        return None if is_url(self.name) else Path(self.name)
+
+    def join(self, child: str) -> Place:
+        """The Place of ``child`` inside this directory, on the same file system."""
+        return Place(self.fs, f"{self.path.rstrip('/')}/{child}", _join(self.name, child))
+
+    def beside(self, suffix: str) -> Place:
+        """The Place whose name is this one's with ``suffix`` appended (``out`` -> ``out.checkpoint.npz``)."""
+        return Place(self.fs, f"{self.path.rstrip('/')}{suffix}", f"{self.name.rstrip('/')}{suffix}")
+
+    def __repr__(self) -> str:
+        return f"Place({without_passwords(self.name)!r})"
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(
+            f"{self!r} is not pickled: its file system may hold credentials; send the path and open it where it is used"
+        )
 
 
-def read_bytes(path: str | Path, storage_options: dict | None = None, limit: int | None = None) -> bytes:
+def read_bytes(place: Place, limit: int | None = None) -> bytes:
     """The content of a file; InputError naming it if it cannot be read (or is larger than ``limit`` bytes)."""
+    path = place.name
     try:
-        if is_url(path):
-            fs, p = _fs(str(path), storage_options)
-            if limit is not None and fs.size(p) > limit:
+        if place.local is None:
+            if limit is not None and place.fs.size(place.path) > limit:
                 raise InputError(f"{path}: larger than {limit} bytes")
-            return fs.cat_file(p)
-        with open(path, "rb") as f:
+            return place.fs.cat_file(place.path)
+        with open(place.local, "rb") as f:
             content = f.read() if limit is None else f.read(limit + 1)
     except FileNotFoundError:
         raise InputError(f"{path}: not found") from None
@@ -55,20 +113,16 @@ def read_bytes(path: str | Path, storage_options: dict | None = None, limit: int
     return content
 
 
-def exists(path: str | Path, storage_options: dict | None = None) -> bool:
-    if is_url(path):
-        fs, p = _fs(str(path), storage_options)
-        return fs.exists(p)
-    return Path(path).exists()
+def exists(place: Place) -> bool:
+    return place.fs.exists(place.path) if place.local is None else place.local.exists()
 
 
-def remove(path: str | Path, storage_options: dict | None = None) -> None:
-    if is_url(path):
-        fs, p = _fs(str(path), storage_options)
-        if fs.exists(p):
-            fs.rm(p)
+def remove(place: Place) -> None:
+    if place.local is None:
+        if place.fs.exists(place.path):
+            place.fs.rm(place.path)
     else:
-        Path(path).unlink(missing_ok=True)
+        place.local.unlink(missing_ok=True)
 
 
 def _write_local_file(path: Path, content: bytes) -> None:
@@ -78,14 +132,13 @@ def _write_local_file(path: Path, content: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def write_bytes(path: str | Path, content: bytes, storage_options: dict | None = None) -> None:
+def write_bytes(place: Place, content: bytes) -> None:
     """Replace a file's content atomically; EnvironmentFault naming the path if it cannot be written."""
+    path = place.local
     try:
-        if is_url(path):
-            fs, p = _fs(str(path), storage_options)
-            fs.pipe_file(p, content)
+        if path is None:
+            place.fs.pipe_file(place.path, content)
             return
-        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
         try:
@@ -94,7 +147,8 @@ def write_bytes(path: str | Path, content: bytes, storage_options: dict | None =
         finally:
             staging.unlink(missing_ok=True)
     except OSError as exc:
-        raise EnvironmentFault(scrub(f"cannot write {str(path)!r}: {exc.strerror or exc}")) from None
+        shown = place.name if path is None else str(path)
+        raise EnvironmentFault(scrub(f"cannot write {shown!r}: {exc.strerror or exc}")) from None
 
 
 @contextmanager
@@ -142,24 +196,21 @@ def staged_directory(path: str | Path, replaceable: Callable[[Path], bool] = lam
 
 
 def write_directory(
-    path: str | Path,
-    files: dict[str, bytes],
-    storage_options: dict | None = None,
-    replaceable: Callable[[Path], bool] = lambda p: False,
+    place: Place, files: dict[str, bytes], replaceable: Callable[[Path], bool] = lambda p: False
 ) -> None:
-    """Write ``files`` (in order) as the whole content of directory ``path``.
+    """Write ``files`` (in order) as the whole content of directory ``place``.
 
     Locally the directory is written complete beside its destination and
     renamed into place (replacing an existing one only if ``replaceable``).
     On an object store the objects are put in order.
     """
-    if is_url(path):
+    if place.local is None:
         for name, content in files.items():
-            write_bytes(join(path, name), content, storage_options)
+            write_bytes(place.join(name), content)
         return
-    with staged_directory(path, replaceable) as staging:
+    with staged_directory(place.local, replaceable) as staging:
         for name, content in files.items():
             try:
                 _write_local_file(staging / name, content)
             except OSError as exc:
-                raise EnvironmentFault(f"cannot write {str(path)!r}: {exc.strerror}") from None
+                raise EnvironmentFault(f"cannot write {place.name!r}: {exc.strerror}") from None

@@ -181,7 +181,7 @@ def test_a_swap_that_fails_puts_the_earlier_output_back(tmp_path, monkeypatch):
     from pipeline.errors import EnvironmentFault
 
     target = tmp_path / "m"
-    storage.write_directory(target, {"a": b"earlier"})
+    storage.write_directory(storage.Place.of(target), {"a": b"earlier"})
     rename = os.rename
 
     def failing_rename(source, destination):  # the disk refuses the new output's move into place (a fault injected)
@@ -191,7 +191,7 @@ def test_a_swap_that_fails_puts_the_earlier_output_back(tmp_path, monkeypatch):
 
     monkeypatch.setattr(storage.os, "rename", failing_rename)
     with pytest.raises(EnvironmentFault, match=r"cannot write '.*m': Input/output error"):
-        storage.write_directory(target, {"a": b"new"}, replaceable=lambda path: True)
+        storage.write_directory(storage.Place.of(target), {"a": b"new"}, replaceable=lambda path: True)
     assert (target / "a").read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
@@ -204,7 +204,7 @@ def test_a_signal_just_after_either_rename_leaves_one_whole_output(tmp_path, mon
     from pipeline import storage
 
     target = tmp_path / "m"
-    storage.write_directory(target, {"a": b"earlier"})
+    storage.write_directory(storage.Place.of(target), {"a": b"earlier"})
     rename, calls = os.rename, []
 
     def rename_then_signal(source, destination):
@@ -215,7 +215,7 @@ def test_a_signal_just_after_either_rename_leaves_one_whole_output(tmp_path, mon
 
     monkeypatch.setattr(storage.os, "rename", rename_then_signal)
     with pytest.raises(_Signal):
-        storage.write_directory(target, {"a": b"new"}, replaceable=lambda path: True)
+        storage.write_directory(storage.Place.of(target), {"a": b"new"}, replaceable=lambda path: True)
     expected = {"first": b"earlier", "second": b"new"}[which]  # the second rename had put the new one in place
     assert (target / "a").read_bytes() == expected and [p.name for p in tmp_path.iterdir()] == ["m"]
 

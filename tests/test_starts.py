@@ -12,6 +12,7 @@ from pipeline import GaussianMixture
 from pipeline.checkpoint import META, Checkpoint, SavedRun
 from pipeline.choices import INIT_METHODS
 from pipeline.model import npz_bytes, read_npz
+from pipeline.storage import Place
 
 
 @pytest.mark.parametrize("init_params", INIT_METHODS)
@@ -31,7 +32,7 @@ def test_one_random_state_gives_every_covariance_type_the_same_start(init_params
 
 def test_a_checkpoint_of_the_earlier_start_scheme_is_not_resumed(tmp_path):
     identity = {"model": {"n_components": 2}}
-    checkpoint = Checkpoint(str(tmp_path / "out"), identity)
+    checkpoint = Checkpoint(Place.of(tmp_path / "out"), identity)
     run = SavedRun(0, {"weights": np.array([0.5, 0.5])}, -1.0, -1.0, [-1.0], 1, False)
     checkpoint.save([run], [None])
     resumed, reason = checkpoint.resume()
