@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import em, kernels
-from pipeline.choices import VARIATIONAL_PRIOR_KEYS, WEIGHT_PRIOR_TYPES
+from pipeline import em
+from pipeline.choices import VARIATIONAL_PRIOR_KEYS
 from pipeline.engine import Warm
+from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.variational import (
     VARIATIONAL_ARRAYS,
     VariationalState,
@@ -82,33 +83,26 @@ class BayesianGaussianMixture(MixtureEstimator):
         verbose_interval=10,
         dtype="float64",
     ):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
+        super().__init__(
+            n_components,
+            covariance_type,
+            tol,
+            reg_covar,
+            max_iter,
+            n_init,
+            init_params,
+            random_state,
+            warm_start,
+            verbose,
+            verbose_interval,
+            dtype,
+        )
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
         self.mean_prior = mean_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.covariance_prior = covariance_prior
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.dtype = dtype
-
-    def _check_parameters(self) -> None:
-        self._check_common()
-        if self.weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
-            raise ValueError(
-                f"The 'weight_concentration_prior_type' parameter of BayesianGaussianMixture must be a "
-                f"str among {list(WEIGHT_PRIOR_TYPES)}. Got {self.weight_concentration_prior_type!r} "
-                "instead."
-            )
 
     def _spec(self) -> ModelSpec:
         priors = {key: getattr(self, key) for key in ("weight_concentration_prior_type", *VARIATIONAL_PRIOR_KEYS)}
@@ -117,33 +111,25 @@ class BayesianGaussianMixture(MixtureEstimator):
     def _warm(self) -> Warm:  # priors of this data and these parameters, as scikit-learn's
         return Warm(self._state(), self.lower_bound_, self.lower_bound_)
 
+    def _step(self) -> VariationalStep:
+        return VariationalStep(self.covariance_type, self.reg_covar, self._priors)
+
     def _state(self) -> VariationalState:
-        concentration = np.asarray(self.weight_concentration_)
-        return VariationalState(
-            self._params(), concentration, self.mean_precision_, np.asarray(self.degrees_of_freedom_)
-        )
+        """The variational posterior, from the fitted attributes."""
+        self._check_is_fitted()
+        arrays = {name: np.asarray(getattr(self, f"{name}_")) for name in (*PARAM_ARRAYS, *VARIATIONAL_ARRAYS)}
+        return self._step().from_arrays(arrays)
 
     def _log_weights(self) -> np.ndarray:
         return estep_log_weights(self._state(), self.weight_concentration_prior_type)
 
-    def _set_fitted(self, run: em.EMRun, n_features: int) -> None:
+    def _set_state(self, run: em.EMRun) -> None:
         state: VariationalState = run.state
-        params = state.params
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.covariances_ = params.covariances
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = kernels.precisions_from_cholesky(params.precisions_cholesky, params.covariance_type)
         concentration = state.weight_concentration
         self.weight_concentration_ = tuple(concentration) if concentration.ndim == 2 else concentration
         self.mean_precision_ = state.mean_precision
         dof = np.asarray(state.degrees_of_freedom)
         self.degrees_of_freedom_ = float(dof) if dof.ndim == 0 else dof
-        self.converged_ = bool(run.converged)
-        self.n_iter_ = int(run.n_iter)
-        self.lower_bound_ = float(run.lower_bound)
-        self.lower_bounds_ = list(run.history)
-        self.n_features_in_ = int(n_features)
         self._priors = run.algorithm.priors
         for key in VARIATIONAL_PRIOR_KEYS:
             value = getattr(self._priors, key)
@@ -152,7 +138,7 @@ class BayesianGaussianMixture(MixtureEstimator):
     def save(self, path: str | Path, storage_options: dict | None = None) -> None:
         """Write the fitted model as a model directory (model.yaml + model.npz with the variational arrays)."""
         state = self._state()
-        arrays = VariationalStep(self.covariance_type, self.reg_covar, self._priors).arrays(state)
+        arrays = self._step().arrays(state)
         self._save(
             path,
             storage_options,

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import em, kernels, storage
+from pipeline import em, engine, kernels, storage
 from pipeline.bayesian import BayesianGaussianMixture
 from pipeline.engine import Warm
 from pipeline.errors import InputError
-from pipeline.kernels.algorithms import EMStep
 from pipeline.kernels.params import PARAM_ARRAYS
-from pipeline.kernels.prior import PRIOR_KEYS, Prior
-from pipeline.kernels.variational import VariationalPriors, VariationalStep
-from pipeline.mixture import MixtureEstimator, n_rows
+from pipeline.kernels.prior import PRIOR_KEYS
+from pipeline.mixture import FITTED, MixtureEstimator, n_rows
 from pipeline.model import YAML_NAME, SavedModel, load_saved_model
 from pipeline.spec import ModelSpec
 
@@ -94,26 +92,28 @@ class GaussianMixture(MixtureEstimator):
         prior=None,
         nan_policy="error",
     ):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
+        super().__init__(
+            n_components,
+            covariance_type,
+            tol,
+            reg_covar,
+            max_iter,
+            n_init,
+            init_params,
+            random_state,
+            warm_start,
+            verbose,
+            verbose_interval,
+            dtype,
+        )
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.dtype = dtype
         self.prior = prior
         self.nan_policy = nan_policy
 
     def _check_parameters(self) -> None:
-        self._check_common()
+        super()._check_parameters()
         prior = self.prior
         if not (prior is None or (isinstance(prior, str) and prior == "default") or isinstance(prior, dict)):
             raise ValueError(
@@ -140,18 +140,7 @@ class GaussianMixture(MixtureEstimator):
         # bound is not kept, so the first iteration is not tested
         return Warm(self._params(), self.lower_bound_, self.lower_bound_ if self.prior is None else -math.inf)
 
-    def _set_fitted(self, run: em.EMRun, n_features: int) -> None:
-        params = run.params
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.covariances_ = params.covariances
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = kernels.precisions_from_cholesky(params.precisions_cholesky, params.covariance_type)
-        self.converged_ = bool(run.converged)
-        self.n_iter_ = int(run.n_iter)
-        self.lower_bound_ = float(run.lower_bound)
-        self.lower_bounds_ = list(run.history)
-        self.n_features_in_ = int(n_features)
+    def _set_state(self, run: em.EMRun) -> None:
         hyper = run.algorithm.hyperparameters()
         if hyper is not None:
             self.prior_ = hyper
@@ -190,19 +179,7 @@ class GaussianMixture(MixtureEstimator):
             name: value for name, value in self.get_params().items() if name not in ("dtype", "prior", "nan_policy")
         }
         sk = SkGaussianMixture(**{**ours, "random_state": seed})
-        for attr in (
-            "weights_",
-            "means_",
-            "covariances_",
-            "precisions_",
-            "precisions_cholesky_",
-            "converged_",
-            "n_iter_",
-            "lower_bound_",
-            "lower_bounds_",
-            "n_features_in_",
-            "feature_names_in_",
-        ):
+        for attr in FITTED:
             if hasattr(self, attr):
                 setattr(sk, attr, getattr(self, attr))
         return sk
@@ -250,23 +227,24 @@ def from_saved(saved: SavedModel, where: str = "model.yaml") -> GaussianMixture 
     """
     p, info = saved.params, saved.info
     cls = BayesianGaussianMixture if info.algorithm == "variational" else GaussianMixture
+    variational = info.algorithm == "variational"
     try:
         model = cls(**_parameters(saved))
         model._check_parameters()
+        step = engine.make_step(
+            model._spec(),
+            engine.Candidate(p.n_components, p.covariance_type),
+            None,
+            model._naming(p.n_features),
+            hyperparameters=info.variational if variational else info.prior,
+        )
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where}: parameters: {str(exc)[:300]}") from None
-    if info.algorithm == "variational":
-        priors = VariationalPriors.from_dict(info.variational)
-        algorithm = VariationalStep(p.covariance_type, model.reg_covar, priors)
-        state = algorithm.from_arrays({**{name: getattr(p, name) for name in PARAM_ARRAYS}, **saved.extra_arrays})
-    else:
-        prior = None if info.prior is None else Prior.from_dict(info.prior)
-        algorithm = EMStep(p.covariance_type, model.reg_covar, prior, missing=model.nan_policy == "marginalize")
-        state = p
+    state = step.from_arrays({**{name: getattr(p, name) for name in PARAM_ARRAYS}, **saved.extra_arrays})
     lower_bound = -math.inf if info.lower_bound is None else info.lower_bound
     model._set_fitted(
         em.EMRun(
-            algorithm,
+            step,
             state,
             lower_bound,
             history=list(info.history),

@@ -12,7 +12,6 @@ feature-name checks.
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 import sys
 import time
@@ -21,7 +20,6 @@ import warnings
 import numpy as np
 
 from pipeline import em, engine, kernels, storage
-from pipeline.choices import COVARIANCE_TYPES, DTYPES, INIT_METHODS, NAN_POLICIES
 from pipeline.engine import Candidate, Naming, Outcome, Warm
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
 from pipeline.inputs import (
@@ -35,7 +33,22 @@ from pipeline.inputs import (
 )
 from pipeline.model import MissingValues, describe, save_model
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
-from pipeline.spec import ModelSpec
+from pipeline.spec import HYPERPARAMETERS, ModelSpec, dtype_name
+
+# The fitted attributes of every estimator, scikit-learn's (the variational mixture adds its own).
+FITTED = (
+    "weights_",
+    "means_",
+    "covariances_",
+    "precisions_",
+    "precisions_cholesky_",
+    "converged_",
+    "n_iter_",
+    "lower_bound_",
+    "lower_bounds_",
+    "n_features_in_",
+    "feature_names_in_",
+)
 
 
 def _same(a, b) -> bool:
@@ -45,18 +58,39 @@ def _same(a, b) -> bool:
         return False
 
 
-def _dtype_name(value) -> str | None:
-    """``"float32"`` for "float32", np.float32 or np.dtype("float32"); None for what is not a dtype."""
-    try:
-        return None if value is None else np.dtype(value).name
-    except TypeError:
-        return None
-
-
 class MixtureEstimator:
     """What every estimator of this package shares: scikit-learn's protocol, input checks, prediction."""
 
     _estimator_type = "DensityEstimator"  # scikit-learn before 1.6 reads this; later ones, __sklearn_tags__
+
+    def __init__(
+        self,
+        n_components,
+        covariance_type,
+        tol,
+        reg_covar,
+        max_iter,
+        n_init,
+        init_params,
+        random_state,
+        warm_start,
+        verbose,
+        verbose_interval,
+        dtype,
+    ):
+        """The parameters every estimator takes (each one's own signature lists them, with their defaults)."""
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ scikit-learn's protocol
     @classmethod
@@ -123,55 +157,12 @@ class MixtureEstimator:
             return int(np.random.SeedSequence().entropy)
         return int(self._rng().integers(2**63))
 
-    def _check_common(self) -> None:
-        name = type(self).__name__
-        checks = [
-            (
-                isinstance(self.n_components, numbers.Integral)
-                and not isinstance(self.n_components, bool)
-                and self.n_components >= 1,
-                "n_components",
-                "an int in the range [1, inf)",
-            ),
-            (self.covariance_type in COVARIANCE_TYPES, "covariance_type", f"a str among {list(COVARIANCE_TYPES)}"),
-            (
-                isinstance(self.tol, numbers.Real) and math.isfinite(self.tol) and self.tol >= 0,
-                "tol",
-                "a float in the range [0.0, inf)",
-            ),
-            (
-                isinstance(self.reg_covar, numbers.Real) and math.isfinite(self.reg_covar) and self.reg_covar >= 0,
-                "reg_covar",
-                "a float in the range [0.0, inf)",
-            ),
-            (
-                isinstance(self.max_iter, numbers.Integral) and self.max_iter >= 0,
-                "max_iter",
-                "an int in the range [0, inf)",
-            ),
-            (isinstance(self.n_init, numbers.Integral) and self.n_init >= 1, "n_init", "an int in the range [1, inf)"),
-            (self.init_params in INIT_METHODS, "init_params", f"a str among {list(INIT_METHODS)}"),
-            (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0, "verbose", "an int >= 0"),
-            (
-                isinstance(self.verbose_interval, numbers.Integral) and self.verbose_interval >= 1,
-                "verbose_interval",
-                "an int in the range [1, inf)",
-            ),
-            (_dtype_name(self.dtype) in DTYPES, "dtype", f"one of {DTYPES}"),
-            (self.nan_policy in NAN_POLICIES, "nan_policy", f"a str among {list(NAN_POLICIES)}"),
-            (
-                self.random_state is None
-                or isinstance(self.random_state, (np.random.Generator, np.random.RandomState))
-                or (isinstance(self.random_state, numbers.Integral) and self.random_state >= 0),
-                "random_state",
-                "None, an int >= 0, a numpy Generator or RandomState",
-            ),
-        ]
-        for ok, param, expected in checks:
-            if not ok:
-                raise ValueError(
-                    f"The {param!r} parameter of {name} must be {expected}. Got {getattr(self, param)!r} instead."
-                )
+    def _check_parameters(self) -> None:
+        """ValueError, in scikit-learn's words, for a parameter outside its declared range
+        (:data:`pipeline.spec.HYPERPARAMETERS`, which the config's schema follows too)."""
+        for name in self._get_param_names():
+            if name in HYPERPARAMETERS:
+                HYPERPARAMETERS[name].check(getattr(self, name), type(self).__name__)
 
     # ------------------------------------------------------------------ fitting
     def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int]:
@@ -211,7 +202,7 @@ class MixtureEstimator:
             n_init=self.n_init,
             init_params=self.init_params,
             random_state=self._seed(),
-            dtype=_dtype_name(self.dtype),
+            dtype=dtype_name(self.dtype),
             nan_policy=self.nan_policy,
         )
 
@@ -241,6 +232,25 @@ class MixtureEstimator:
                     )
 
         return report
+
+    def _set_fitted(self, run: em.EMRun, n_features: int) -> None:
+        """The fitted attributes of a run (:data:`FITTED` but ``feature_names_in_``), then the subclass's own."""
+        params = run.params
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = kernels.precisions_from_cholesky(params.precisions_cholesky, params.covariance_type)
+        self.converged_ = bool(run.converged)
+        self.n_iter_ = int(run.n_iter)
+        self.lower_bound_ = float(run.lower_bound)
+        self.lower_bounds_ = list(run.history)
+        self.n_features_in_ = int(n_features)
+        self._set_state(run)
+
+    def _set_state(self, run: em.EMRun) -> None:
+        """The subclass's own fitted attributes: the resolved prior, the variational posterior."""
+        raise NotImplementedError
 
     def _finish(self, outcome: Outcome, n_features: int, names, summary: kernels.Summary, n_dropped: int) -> None:
         self._set_fitted(outcome.run, n_features)
@@ -380,7 +390,7 @@ class MixtureEstimator:
         recorded = {name: _plain(value) for name, value in self.get_params().items()}
         if not (recorded["random_state"] is None or isinstance(recorded["random_state"], int)):
             recorded["random_state"] = None
-        recorded["dtype"] = _dtype_name(self.dtype) or recorded["dtype"]
+        recorded["dtype"] = dtype_name(self.dtype) or recorded["dtype"]
         return recorded
 
     def _save(self, path, storage_options, params: kernels.Params, extra_arrays=None, **fields) -> None:

@@ -88,7 +88,7 @@ def test_input_errors_are_sklearn_style(fitted):
     with pytest.raises(ValueError, match="'covariance_type' parameter of GaussianMixture must be a str among"):
         GaussianMixture(2, covariance_type="round").fit(X)
     with pytest.raises(
-        ValueError, match=r"'dtype' parameter of GaussianMixture must be one of \('float64', 'float32'\)"
+        ValueError, match=r"'dtype' parameter of GaussianMixture must be a str among \['float64', 'float32'\]"
     ):
         GaussianMixture(2, dtype=np.float16).fit(X)
 
