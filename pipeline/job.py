@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -129,57 +129,143 @@ def fit(config: Config, *, scheduler: str | None = None, force: bool = False, em
     -------
     FitOutcome
     """
+    return _fit_and_write(config, _Fit(config, force), scheduler, emit)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """What a command has when it looks at its output: the data opened, the output checked and locked."""
+
+    dataset: data.ParquetDataset
+    output: Place
+    identity: dict[str, Any]
+    started: float  # when the command began (time.perf_counter)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """How the candidates start: from ``warm`` (``gmm fit``'s ``model.init``); not from a checkpoint if ``fresh``."""
+
+    warm: kernels.Params | None = None
+    fresh: bool = False
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The candidate a command writes, what it writes besides its model, and what it tells after.
+
+    ``table`` is a selection's (its falling likelihood is flagged); ``done`` adds keys to the ``done`` event.
+    """
+
+    outcome: fitting.Outcome
+    info: ModelInfo
+    result: FitOutcome | SelectOutcome
+    files: dict[str, bytes] | None = None
+    table: list[dict[str, Any]] | None = None
+    done: dict[str, Any] = field(default_factory=dict)
+
+
+class _Command(Protocol):
+    """What a fitting command adds to :func:`_fit_and_write`: its candidates, the inputs its output must stay apart
+    from, its identity, what it does with an output that may already hold its result, and what it writes."""
+
+    candidates: list[Candidate]
+    inputs: dict[str, str | None]
+
+    def identity(self, fingerprint: str | None) -> dict[str, Any]: ...
+
+    def before(self, opened: _Opened, emit: Emit) -> FitOutcome | SelectOutcome | _Start: ...
+
+    def choose(self, opened: _Opened, fitted: fitting.Fitted) -> _Chosen: ...
+
+
+def _fit_and_write(config: Config, command: _Command, scheduler: str | None, emit: Emit) -> FitOutcome | SelectOutcome:
+    """What ``gmm fit`` and ``gmm select`` both do, in this order.
+
+    Check the cluster's settings, open the data, check the given priors, take the fit's identity; check the output
+    and hold its lock; let the command skip or start (:meth:`_Command.before`); fit every candidate in shared
+    passes on the cluster, resuming this fit's checkpoint; write the chosen model, remove the checkpoint; then
+    flag a selection's falling likelihood and collapsed components, and emit ``done``.
+    """
     started = time.perf_counter()
-    m = config.model
     cluster.check(config.cluster, scheduler)
     dataset = _open(config)
-    candidates = [Candidate(m.n_components, m.covariance_type)]
-    fitting.check_given_priors(config, candidates, dataset.feature_names)
-    identity = fit_identity(config, dataset.fingerprint)
-    inputs = {"data.path": config.data.path, "model.init": _init_directory(config)}
+    fitting.check_given_priors(config, command.candidates, dataset.feature_names)
+    identity = command.identity(dataset.fingerprint)
     output = outputs.resolve(config.output.path, "output.path", config.output_storage_options)
-    with outputs.writing(output, "output.path", "model", is_model_directory, inputs):
-        previous = None if force else _previous_identity(output)
-        if previous is not None and previous[0] == identity:
-            info = previous[1]
-            emit({"event": "skipped", "model": output.name, "reason": "the model for this config and data exists"})
-            return FitOutcome(output.name, bool(info.converged), info.n_iter or 0, info.lower_bound, skipped=True)
-        warm = _warm_start(config, dataset)
+    with outputs.writing(output, "output.path", "model", is_model_directory, command.inputs):
+        opened = _Opened(dataset, output, identity, started)
+        start = command.before(opened, emit)
+        if not isinstance(start, _Start):  # the output holds the result already
+            return start
         checkpoint = Checkpoint(output, identity)
-        if force:
+        if start.fresh:
             checkpoint.remove()
         with cluster.session(config.cluster, scheduler, emit) as client:
             fitted = fitting.fit_candidates(
-                config,
-                dataset,
-                candidates,
-                client=client,
-                emit=emit,
-                checkpoint=checkpoint,
-                warm=warm,
+                config, dataset, command.candidates, client=client, emit=emit, checkpoint=checkpoint, warm=start.warm
             )
-        (outcome,) = fitted.outcomes
-        save_model(
-            output,
-            outcome.run.params,
-            fitting.model_info(config, dataset, fitted, outcome),
-            extra_arrays=outcome.extra_arrays,
-        )
+        chosen = command.choose(opened, fitted)
+        outcome = chosen.outcome
+        save_model(output, outcome.run.params, chosen.info, extra_files=chosen.files, extra_arrays=outcome.extra_arrays)
         checkpoint.remove()
-    fitting.warn_collapsed(config, outcome.candidate, outcome.collapsed, emit)
     run = outcome.run
-    emit(
-        {
-            "event": "done",
-            "model": output.name,
-            "converged": run.converged,
-            "n_iter": run.n_iter,
-            "lower_bound": run.lower_bound,
-            "bic": outcome.bic,
-            "seconds": time.perf_counter() - started,
-        }
-    )
-    return FitOutcome(output.name, run.converged, run.n_iter, run.lower_bound)
+    summary = {"converged": run.converged, "n_iter": run.n_iter, "lower_bound": run.lower_bound, "bic": outcome.bic}
+    _tell_written(config, opened, outcome.candidate, outcome.collapsed, summary, chosen.table, chosen.done, emit)
+    return chosen.result
+
+
+def _tell_written(
+    config: Config,
+    opened: _Opened,
+    candidate: Candidate,
+    collapsed: list[int],
+    summary: dict[str, Any],
+    table: list[dict[str, Any]] | None,
+    more: dict[str, Any],
+    emit: Emit,
+) -> None:
+    """The events after a model is written: a selection's falling likelihood, collapsed components, ``done``."""
+    if table is not None:
+        selection.warn_falling(table, config.model.n_init, emit)
+    fitting.warn_collapsed(config, candidate, collapsed, emit)
+    seconds = time.perf_counter() - opened.started
+    emit({"event": "done", "model": opened.output.name, **summary, "seconds": seconds, **more})
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """``gmm fit``: one candidate; nothing done if the output holds this fit; a warm start from ``model.init``."""
+
+    config: Config
+    force: bool
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return [Candidate(self.config.model.n_components, self.config.model.covariance_type)]
+
+    @property
+    def inputs(self) -> dict[str, str | None]:
+        return {"data.path": self.config.data.path, "model.init": _init_directory(self.config)}
+
+    def identity(self, fingerprint: str | None) -> dict[str, Any]:
+        return fit_identity(self.config, fingerprint)
+
+    def before(self, opened: _Opened, emit: Emit) -> FitOutcome | _Start:
+        """The model at the output if it is this fit's (unless forced), else the warm start (afresh if forced)."""
+        output = opened.output
+        previous = None if self.force else _previous_identity(output)
+        if previous is not None and previous[0] == opened.identity:
+            info = previous[1]
+            emit({"event": "skipped", "model": output.name, "reason": "the model for this config and data exists"})
+            return FitOutcome(output.name, bool(info.converged), info.n_iter or 0, info.lower_bound, skipped=True)
+        return _Start(warm=_warm_start(self.config, opened.dataset), fresh=self.force)
+
+    def choose(self, opened: _Opened, fitted: fitting.Fitted) -> _Chosen:
+        (outcome,) = fitted.outcomes
+        run = outcome.run
+        info = fitting.model_info(self.config, opened.dataset, fitted, outcome)
+        return _Chosen(outcome, info, FitOutcome(opened.output.name, run.converged, run.n_iter, run.lower_bound))
 
 
 def selection_identity(config: Config, fingerprint: str | None, candidates: list[Candidate]) -> dict[str, Any]:
@@ -358,7 +444,6 @@ def select(
     -------
     SelectOutcome
     """
-    started = time.perf_counter()
     if _init_directory(config) is not None:
         raise InputError(
             f"model.init {config.model.init!r}: gmm select starts every candidate afresh; "
@@ -369,23 +454,37 @@ def select(
             "model.algorithm: variational chooses its number of components itself; gmm select compares EM fits "
             "(use gmm fit with a generous model.n_components)"
         )
-    cluster.check(config.cluster, scheduler)
-    dataset = _open(config)
     candidates = [Candidate(k, ct) for ct in covariance_types for k in ks]
-    fitting.check_given_priors(config, candidates, dataset.feature_names)
-    identity = selection_identity(config, dataset.fingerprint, candidates)
-    output = outputs.resolve(config.output.path, "output.path", config.output_storage_options)
-    with outputs.writing(output, "output.path", "model", is_model_directory, {"data.path": config.data.path}):
-        stored = None if force else _stored_selection(output, identity, emit)
+    return _fit_and_write(config, _Select(config, candidates, criterion, force), scheduler, emit)
+
+
+@dataclass(frozen=True)
+class _Select:
+    """``gmm select``: every candidate; the output's selection chosen from again if it is this one; the table and
+    every candidate's model written beside the best."""
+
+    config: Config
+    candidates: list[Candidate]
+    criterion: str
+    force: bool
+
+    @property
+    def inputs(self) -> dict[str, str | None]:
+        return {"data.path": self.config.data.path}
+
+    def identity(self, fingerprint: str | None) -> dict[str, Any]:
+        return selection_identity(self.config, fingerprint, self.candidates)
+
+    def before(self, opened: _Opened, emit: Emit) -> SelectOutcome | _Start:
+        """The best of the output's selection if it is this one (unless forced), else a start (from a checkpoint)."""
+        stored = None if self.force else _stored_selection(opened.output, opened.identity, emit)
         if stored is not None:
-            again = _choose_again(config, stored, criterion, output, started, emit)
+            again = _choose_again(self.config, stored, self.criterion, opened, emit)
             if again is not None:
                 return again
-        checkpoint = Checkpoint(output, identity)
-        with cluster.session(config.cluster, scheduler, emit) as client:
-            fitted = fitting.fit_candidates(
-                config, dataset, candidates, client=client, emit=emit, checkpoint=checkpoint
-            )
+        return _Start()
+
+    def choose(self, opened: _Opened, fitted: fitting.Fitted) -> _Chosen:
         table = [
             {
                 "n_components": o.candidate.n_components,
@@ -399,40 +498,22 @@ def select(
             }
             for o in fitted.outcomes
         ]
-        chosen = _best(table, criterion)
-        outcome = fitted.outcomes[chosen]
-        info = fitting.model_info(config, dataset, fitted, outcome, selection=SelectionRef(criterion=criterion))
+        best = _best(table, self.criterion)
+        outcome = fitted.outcomes[best]
+        info = fitting.model_info(
+            self.config, opened.dataset, fitted, outcome, selection=SelectionRef(criterion=self.criterion)
+        )
         files = {SELECTION_FILE: selection.to_csv(table), CANDIDATES_FILE: _candidates_npz(fitted.outcomes)}
-        save_model(output, outcome.run.params, info, extra_files=files)
-        checkpoint.remove()
-    selection.warn_falling(table, config.model.n_init, emit)
-    fitting.warn_collapsed(config, outcome.candidate, outcome.collapsed, emit)
-    emit(
-        {
-            "event": "done",
-            "model": output.name,
-            "converged": outcome.run.converged,
-            "n_iter": outcome.run.n_iter,
-            "lower_bound": outcome.run.lower_bound,
-            "bic": outcome.bic,
-            "seconds": time.perf_counter() - started,
-            "n_components": outcome.candidate.n_components,
-            "covariance_type": outcome.candidate.covariance_type,
-        }
-    )
-    return SelectOutcome(output.name, table, chosen)
+        chosen = outcome.candidate
+        done = {"n_components": chosen.n_components, "covariance_type": chosen.covariance_type}
+        return _Chosen(outcome, info, SelectOutcome(opened.output.name, table, best), files, table, done)
 
 
 def _choose_again(
-    config: Config,
-    stored: _StoredSelection,
-    criterion: str,
-    output: Place,
-    started: float,
-    emit: Emit,
+    config: Config, stored: _StoredSelection, criterion: str, opened: _Opened, emit: Emit
 ) -> SelectOutcome | None:
     """Choose the best of a stored selection by ``criterion`` and write its model; None if it cannot be read back."""
-    table = stored.table
+    output, table = opened.output, stored.table
     chosen = _best(table, criterion)
     if stored.info.selection.criterion == criterion:
         reason = "the selection for this config, data, candidates and criterion exists"
@@ -447,22 +528,14 @@ def _choose_again(
     files = {SELECTION_FILE: stored.table_bytes, CANDIDATES_FILE: stored.candidates_bytes}
     save_model(output, params, info, extra_files=files)
     row = table[chosen]
-    selection.warn_falling(table, config.model.n_init, emit)
-    fitting.warn_collapsed(config, Candidate(row["n_components"], row["covariance_type"]), collapsed, emit)
-    emit(
-        {
-            "event": "done",
-            "model": output.name,
-            "converged": info.converged,
-            "n_iter": info.n_iter,
-            "lower_bound": info.lower_bound,
-            "bic": info.bic,
-            "seconds": time.perf_counter() - started,
-            "n_components": row["n_components"],
-            "covariance_type": row["covariance_type"],
-            "rechosen_from": stored.table_path,
-        }
-    )
+    candidate = Candidate(row["n_components"], row["covariance_type"])
+    summary = {"converged": info.converged, "n_iter": info.n_iter, "lower_bound": info.lower_bound, "bic": info.bic}
+    more = {
+        "n_components": candidate.n_components,
+        "covariance_type": candidate.covariance_type,
+        "rechosen_from": stored.table_path,
+    }
+    _tell_written(config, opened, candidate, collapsed, summary, table, more, emit)
     return SelectOutcome(output.name, table, chosen, rechosen_from=stored.table_path)
 
 
