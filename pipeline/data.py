@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.choices import NanPolicy
 from pipeline.errors import BlockError, EnvironmentFault, InputError
 from pipeline.secrets import scrub
 from pipeline.storage import Place
@@ -430,16 +431,15 @@ def read_partition(
         # Arrow's allocator caches freed buffers; give them back so memory tracks the current partition.
         pa.default_memory_pool().release_unused()
     X = columns.T
-    if nan_policy == "marginalize":
+    policy = NanPolicy(nan_policy)
+    if policy.marginalizes:
         infinite = np.isinf(X).any(axis=1)
         if infinite.any():
             raise InputError(
                 f"{part.path}: {int(infinite.sum())} rows have infinite values in the selected columns; "
                 "a missing value is NaN (or null), an infinite one is an error"
             )
-        bad = np.isnan(X).all(axis=1)
-    else:
-        bad = ~np.isfinite(X).all(axis=1)
+    bad = policy.unusable(X)
     if sample_weight is not None:
         if not np.isfinite(sample_weight).all() or (sample_weight < 0).any():
             n_bad = int((~np.isfinite(sample_weight) | (sample_weight < 0)).sum())
@@ -448,7 +448,7 @@ def read_partition(
                 "weights must be finite and >= 0"
             )
     if bad.any():
-        if nan_policy == "error":
+        if not policy.accepts_nan:
             raise InputError(
                 f"{part.path}: {int(bad.sum())} rows have NaN or infinite values in the selected columns; "
                 "clean the data or set data.nan_policy: drop (those rows are left out) or marginalize "

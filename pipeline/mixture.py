@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from pipeline import em, engine, kernels, storage
+from pipeline.choices import NAN_POLICIES, NanPolicy
 from pipeline.engine import Candidate, Naming, Outcome, Warm
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
 from pipeline.inputs import (
@@ -122,11 +123,16 @@ class MixtureEstimator:
         return Tags(
             estimator_type="density_estimator",
             target_tags=TargetTags(required=False),
-            input_tags=InputTags(allow_nan=self.nan_policy == "marginalize"),
+            input_tags=InputTags(allow_nan=self._policy().marginalizes),
         )
 
     def _more_tags(self) -> dict:  # scikit-learn before 1.6
-        return {"allow_nan": self.nan_policy == "marginalize", "requires_y": False}
+        return {"allow_nan": self._policy().marginalizes, "requires_y": False}
+
+    def _policy(self) -> NanPolicy:
+        """``nan_policy`` as a NanPolicy (scikit-learn asks for the tags before any check: an unknown value is
+        refused by ``fit``, and counts as "error" until then)."""
+        return NanPolicy(self.nan_policy) if self.nan_policy in NAN_POLICIES else NanPolicy.ERROR
 
     def _nan_policy_parameter(self) -> str | None:
         """``nan_policy`` if it is one of this estimator's parameters (None: it only refuses NaN)."""
@@ -170,7 +176,7 @@ class MixtureEstimator:
         source = blocks_from_arrays(X, sample_weight, nan_policy=self.nan_policy).persist()
         n_given = sum(source.n_rows)
         source, summary = scan(source)
-        if summary.n_missing and self.nan_policy == "error":  # Dask input is checked only as it is read
+        if summary.n_missing and not self._policy().accepts_nan:  # Dask input is checked only as it is read
             name = type(self).__name__
             raise ValueError(
                 f"Input X contains NaN ({summary.n_missing} values). {name} does not accept missing values "
@@ -256,7 +262,7 @@ class MixtureEstimator:
         self._set_fitted(outcome.run, n_features)
         self.n_samples_, self.weight_sum_ = sum(summary.n_rows), summary.weight_sum
         self._missing_values = None  # what nan_policy did, for save
-        if self.nan_policy != "error":
+        if self._policy().accepts_nan:
             self._missing_values = MissingValues(
                 nan_policy=self.nan_policy,
                 n_missing_values=summary.n_missing,
@@ -301,7 +307,7 @@ class MixtureEstimator:
             X,
             type(self).__name__,
             min_samples=2,
-            allow_nan=self.nan_policy != "error",
+            allow_nan=self._policy().accepts_nan,
             nan_policy=self._nan_policy_parameter(),
         )
         sample_weight = check_sample_weight(sample_weight, X)
@@ -337,7 +343,7 @@ class MixtureEstimator:
     def _rowwise(self, X, fn, columns: int | None, dtype):
         params, log_weights = self._params(), self._log_weights()
         check_feature_names(self, X)
-        allow_nan = self.nan_policy == "marginalize"
+        allow_nan = self._policy().marginalizes
         name, policy = type(self).__name__, self._nan_policy_parameter()
         X = check_rows(X, name, n_features=self.n_features_in_, allow_nan=allow_nan, nan_policy=policy)
         if is_dask(X):  # checked as each block is computed
