@@ -13,6 +13,7 @@ a config load neither Dask nor SciPy.
 from __future__ import annotations
 
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from pipeline.errors import EnvironmentFault, InputError
 from pipeline.stopping import Stopped, StoppingConsole, stopped_by_signals
 
 if TYPE_CHECKING:
-    from pipeline.config import ClusterConfig
+    from pipeline.config import ClusterConfig, Config
 
 EXIT_INPUT = 2
 EXIT_NOT_CONVERGED = 3
@@ -147,6 +148,22 @@ def _run(console: Console, fn, *args, **kwargs):
         sys.exit(1)
 
 
+def _load_config(console: Console, config_path: str, overrides: tuple[str, ...]) -> Config:
+    """The config, validated; a key under its old name is a ``warning:`` line (a RenamedKeyWarning in Python)."""
+    from pipeline.config import load_config
+    from pipeline.errors import RenamedKeyWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RenamedKeyWarning)
+        config = load_config(config_path, overrides)
+    for warning in caught:
+        if issubclass(warning.category, RenamedKeyWarning):
+            console({"event": "warning", "message": str(warning.message)})
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return config
+
+
 def _setup(log_format: str = "text") -> Console:
     jsonlog.configure(log_format)
     return StoppingConsole(log_format)
@@ -201,10 +218,8 @@ def main() -> None:
 @click.option("--require-convergence", is_flag=True, help="Exit 3 if EM stops at max_iter without converging.")
 def fit(config_path, overrides, scheduler, log_format, force, require_convergence):
     """Fit a Gaussian mixture and write the model directory."""
-    from pipeline.config import load_config
-
     console = _setup(log_format)
-    config = _run(console, load_config, config_path, overrides)
+    config = _run(console, _load_config, console, config_path, overrides)
     from pipeline import job  # once the config is read: a mistake in it is found without loading Dask
 
     outcome = _run(console, job.fit, config, scheduler=scheduler, force=force, emit=console)
@@ -237,10 +252,8 @@ def select(config_path, overrides, scheduler, log_format, ks, criterion, covaria
     If the output already holds this selection (same data, settings and candidates), the best is chosen again
     from its table by --criterion, without a refit.
     """
-    from pipeline.config import load_config
-
     console = _setup(log_format)
-    config = _run(console, load_config, config_path, overrides)
+    config = _run(console, _load_config, console, config_path, overrides)
     from pipeline import job  # once the config is read: a mistake in it is found without loading Dask
     from pipeline.model import SELECTION_FILE
 
@@ -274,9 +287,9 @@ def select(config_path, overrides, scheduler, log_format, ks, criterion, covaria
     )
 
 
-def _score_cluster(config_path: str | None, overrides: tuple[str, ...]) -> ClusterConfig | None:
+def _score_cluster(console: Console, config_path: str | None, overrides: tuple[str, ...]) -> ClusterConfig | None:
     """The cluster settings of ``gmm score``: a config's cluster section and ``--set cluster.*`` (None: defaults)."""
-    from pipeline.config import apply_override, load_config, validate
+    from pipeline.config import apply_override, validate
 
     for assignment in overrides:
         key = assignment.partition("=")[0].strip()
@@ -286,7 +299,7 @@ def _score_cluster(config_path: str | None, overrides: tuple[str, ...]) -> Clust
                 "from --input)"
             )
     if config_path is not None:
-        return load_config(config_path, overrides).cluster
+        return _load_config(console, config_path, overrides).cluster
     if not overrides:
         return None
     raw: dict[str, Any] = {"data": {"path": "(not used by gmm score)"}}
@@ -330,7 +343,7 @@ def score(
     The cluster is set as for fit (cluster.* of --config and --set cluster.KEY=VALUE, --scheduler).
     """
     console = _setup(log_format)
-    settings = _run(console, _score_cluster, config_path, overrides)
+    settings = _run(console, _score_cluster, console, config_path, overrides)
     from pipeline import scoring  # once the settings are read: a mistake in them is found without loading Dask
 
     columns = [c.strip() for c in keep.split(",") if c.strip()]

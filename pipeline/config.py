@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from pipeline.choices import (
     VARIATIONAL_PRIOR_KEYS,
     WEIGHT_PRIOR_TYPES,
 )
-from pipeline.errors import InputError
+from pipeline.errors import InputError, RenamedKeyWarning
 from pipeline.spec import HYPERPARAMETERS
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -85,13 +86,15 @@ class PriorConfig(_Section):
 
 
 _VARIATIONAL_KEYS = ("weight_concentration_prior_type", *VARIATIONAL_PRIOR_KEYS)
+# Keys of the model section under their old names: each still works, with a RenamedKeyWarning.
+RENAMED = {"init": "init_params"}
 
 
 class ModelConfig(_Section):
     n_components: int = _declared("n_components")
     covariance_type: Literal[COVARIANCE_TYPES] = _declared("covariance_type")
     reg_covar: float = _declared("reg_covar")
-    init: str = _declared("init_params", min_length=1)
+    init_params: str = _declared("init_params", min_length=1)
     n_init: int = _declared("n_init")
     max_iter: int = _declared("max_iter")
     tol: float = _declared("tol")
@@ -108,6 +111,18 @@ class ModelConfig(_Section):
 
     _square_covariance_prior = field_validator("covariance_prior")(_square)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """Keys under their old names (:data:`RENAMED`) as their new ones (configs and model.yaml files written
+        before the rename)."""
+        if not isinstance(data, dict):
+            return data
+        for old, new in RENAMED.items():
+            if old in data and new in data:
+                raise ValueError(f"model.{old} is the old name of model.{new}: give model.{new} only")
+        return {RENAMED.get(key, key): value for key, value in data.items()}
+
     @model_validator(mode="after")
     def _algorithm_keys(self):
         if self.algorithm == "em":
@@ -119,9 +134,9 @@ class ModelConfig(_Section):
                 "model.prior applies only with model.algorithm: em "
                 "(the variational mixture has its own priors, model.*_prior)"
             )
-        elif self.init not in INIT_METHODS:
+        elif self.init_params not in INIT_METHODS:
             raise ValueError(
-                f"model.init: a model directory starts EM only; model.algorithm: variational starts "
+                f"model.init_params: a model directory starts EM only; model.algorithm: variational starts "
                 f"from one of {', '.join(INIT_METHODS)}"
             )
         return self
@@ -331,6 +346,15 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     if isinstance(raw, dict):
         for assignment in overrides:
             apply_override(raw, assignment)
+        model = raw.get("model")
+        for old in RENAMED if isinstance(model, dict) else ():
+            if old in model:
+                warnings.warn(
+                    f"{path}: model.{old} is now model.{RENAMED[old]} (the estimators' name); the old name still "
+                    "works but will be removed in a later release",
+                    RenamedKeyWarning,
+                    stacklevel=2,
+                )
         for section in ("data", "output"):
             if isinstance(raw.get(section), dict) and isinstance(raw[section].get("storage_options"), dict):
                 secrets.register(raw[section]["storage_options"])
@@ -340,7 +364,7 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
 def recorded(config: Config) -> dict[str, Any]:
     """The config as model.yaml records it: every value, but no secret.
 
-    Storage options' values are redacted, and every URL (``data.path``, ``model.init``, ...) is written
+    Storage options' values are redacted, and every URL (``data.path``, ``model.init_params``, ...) is written
     without its password.
     """
     dumped = config.model_dump(mode="json")

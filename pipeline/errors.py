@@ -58,6 +58,10 @@ class ConvergenceWarning(PipelineWarning):
     """EM stopped at max_iter before the lower bound changed by less than tol."""
 
 
+class RenamedKeyWarning(PipelineWarning, FutureWarning):
+    """A config key under its old name (``model.init``, now ``model.init_params``): it still works, for now."""
+
+
 class CollapsedComponentsWarning(PipelineWarning):
     """Some components sit on single points (or none): reg_covar alone keeps their covariances positive definite."""
 

@@ -25,7 +25,7 @@ __all__ = ["Candidate", "Emit", "Fitted", "Outcome", "fit_candidates", "model_in
 
 
 def spec_of(config: Config) -> ModelSpec:
-    """The fit a config asks for (``model.init`` a model directory: the warm start is the job's, not the spec's)."""
+    """The fit a config asks for (``model.init_params`` a model directory: the warm start is the job's, not the spec's)."""
     m = config.model
     prior = m.prior if m.prior is None or isinstance(m.prior, str) else m.prior.model_dump()
     return ModelSpec(
@@ -35,7 +35,7 @@ def spec_of(config: Config) -> ModelSpec:
         reg_covar=m.reg_covar,
         max_iter=m.max_iter,
         n_init=m.n_init,
-        init_params=m.init if m.init in INIT_METHODS else "kmeans",
+        init_params=m.init_params if m.init_params in INIT_METHODS else "kmeans",
         random_state=m.random_state,
         dtype=m.dtype,
         nan_policy=config.data.nan_policy,

@@ -69,7 +69,7 @@ def _open(config: Config) -> data.ParquetDataset:
 
 
 def _init_directory(config: Config) -> str | None:
-    return None if config.model.init in INIT_METHODS else config.model.init
+    return None if config.model.init_params in INIT_METHODS else config.model.init_params
 
 
 def _previous_model(output: Place) -> tuple[Config, ModelInfo] | None:
@@ -89,24 +89,24 @@ def _previous_identity(output: Place) -> tuple[dict[str, Any], ModelInfo] | None
 
 
 def _warm_start(config: Config, dataset: data.ParquetDataset):
-    """The parameters of the model directory named by ``model.init``, checked against the data and the config."""
+    """The parameters of the model directory named by ``model.init_params``, checked against the data and the config."""
     m = config.model
     path = _init_directory(config)
     if path is None:
         return None
     init = Place.of(path, config.data.storage_options)
     if not storage.exists(init):
-        raise InputError(f"model.init {path!r} is neither one of {', '.join(INIT_METHODS)} nor a model directory")
+        raise InputError(f"model.init_params {path!r} is neither one of {', '.join(INIT_METHODS)} nor a model directory")
     saved = load_saved_model(init)
     if saved.info.feature_names != dataset.feature_names:
         raise InputError(
-            f"model.init {path!r}: its features {saved.info.feature_names} do not match the data's "
+            f"model.init_params {path!r}: its features {saved.info.feature_names} do not match the data's "
             f"{dataset.feature_names}"
         )
     p = saved.params
     if (p.n_components, p.covariance_type) != (m.n_components, m.covariance_type):
         raise InputError(
-            f"model.init {path!r} has n_components={p.n_components}, covariance_type="
+            f"model.init_params {path!r} has n_components={p.n_components}, covariance_type="
             f"{p.covariance_type}; the config asks for {m.n_components}, {m.covariance_type}"
         )
     return p
@@ -144,7 +144,7 @@ class _Opened:
 
 @dataclass(frozen=True)
 class _Start:
-    """How the candidates start: from ``warm`` (``gmm fit``'s ``model.init``); not from a checkpoint if ``fresh``."""
+    """How the candidates start: from ``warm`` (``gmm fit``'s ``model.init_params``); not from a checkpoint if ``fresh``."""
 
     warm: kernels.Params | None = None
     fresh: bool = False
@@ -235,7 +235,7 @@ def _tell_written(
 
 @dataclass(frozen=True)
 class _Fit:
-    """``gmm fit``: one candidate; nothing done if the output holds this fit; a warm start from ``model.init``."""
+    """``gmm fit``: one candidate; nothing done if the output holds this fit; a warm start from ``model.init_params``."""
 
     config: Config
     force: bool
@@ -246,7 +246,7 @@ class _Fit:
 
     @property
     def inputs(self) -> dict[str, str | None]:
-        return {"data.path": self.config.data.path, "model.init": _init_directory(self.config)}
+        return {"data.path": self.config.data.path, "model.init_params": _init_directory(self.config)}
 
     def identity(self, fingerprint: str | None) -> dict[str, Any]:
         return fit_identity(self.config, fingerprint)
@@ -446,7 +446,7 @@ def select(
     """
     if _init_directory(config) is not None:
         raise InputError(
-            f"model.init {config.model.init!r}: gmm select starts every candidate afresh; "
+            f"model.init_params {config.model.init_params!r}: gmm select starts every candidate afresh; "
             f"use one of {', '.join(INIT_METHODS)}"
         )
     if config.model.algorithm != "em":

@@ -6,7 +6,7 @@ their keys with every value replaced by :data:`REDACTED`, the fit's identity
 leaves them out (rotating a credential does not refit), and every line the
 CLI prints passes through :func:`scrub`, which replaces any registered
 secret value, and the password of a URL such as ``ftp://user:pass@host``,
-with ``***``.  A URL in a setting (``data.path``, ``model.init``,
+with ``***``.  A URL in a setting (``data.path``, ``model.init_params``,
 ``output.path``, ...) is recorded and compared without its password
 (:func:`without_passwords`).
 """

@@ -219,10 +219,22 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
             choices=WEIGHT_PRIOR_TYPES,
         ),
         Hyperparameter(
-            "weight_concentration_prior", **_POSITIVE, description="null: 1 / n_components" + _VARIATIONAL_ONLY
+            "weight_concentration_prior",
+            **_POSITIVE,
+            description="the weights' concentration; smaller: fewer active components (null: 1 / n_components)"
+            + _VARIATIONAL_ONLY,
         ),
-        Hyperparameter("mean_precision_prior", **_POSITIVE, description="null: 1" + _VARIATIONAL_ONLY),
-        Hyperparameter("degrees_of_freedom_prior", **_POSITIVE, description="null: n_features" + _VARIATIONAL_ONLY),
+        Hyperparameter(
+            "mean_precision_prior",
+            **_POSITIVE,
+            description="how strongly the means are pulled to mean_prior (null: 1)" + _VARIATIONAL_ONLY,
+        ),
+        Hyperparameter(
+            "degrees_of_freedom_prior",
+            **_POSITIVE,
+            description="the covariances' degrees of freedom, more than n_features - 1 (null: n_features)"
+            + _VARIATIONAL_ONLY,
+        ),
         Hyperparameter("verbose", "int", 0, "1 prints the iterations, 2 also their time and change", low=0, section=""),
         Hyperparameter("verbose_interval", "int", 10, "iterations between two printed ones", low=1, section=""),
     )

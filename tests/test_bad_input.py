@@ -109,8 +109,8 @@ def test_a_config_mistake_through_the_installed_command(tmp_path):
 def test_unknown_init_names_the_key(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(40), 2)
     assert_user_error(
-        fit(tmp_path, client, model={"init": "kmean"}),
-        r"model\.init 'kmean' is neither one of kmeans, k-means\+\+, random, random_from_data nor a model directory",
+        fit(tmp_path, client, model={"init_params": "kmean"}),
+        r"model\.init_params 'kmean' is neither one of kmeans, k-means\+\+, random, random_from_data nor a model directory",
         tmp_path,
     )
 
@@ -330,8 +330,8 @@ def test_init_from_a_model_with_other_features(tmp_path, client, model_dir):
     X = make_blobs(55)
     write_parquet(tmp_path / "data", X, 2, names=["a", "b", "c"])
     assert_user_error(
-        fit(tmp_path, client, model={"init": "m"}),
-        r"model\.init 'm': its features \['x0', 'x1', 'x2'\] do not match the data's \['a', 'b', 'c'\]",
+        fit(tmp_path, client, model={"init_params": "m"}),
+        r"model\.init_params 'm': its features \['x0', 'x1', 'x2'\] do not match the data's \['a', 'b', 'c'\]",
         tmp_path,
     )
 
@@ -339,7 +339,7 @@ def test_init_from_a_model_with_other_features(tmp_path, client, model_dir):
 def test_init_from_a_directory_that_is_not_a_model(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(56), 2)
     (tmp_path / "notmodel").mkdir()
-    assert_user_error(fit(tmp_path, client, model={"init": "notmodel"}), r"notmodel: not a model directory", tmp_path)
+    assert_user_error(fit(tmp_path, client, model={"init_params": "notmodel"}), r"notmodel: not a model directory", tmp_path)
 
 
 # --------------------------------------------------------------------------- priors

@@ -37,7 +37,7 @@ def fit_parquet_from_sklearns_start(tmp_path, client, X, covariance_type, emit=l
         model={
             "n_components": 3,
             "covariance_type": covariance_type,
-            "init": str(tmp_path / "start"),
+            "init_params": str(tmp_path / "start"),
             "tol": 0.0,
             "max_iter": 15,
             **model,
@@ -299,7 +299,7 @@ def test_weight_column_counts_like_repeated_rows(tmp_path, client):
     w = (np.arange(X.shape[0]) % 3).astype(float)  # 0, 1 or 2 copies of each row
     write_parquet(tmp_path / "weighted", X, 3, extra={"w": w})
     write_parquet(tmp_path / "repeated", np.repeat(X, w.astype(int), axis=0), 2)
-    start = {"n_components": 3, "init": "random_from_data", "random_state": 4, "tol": 0.0, "max_iter": 6}
+    start = {"n_components": 3, "init_params": "random_from_data", "random_state": 4, "tol": 0.0, "max_iter": 6}
     for name, data in (
         ("a", {"path": str(tmp_path / "weighted"), "weight_column": "w"}),
         ("b", {"path": str(tmp_path / "repeated")}),
@@ -319,7 +319,7 @@ def test_weight_column_counts_like_repeated_rows(tmp_path, client):
         config = write_config(
             tmp_path / f"{name}.yaml",
             data=data,
-            model={**start, "init": str(tmp_path / "a0")},
+            model={**start, "init_params": str(tmp_path / "a0")},
             output={"path": str(tmp_path / name)},
         )
         job.fit(load_config(config), scheduler=client.scheduler.address)

@@ -171,7 +171,7 @@ def test_recorded_config_and_identity_hold_no_url_password(tmp_path):
             _config(
                 tmp_path,
                 data={"path": f"s3://user:{password}@bucket/x"},
-                model={"init": f"https://user:{password}@host/model"},
+                model={"init_params": f"https://user:{password}@host/model"},
                 output={"path": f"ftp://me:{password}@host/out"},
             )
         )
@@ -179,7 +179,7 @@ def test_recorded_config_and_identity_hold_no_url_password(tmp_path):
     config = load("hunter2-s3cret")
     text = yaml.safe_dump(recorded(config))
     assert "hunter2" not in text
-    assert recorded(config)["model"]["init"] == "https://user:***@host/model"
+    assert recorded(config)["model"]["init_params"] == "https://user:***@host/model"
     assert recorded(config)["data"]["path"] == "s3://user:***@bucket/x"
     assert recorded(config)["output"]["path"] == "ftp://me:***@host/out"
     assert fit_identity(config, "f") == fit_identity(load("another-password"), "f")
@@ -248,12 +248,12 @@ def test_a_model_read_from_a_url_with_a_password_is_recorded_without_it(tmp_path
 
     def warm(password):
         url = f"http://user:{password}@{model_server}/m"
-        return _config(tmp_path, data={"path": "d"}, model={**model, "init": url}, output={"path": "out"})
+        return _config(tmp_path, data={"path": "d"}, model={**model, "init_params": url}, output={"path": "out"})
 
     run = invoke(tmp_path, monkeypatch, "fit", warm("pa55-w0rd-xyz"), *scheduler)
     assert run.returncode == 0, run.stderr
     written = (tmp_path / "out" / "model.yaml").read_text()
-    assert yaml.safe_load(written)["config"]["model"]["init"] == f"http://user:***@{model_server}/m"
+    assert yaml.safe_load(written)["config"]["model"]["init_params"] == f"http://user:***@{model_server}/m"
     shown = invoke(tmp_path, monkeypatch, "inspect", "out")
     assert shown.returncode == 0, shown.stderr
     for text in (written, run.stderr, shown.stdout, shown.stderr):

@@ -217,10 +217,10 @@ CASES = {
         r"model\.prior: prior scale must be symmetric",
     ),
     "variational from a model directory": (
-        _config(model={"algorithm": "variational", "init": "m"}),
+        _config(model={"algorithm": "variational", "init_params": "m"}),
         FIT,
         2,
-        r"model\.init: a model directory starts EM only",
+        r"model\.init_params: a model directory starts EM only",
     ),
     "a column never observed": (
         lambda d: (

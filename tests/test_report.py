@@ -325,7 +325,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 def test_the_html_report_shows_no_password(tmp_path, monkeypatch):
     url = "https://reader:s3cretpass@models.example.com/m"
-    saved_model(tmp_path / "served" / "m", config={"model": {"init": url}, "data": {"path": url + "/data"}})
+    saved_model(tmp_path / "served" / "m", config={"model": {"init_params": url}, "data": {"path": url + "/data"}})
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=tmp_path / "served"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

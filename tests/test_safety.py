@@ -99,10 +99,10 @@ def test_a_model_directory_and_an_empty_one_are_replaced(workdir, client):
 def test_an_output_inside_the_model_it_starts_from_is_refused(workdir, client, in_process):
     assert fit(workdir, client).returncode == 0
     before = tree_digest(workdir)
-    run = in_process(workdir, "fit", "c.yaml", "--set", "model.init=out", "--set", "output.path=out/again")
-    assert_user_error(run, r"output\.path 'out/again' lies inside model\.init 'out'")
-    run = in_process(workdir, "fit", "c.yaml", "--set", "model.init=out")
-    assert_user_error(run, r"output\.path 'out' is model\.init 'out'")
+    run = in_process(workdir, "fit", "c.yaml", "--set", "model.init_params=out", "--set", "output.path=out/again")
+    assert_user_error(run, r"output\.path 'out/again' lies inside model\.init_params 'out'")
+    run = in_process(workdir, "fit", "c.yaml", "--set", "model.init_params=out")
+    assert_user_error(run, r"output\.path 'out' is model\.init_params 'out'")
     assert tree_digest(workdir) == before
 
 

@@ -163,6 +163,6 @@ def test_inspect_shows_history_and_criteria(tmp_path):
 
 
 def test_select_refuses_a_model_directory_as_init(tmp_path):
-    (tmp_path / "c.yaml").write_text("data: {path: data}\nmodel: {init: some/model}\n")
+    (tmp_path / "c.yaml").write_text("data: {path: data}\nmodel: {init_params: some/model}\n")
     run = gmm(tmp_path, "select", "c.yaml", "--k", "2..3")
-    assert_user_error(run, r"model\.init 'some/model'.*gmm select starts every candidate afresh", tmp_path)
+    assert_user_error(run, r"model\.init_params 'some/model'.*gmm select starts every candidate afresh", tmp_path)

@@ -20,6 +20,9 @@ Two directives and one check:
 ``names-table``
     One row per name of a tuple of strings in the code (``pipeline.kernels.params.PARAM_ARRAYS``), with a note
     for each, checked the same way.
+``faces-table``
+    One row per declared hyperparameter (``pipeline.spec.HYPERPARAMETERS``): the estimators' parameter, the
+    config's key, both defaults, its meaning and, where the faces differ, why.
 coverage check
     When the HTML is written, every option of every ``gmm`` command, every config key, every model.yaml key and
     every estimator parameter must appear on its reference page (:func:`missing_from_html`).
@@ -48,7 +51,12 @@ NOTE_KEY = re.compile(r"^(\S+)\s*$")
 PAGES = {"cli": "reference/cli.html", "config": "reference/config.html", "model": "reference/model-file.html"}
 API_PAGE = "reference/api.html"
 # What a table's rows are, by its ``:kind:``: each row is a target of the role of that name ({config-key}`data.path`).
-KINDS = {"config-key": "config key", "model-key": "model.yaml key", "npz-array": "model.npz array"}
+KINDS = {
+    "config-key": "config key",
+    "model-key": "model.yaml key",
+    "npz-array": "model.npz array",
+    "hyperparameter": "hyperparameter",
+}
 ESTIMATORS = ("pipeline.GaussianMixture", "pipeline.BayesianGaussianMixture")
 
 
@@ -203,6 +211,17 @@ def directive_notes(page: Path, directive: str) -> list[tuple[str, dict[str, str
     return out
 
 
+def faces_rows(declared: dict[str, Any]) -> list[tuple[str, list[str], str]]:
+    """(parameter, [config key, config default, estimators' default], meaning and why they differ) of each declared
+    hyperparameter."""
+    out = []
+    for name, h in declared.items():
+        config = [h.key, value_text(h.default_in_config())] if h.in_config else ["", ""]
+        why = f" Differs: {h.why}." if h.why else ""
+        out.append((name, [*config, value_text(h.default)], h.description[:1].upper() + h.description[1:] + "." + why))
+    return out
+
+
 # -- the coverage of the built HTML ------------------------------------------------------------------------------------
 
 
@@ -339,7 +358,14 @@ def _directives():
         def table_rows(self):
             return [(name, [], "") for name in resolve(self.arguments[0])]
 
-    return SchemaTable, NamesTable
+    class FacesTable(_Table):
+        headers = ("parameter", "config key", "config default", "estimators' default", "meaning")
+        widths = (20, 22, 10, 10, 38)
+
+        def table_rows(self):
+            return faces_rows(resolve(self.arguments[0]))
+
+    return SchemaTable, NamesTable, FacesTable
 
 
 def _check_coverage(app, exception) -> None:
@@ -353,9 +379,10 @@ def _check_coverage(app, exception) -> None:
 
 
 def setup(app) -> dict[str, Any]:
-    schema_table, names_table = _directives()
+    schema_table, names_table, faces_table = _directives()
     app.add_directive("schema-table", schema_table)
     app.add_directive("names-table", names_table)
+    app.add_directive("faces-table", faces_table)
     for kind, what in KINDS.items():
         app.add_crossref_type(kind, kind, indextemplate=f"pair: %s; {what}")
     app.connect("build-finished", _check_coverage)
