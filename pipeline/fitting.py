@@ -25,7 +25,8 @@ __all__ = ["Candidate", "Emit", "Fitted", "Outcome", "fit_candidates", "model_in
 
 
 def spec_of(config: Config) -> ModelSpec:
-    """The fit a config asks for (``model.init_params`` a model directory: the warm start is the job's, not the spec's)."""
+    """The fit a config asks for (``model.init_params`` a model directory: the warm start is the job's, not the
+    spec's)."""
     m = config.model
     prior = m.prior if m.prior is None or isinstance(m.prior, str) else m.prior.model_dump()
     return ModelSpec(

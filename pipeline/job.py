@@ -96,7 +96,9 @@ def _warm_start(config: Config, dataset: data.ParquetDataset):
         return None
     init = Place.of(path, config.data.storage_options)
     if not storage.exists(init):
-        raise InputError(f"model.init_params {path!r} is neither one of {', '.join(INIT_METHODS)} nor a model directory")
+        raise InputError(
+            f"model.init_params {path!r} is neither one of {', '.join(INIT_METHODS)} nor a model directory"
+        )
     saved = load_saved_model(init)
     if saved.info.feature_names != dataset.feature_names:
         raise InputError(
@@ -144,7 +146,8 @@ class _Opened:
 
 @dataclass(frozen=True)
 class _Start:
-    """How the candidates start: from ``warm`` (``gmm fit``'s ``model.init_params``); not from a checkpoint if ``fresh``."""
+    """How the candidates start: from ``warm`` (``gmm fit``'s ``model.init_params``); not from a checkpoint if
+    ``fresh``."""
 
     warm: kernels.Params | None = None
     fresh: bool = False
@@ -235,7 +238,8 @@ def _tell_written(
 
 @dataclass(frozen=True)
 class _Fit:
-    """``gmm fit``: one candidate; nothing done if the output holds this fit; a warm start from ``model.init_params``."""
+    """``gmm fit``: one candidate; nothing done if the output holds this fit; a warm start from
+    ``model.init_params``."""
 
     config: Config
     force: bool

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline import kernels, storage, yamlfile
 from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES
 from pipeline.errors import InputError
-from pipeline.kernels.params import PARAM_ARRAYS as ARRAY_NAMES
+from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import Prior, check_prior
 from pipeline.kernels.variational import VARIATIONAL_ARRAYS, VariationalPriors, check_stored
 from pipeline.storage import Place
@@ -115,6 +115,16 @@ class SavedModel:
     info: ModelInfo
     extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def log_weights(self) -> np.ndarray | None:
+        """What predictions add to each component's Gaussian log density in place of ``log weights``: a
+        variational model's expectations (as scikit-learn's predictions use), or None."""
+        if self.info.algorithm != "variational":
+            return None
+        from pipeline.kernels.variational import scoring_log_weights
+
+        prior_type = self.info.variational["weight_concentration_prior_type"]
+        return scoring_log_weights(self.extra_arrays, prior_type, self.params)
+
 
 def package_versions() -> dict[str, str | None]:
     """Versions of the packages that shape a fit's numbers."""
@@ -187,7 +197,7 @@ def save_model(
     extra_arrays : dict, optional
         More arrays for model.npz (the variational mixture's).
     """
-    npz = npz_bytes({**{name: getattr(params, name) for name in ARRAY_NAMES}, **(extra_arrays or {})})
+    npz = npz_bytes({**{name: getattr(params, name) for name in PARAM_ARRAYS}, **(extra_arrays or {})})
     info = info.model_copy(update={"arrays": ArraysRef(file=NPZ_NAME, sha256=hashlib.sha256(npz).hexdigest())})
     # A top-level key is written only where its value is known (a model saved from Python has no BIC of its data).
     document = {key: value for key, value in info.model_dump(mode="json").items() if value is not None}
@@ -254,15 +264,15 @@ def load_saved_model(where: Place | str | Path) -> SavedModel:
     if hashlib.sha256(content).hexdigest() != info.arrays.sha256:
         raise InputError(f"{npz_path}: sha256 does not match {yaml_path}; the model files are corrupt or mismatched")
     arrays = read_npz(content, npz_path)
-    missing = [name for name in ARRAY_NAMES if name not in arrays]
+    missing = [name for name in PARAM_ARRAYS if name not in arrays]
     if missing:
         raise InputError(f"{npz_path}: no array {missing[0]!r}")
     params = kernels.Params(
         covariance_type=info.covariance_type,
-        **{name: np.asarray(arrays[name], dtype=np.float64) for name in ARRAY_NAMES},
+        **{name: np.asarray(arrays[name], dtype=np.float64) for name in PARAM_ARRAYS},
     )
     _check_consistent(params, info, npz_path, yaml_path)
-    extra = {name: value for name, value in arrays.items() if name not in ARRAY_NAMES}
+    extra = {name: value for name, value in arrays.items() if name not in PARAM_ARRAYS}
     _check_priors(info, extra, npz_path, yaml_path)
     return SavedModel(params, info, extra)
 

@@ -25,7 +25,6 @@ import numpy as np
 from pipeline import data, kernels, outputs, selection, storage
 from pipeline.choices import CRITERIA
 from pipeline.errors import InputError
-from pipeline.kernels.variational import scoring_log_weights
 from pipeline.model import SELECTION_FILE, YAML_NAME, ModelInfo, load_saved_model
 from pipeline.secrets import scrub
 
@@ -300,10 +299,7 @@ def draw(model_dir: str, data_path: str | None = None):
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1]) if selection else (fig, None)
     left, right = top.subplots(1, 2, width_ratios=[1, 1.6])
     _convergence(left, info)
-    log_weights = None  # a variational model predicts with its expectations, as gmm score does
-    if info.algorithm == "variational":
-        prior_type = info.variational["weight_concentration_prior_type"]
-        log_weights = scoring_log_weights(saved.extra_arrays, prior_type, params)
+    log_weights = saved.log_weights()  # a variational model predicts with its expectations, as gmm score does
     _components(right, params, info, sample, log_weights)
     if selection:
         _selection(bottom.subplots(1, n_types, squeeze=False, sharey=True)[0], selection, info, params)

@@ -26,7 +26,6 @@ from pipeline import cluster, data, kernels, outputs, passes, storage
 from pipeline.config import ClusterConfig
 from pipeline.errors import BlockError, InputError
 from pipeline.kernels.missing import impute, marginal_model
-from pipeline.kernels.variational import scoring_log_weights
 from pipeline.model import load_saved_model
 from pipeline.secrets import scrub
 
@@ -167,10 +166,7 @@ def score(
     cluster.check(settings, scheduler)
     saved = load_saved_model(model_path)
     names = saved.info.feature_names
-    log_weights = None
-    if saved.info.algorithm == "variational":  # predictions of a variational model use its expectations
-        prior_type = saved.info.variational["weight_concentration_prior_type"]
-        log_weights = scoring_log_weights(saved.extra_arrays, prior_type, saved.params)
+    log_weights = saved.log_weights()
     marginalize = saved.info.missing is not None and saved.info.missing.nan_policy == "marginalize"
     scorer = Scorer(saved.params, log_weights, names, list(keep), probabilities, uncertainty, impute, marginalize)
     every = Scorer(saved.params, None, names, [], True, True, True).columns()

@@ -110,7 +110,8 @@ def test_unknown_init_names_the_key(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(40), 2)
     assert_user_error(
         fit(tmp_path, client, model={"init_params": "kmean"}),
-        r"model\.init_params 'kmean' is neither one of kmeans, k-means\+\+, random, random_from_data nor a model directory",
+        r"model\.init_params 'kmean' is neither one of kmeans, k-means\+\+, random, random_from_data nor a model "
+        "directory",
         tmp_path,
     )
 
@@ -339,7 +340,8 @@ def test_init_from_a_model_with_other_features(tmp_path, client, model_dir):
 def test_init_from_a_directory_that_is_not_a_model(tmp_path, client):
     write_parquet(tmp_path / "data", make_blobs(56), 2)
     (tmp_path / "notmodel").mkdir()
-    assert_user_error(fit(tmp_path, client, model={"init_params": "notmodel"}), r"notmodel: not a model directory", tmp_path)
+    run = fit(tmp_path, client, model={"init_params": "notmodel"})
+    assert_user_error(run, r"notmodel: not a model directory", tmp_path)
 
 
 # --------------------------------------------------------------------------- priors
