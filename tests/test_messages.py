@@ -67,7 +67,11 @@ def test_the_default_prior_on_rows_without_spread_says_so(covariance_type):
         ({"mean_prior": [0.0, 0.0]}, r"^mean_prior must be 3 numbers \(one per feature\), got shape \(2,\)$"),
         ({"mean_prior": [0.0, np.nan, 0.0]}, r"^mean_prior must be finite, got \[ 0\. nan  0\.\]$"),
         ({"degrees_of_freedom_prior": 1.5}, r"^degrees_of_freedom_prior must be > 2 \(n_features - 1\), got 1\.5$"),
-        ({"mean_precision_prior": -1.0}, r"^mean_precision_prior must be a number > 0, got -1\.0$"),
+        (  # checked by the declaration both faces share (pipeline.spec.HYPERPARAMETERS), before the data
+            {"mean_precision_prior": -1.0},
+            r"^The 'mean_precision_prior' parameter of BayesianGaussianMixture must be None or a float in the range "
+            r"\(0\.0, inf\)\. Got -1\.0 instead\.$",
+        ),
     ],
 )
 def test_variational_priors_are_named_as_the_parameters(params, pattern):
