@@ -24,30 +24,71 @@ __all__ = ["BayesianGaussianMixture", "GaussianMixture", "load_model"]
 class GaussianMixture(MixtureEstimator):
     """Gaussian mixture fitted by distributed EM, with scikit-learn's interface.
 
+    The parameters, defaults, methods and fitted attributes are
+    :class:`sklearn.mixture.GaussianMixture`'s, with the same meanings; ``dtype``,
+    ``prior``, ``nan_policy``, ``fit``'s ``sample_weight``, ``icl``, ``save``,
+    ``to_sklearn``, ``n_samples_``, ``weight_sum_`` and ``prior_`` are extra.
+    Each EM iteration is one pass over the data, for every start at once, on the
+    active ``distributed.Client`` if there is one, else on Dask's default
+    scheduler; the estimator never starts a cluster.  How it treats its inputs,
+    its starts and what a loaded model keeps is in :doc:`/guide/python-api`.
+
     Parameters
     ----------
     n_components : int, default=1
+        The number of mixture components, at least 1.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Each component's covariance:
+
+        - ``"full"``: each component has its own general covariance matrix;
+        - ``"tied"``: all components share one general covariance matrix;
+        - ``"diag"``: each component has its own diagonal covariance matrix;
+        - ``"spherical"``: each component has its own single variance.
     tol : float, default=1e-3
-        Stop when the mean log-likelihood (or, with a prior, log-posterior) changes by less than this.
+        Stop when the mean log-likelihood (or, with a prior, log-posterior) changes by less than this; at least 0.
     reg_covar : float, default=1e-6
-        Added to the diagonal of the covariances.
+        Added to the diagonal of the covariances, at least 0; keeps them positive definite.
     max_iter : int, default=100
-        ``0`` only initialises.
+        The most EM iterations, at least 0.  ``0`` only initialises.
     n_init : int, default=1
-        Restarts; they share each pass over the data, the best lower bound wins.
+        The number of starts, at least 1; they share each pass over the data, the best lower bound wins.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-    weights_init : array-like of shape (n_components,), optional
-    means_init : array-like of shape (n_components, n_features), optional
-    precisions_init : array-like, optional
-        Shape by covariance type, as scikit-learn's.
-    random_state : int, numpy Generator, RandomState or None
+        How each start is made:
+
+        - ``"kmeans"``: k-means++ seeding and Lloyd iterations on a seeded sample of up to 100,000 rows, then
+          every row assigned to its nearest centre for the first M-step;
+        - ``"k-means++"``: the same centres without Lloyd iterations, every row assigned;
+        - ``"random"``: random responsibilities, hashed from each row's index;
+        - ``"random_from_data"``: centres drawn at random from the sample, every row assigned.
+
+        Unlike scikit-learn's ``"k-means++"`` and ``"random_from_data"`` (one row per component), every row is
+        assigned.  The starts do not depend on the partitioning or the number of workers.
+    weights_init : array-like of shape (n_components,), default=None
+        The starts' weights, in [0, 1] and summing to 1; None: made as ``init_params`` says.
+    means_init : array-like of shape (n_components, n_features), default=None
+        The starts' means; None: made as ``init_params`` says.
+    precisions_init : array-like, default=None
+        The starts' precisions (the inverses of the covariances), symmetric positive definite; None: made as
+        ``init_params`` says.  The shape depends on ``covariance_type``::
+
+            (n_components,)                        if "spherical",
+            (n_features, n_features)               if "tied",
+            (n_components, n_features)             if "diag",
+            (n_components, n_features, n_features) if "full"
+
+        A part given takes the place of the computed one in every start; with all three given, the fit has
+        one start and no start pass.
+    random_state : int, numpy Generator, RandomState or None, default=None
+        The seed of every start, and of ``sample``: an int (at least 0) gives the same starts every time, a
+        Generator or RandomState gives a seed drawn from it, None fresh entropy on every fit.
     warm_start : bool, default=False
+        If True, each ``fit`` of a fitted estimator starts from the last fit's parameters, as one run
+        (``n_init`` is then not used), as scikit-learn's.
     verbose : int, default=0
         1 prints the iterations, 2 also their time and change.
     verbose_interval : int, default=10
-        Iterations between two printed ones.
-    dtype : {"float64", "float32"}, default="float64"
+        Iterations between two printed ones, at least 1.
+    dtype : {"float64", "float32"} or numpy dtype, default="float64"
         Extra over scikit-learn: the arithmetic of the E-step and of each
         chunk's moments.  ``"float32"`` is 1.5 to 1.9 times as fast per block
         (measured); sums over chunks and the M-step stay float64.  An M-step
@@ -56,19 +97,100 @@ class GaussianMixture(MixtureEstimator):
         float64's, typically 1e-5; an iteration in which a component lies too
         far from the mixture's mean for that runs in float64.
     prior : None, "default" or dict, default=None
-        Extra: mclust's conjugate prior (MAP EM).  ``"default"`` is mclust's
-        ``defaultPrior``; a dict with any of ``shrinkage``, ``mean``, ``dof``,
-        ``scale`` replaces those of the default.
+        Extra: mclust's conjugate prior (MAP EM); None fits by maximum likelihood.  ``"default"`` is mclust's
+        ``defaultPrior``: ``shrinkage`` 0.01, ``mean`` the data's mean, ``dof`` n_features + 2, ``scale``
+        (1/n_components)^(2/n_features) times the data's covariance (full, tied; its diagonal when n_samples <=
+        n_features) or mean variance (diag, spherical).  A dict with any of these keys replaces those of the
+        default:
+
+        - ``shrinkage``: float, at least 0: how many rows' worth of weight the prior mean has;
+        - ``mean``: array-like of shape (n_features,);
+        - ``dof``: float, the degrees of freedom, more than n_features - 1 (full, tied) or than 0 (diag,
+          spherical);
+        - ``scale``: array-like of shape (n_features, n_features), positive semi-definite (full, tied), or a
+          float greater than 0 (diag, spherical).
+
+        The prior used is ``prior_``; see :doc:`/guide/priors-and-variational`.
     nan_policy : {"error", "drop", "marginalize"}, default="error"
-        Extra: rows with NaN are refused, dropped, or used with their observed values.
+        Extra: rows with NaN are refused, dropped, or used with their observed values.  ``"error"`` raises a
+        ValueError, ``"drop"`` leaves them out of the fit, ``"marginalize"`` fits each by its observed values
+        (a row with none observed is left out) and lets the predictions and scores take NaN too.  See
+        :doc:`/guide/missing-values`.
 
     Attributes
     ----------
-    weights_, means_, covariances_, precisions_, precisions_cholesky_,
-    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
-        As in :class:`sklearn.mixture.GaussianMixture`.
+    weights_ : ndarray of shape (n_components,)
+        The weight of each component; they sum to 1.
+    means_ : ndarray of shape (n_components, n_features)
+        The mean of each component.
+    covariances_ : ndarray
+        The covariance of each component.  The shape depends on ``covariance_type``::
+
+            (n_components,)                        if "spherical",
+            (n_features, n_features)               if "tied",
+            (n_components, n_features)             if "diag",
+            (n_components, n_features, n_features) if "full"
+    precisions_ : ndarray
+        The precisions, the inverses of ``covariances_``, of the same shape.
+    precisions_cholesky_ : ndarray
+        The Cholesky factors of ``precisions_`` as scikit-learn holds them (the square roots, for diag and
+        spherical), of the same shape as ``covariances_``.
+    converged_ : bool
+        Whether the best run's lower bound changed by less than ``tol`` within ``max_iter`` iterations.
+    n_iter_ : int
+        The number of iterations of the best run.
+    lower_bound_ : float
+        The training data's mean log-likelihood per row (per unit of weight, with ``sample_weight``) at the
+        best run's last E-step, so of the parameters before its last M-step, as scikit-learn's.  With a prior
+        it is still the log-likelihood.  ``-inf`` with ``max_iter=0``.
+    lower_bounds_ : list of float of length ``n_iter_``
+        ``lower_bound_`` at each iteration of the best run.
+    n_features_in_ : int
+        The number of features seen by ``fit``.
+    feature_names_in_ : ndarray of shape (``n_features_in_``,), dtype object
+        The column names seen by ``fit``.  Only when X had column names that are all strings.
+    n_samples_ : int
+        Extra: the number of rows the fit used (rows of weight 0 included, rows that ``nan_policy`` leaves out
+        not).  Set by ``fit``; a model from :func:`load_model` has none.
+    weight_sum_ : float
+        Extra: the sum of ``sample_weight`` over those rows (``n_samples_`` without weights).  Set by ``fit``;
+        a model from :func:`load_model` has none.
     prior_ : dict
-        With a prior: its resolved hyperparameters.
+        Extra, with a prior only: its resolved hyperparameters as plain numbers: ``"shrinkage"`` (float),
+        ``"mean"`` (list of n_features floats), ``"dof"`` (float) and ``"scale"`` (nested lists of shape
+        (n_features, n_features) for full and tied, a float for diag and spherical).
+
+    See Also
+    --------
+    BayesianGaussianMixture : The variational mixture, which can switch off the components the data do not need.
+    load_model : A fitted estimator from a model directory.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pipeline import GaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(0, 1, (100, 2)), rng.normal(5, 1, (100, 2))])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> gm.means_.round(1)
+    array([[-0.1,  0.1],
+           [ 4.9,  4.9]])
+    >>> gm.predict([[0, 0], [5, 5]])
+    array([0, 1])
+    >>> gm.bic(X) < GaussianMixture(n_components=1, random_state=0).fit(X).bic(X)
+    True
+
+    A fitted model is saved as a model directory and loaded back as it was:
+
+    >>> import tempfile
+    >>> from pipeline import load_model
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     gm.save(f"{tmp}/model")
+    ...     loaded = load_model(f"{tmp}/model")
+    >>> loaded
+    GaussianMixture(n_components=2, random_state=0)
+    >>> np.array_equal(loaded.means_, gm.means_)
+    True
     """
 
     def __init__(
@@ -151,24 +273,109 @@ class GaussianMixture(MixtureEstimator):
         return kernels.n_parameters(self.covariance_type, self.n_components, self.n_features_in_)
 
     def bic(self, X):
-        """Bayesian information criterion on X (lower is better)."""
+        """Compute the Bayesian information criterion of the fitted mixture on X.
+
+        ``-2 * score(X) * n_samples + n_parameters * log(n_samples)``, with scikit-learn's count of free
+        parameters (weights, means, covariances).  Under a prior it is the log-likelihood's, as mclust's.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            Rows as :meth:`score` takes them.
+
+        Returns
+        -------
+        bic : float
+            Lower is better.
+
+        Raises
+        ------
+        NotFittedError, ValueError, TypeError
+            As :meth:`score` raises them.
+
+        See Also
+        --------
+        aic : Akaike's criterion.
+        icl : BIC plus the classification's entropy.
+        """
         n = n_rows(X)
         return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
 
     def aic(self, X):
-        """Akaike information criterion on X (lower is better)."""
+        """Compute the Akaike information criterion of the fitted mixture on X.
+
+        ``-2 * score(X) * n_samples + 2 * n_parameters``, with the count of free parameters of :meth:`bic`.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            Rows as :meth:`score` takes them.
+
+        Returns
+        -------
+        aic : float
+            Lower is better.
+
+        Raises
+        ------
+        NotFittedError, ValueError, TypeError
+            As :meth:`score` raises them.
+
+        See Also
+        --------
+        bic : The Bayesian information criterion.
+        """
         return -2 * self.score(X) * n_rows(X) + 2 * self._n_parameters()
 
     def icl(self, X):
-        """Integrated completed likelihood on X, mclust's ICL in BIC's sign (lower is better).
+        """Compute the integrated completed likelihood on X, mclust's ICL in BIC's sign (lower is better).
 
-        ``bic(X) - 2 sum_i log max_k r_ik``: BIC plus the entropy of the hard classification, never below BIC.
+        ``bic(X) - 2 sum_i log max_k r_ik``: BIC plus the entropy of the hard classification, never below BIC
+        (``r_ik`` is :meth:`predict_proba`'s).  ``gmm select`` can choose by it.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            Rows as :meth:`score` takes them.
+
+        Returns
+        -------
+        icl : float
+            Lower is better.
+
+        Raises
+        ------
+        NotFittedError, ValueError, TypeError
+            As :meth:`score` raises them.
+
+        See Also
+        --------
+        bic : The Bayesian information criterion.
         """
         log_max = np.log(self.predict_proba(X).max(axis=1)).sum()
         return self.bic(X) - 2 * float(log_max.compute() if hasattr(log_max, "compute") else log_max)
 
     def to_sklearn(self):
-        """A fitted :class:`sklearn.mixture.GaussianMixture` with these parameters (needs scikit-learn)."""
+        """A fitted :class:`sklearn.mixture.GaussianMixture` with these parameters (needs scikit-learn).
+
+        Its parameters are this estimator's but ``dtype``, ``prior`` and ``nan_policy``, which scikit-learn's has
+        not, and a ``random_state`` that is not an int or None, given as None.  Its fitted attributes are this
+        estimator's (``weights_`` to ``feature_names_in_``, the same arrays, not copies), so it predicts and
+        scores as this one does on rows without NaN.  A fit under a prior keeps its MAP estimates; refitting the
+        copy drops the prior.
+
+        Returns
+        -------
+        sklearn.mixture.GaussianMixture
+            Fitted.
+
+        Raises
+        ------
+        ImportError
+            scikit-learn is not installed (``pip install gmm-pipeline[sklearn]``).
+        NotFittedError
+            This estimator is not fitted yet.
+        """
         try:
             from sklearn.mixture import GaussianMixture as SkGaussianMixture
         except ImportError:
@@ -187,7 +394,33 @@ class GaussianMixture(MixtureEstimator):
     def save(self, path: str | Path, storage_options: dict | None = None) -> None:
         """Write the fitted model as a model directory (model.yaml + model.npz), local or fsspec URL.
 
-        An existing ``path`` is replaced only if it is a model directory.
+        model.yaml records the parameters (:meth:`recorded_parameters`), the fit (convergence, lower bounds,
+        ``n_samples_``, ``weight_sum_``), the resolved prior and what ``nan_policy`` did; model.npz the arrays.
+        :func:`load_model` reads it back, and ``gmm score``, ``gmm report`` and ``gmm inspect`` take it.  A local
+        directory is written whole beside ``path``, then renamed into place: an existing ``path`` is replaced
+        only if it is an empty directory or a model directory.  On an object store the files are written one
+        by one, model.yaml last.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The directory: a local path or an fsspec URL (``s3://bucket/models/m``).
+        storage_options : dict, optional
+            Options for the URL's fsspec file system (credentials, endpoint), as fsspec takes them.
+
+        Raises
+        ------
+        NotFittedError
+            The estimator is not fitted yet.
+        ValueError
+            A local ``path`` that exists and is neither an empty directory nor a model directory; nothing is
+            written.
+        pipeline.errors.EnvironmentFault
+            The directory cannot be written (a RuntimeError naming it).
+
+        See Also
+        --------
+        load_model : Read it back.
         """
         self._save(
             path, storage_options, self._params(), prior=getattr(self, "prior_", None), missing=self._missing_values
@@ -260,6 +493,51 @@ def from_saved(saved: SavedModel, where: str = "model.yaml") -> GaussianMixture 
 
 
 def load_model(path: str | Path, storage_options: dict | None = None) -> GaussianMixture | BayesianGaussianMixture:
-    """Load a model directory written by ``gmm fit`` or ``.save`` (local path or fsspec URL)."""
+    """Load a model directory written by ``gmm fit`` or ``.save`` (local path or fsspec URL).
+
+    The estimator is a :class:`GaussianMixture`, or a :class:`BayesianGaussianMixture` for a variational model,
+    with the parameters it was fitted with (``get_params()`` equals the saved estimator's; a model written by
+    ``gmm fit`` or ``gmm select`` has the config's resolved ``model.*`` values) and its fitted attributes, so it
+    predicts, scores and samples as the saved one did, and ``clone(model).fit(X)`` refits it.
+    ``n_samples_`` and ``weight_sum_`` are not set.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The model directory: a local path or an fsspec URL (``s3://bucket/models/m``).
+    storage_options : dict, optional
+        Options for the URL's fsspec file system (credentials, endpoint), as fsspec takes them.
+
+    Returns
+    -------
+    model : GaussianMixture or BayesianGaussianMixture
+        Fitted.
+
+    Raises
+    ------
+    ValueError
+        (``pipeline.errors.InputError``, its message naming the file) ``path`` is not a model directory;
+        its model.yaml or model.npz cannot be read, is invalid, of a newer format than this version reads, or
+        disagrees with the other; or the recorded parameters are not the estimator's.
+
+    See Also
+    --------
+    GaussianMixture.save, BayesianGaussianMixture.save
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from pipeline import GaussianMixture, load_model
+    >>> X = np.random.default_rng(0).normal(size=(100, 2))
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     gm.save(f"{tmp}/model")
+    ...     model = load_model(f"{tmp}/model")
+    >>> model.get_params() == gm.get_params()
+    True
+    >>> np.array_equal(model.predict(X), gm.predict(X))
+    True
+    """
     place = storage.Place.of(path, storage_options)
     return from_saved(load_saved_model(place), place.join(YAML_NAME).name)

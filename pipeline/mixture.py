@@ -60,7 +60,12 @@ def _same(a, b) -> bool:
 
 
 class MixtureEstimator:
-    """What every estimator of this package shares: scikit-learn's protocol, input checks, prediction."""
+    """What every estimator of this package shares: scikit-learn's protocol, input checks, prediction.
+
+    Not used on its own: :class:`~pipeline.GaussianMixture` and :class:`~pipeline.BayesianGaussianMixture` inherit
+    from it the methods their reference pages list (``fit``, ``predict``, ``score``, ``sample``, ...) and add their
+    own parameters (``_spec``), starts (``_warm``) and fitted attributes (``_set_state``).
+    """
 
     _estimator_type = "DensityEstimator"  # scikit-learn before 1.6 reads this; later ones, __sklearn_tags__
 
@@ -100,9 +105,43 @@ class MixtureEstimator:
         return sorted(p.name for p in signature.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
 
     def get_params(self, deep=True) -> dict:
+        """The estimator's parameters, as scikit-learn's ``clone`` and ``GridSearchCV`` read them.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored: these estimators hold no other estimators (accepted for scikit-learn's protocol).
+
+        Returns
+        -------
+        params : dict
+            Every parameter of the constructor, by name, with its value as given (not checked until ``fit``).
+
+        See Also
+        --------
+        set_params : Change them.
+        recorded_parameters : The same, as model.yaml records them.
+        """
         return {name: getattr(self, name) for name in self._get_param_names()}
 
     def set_params(self, **params):
+        """Set some of the estimator's parameters; they are checked by the next ``fit``, as scikit-learn's are.
+
+        Parameters
+        ----------
+        **params : dict
+            Parameter names and their new values (``n_components=3``).
+
+        Returns
+        -------
+        self : object
+            This estimator.
+
+        Raises
+        ------
+        ValueError
+            A name that is not one of the estimator's parameters (the message lists them).
+        """
         valid = self._get_param_names()
         for name, value in params.items():
             if name not in valid:
@@ -288,18 +327,55 @@ class MixtureEstimator:
             )
 
     def fit(self, X, y=None, sample_weight=None):
-        """Fit the mixture.
+        """Estimate the mixture's parameters from X.
+
+        ``n_init`` starts (made as ``init_params`` says) advance together, one pass over the data per iteration
+        for all of them, until the lower bound changes by less than ``tol`` or ``max_iter`` iterations have run;
+        the run with the highest lower bound sets the fitted attributes.  With ``warm_start=True`` a fitted
+        estimator starts from its last fit instead, as one run.  The passes run on the active
+        ``distributed.Client`` if there is one, else on Dask's default scheduler.
 
         Parameters
         ----------
         X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
-        y : ignored
-        sample_weight : array-like of shape (n_samples,), optional
-            Frequency weights: a row of weight 2 counts as two copies of it.
+            The rows to fit, at least 2 and at least ``n_components``.  A DataFrame's column names, when all are
+            strings, become ``feature_names_in_``.  NaN marks a missing value: refused unless ``nan_policy`` (a
+            :class:`~pipeline.GaussianMixture` parameter) is ``"drop"`` or ``"marginalize"``.
+        y : None
+            Ignored; present for scikit-learn's API.
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Frequency weights, finite and non-negative: a row of weight 2 counts as two copies of it.  None gives
+            every row weight 1, a number gives every row that weight.  A NumPy array, list, pandas or Dask Series
+            or Dask array.
 
         Returns
         -------
-        self
+        self : object
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            A parameter outside its declared range (the message names it, in scikit-learn's words); X that is
+            not 2-D, has fewer rows than 2 or than ``n_components``, complex values, infinity, or NaN that
+            ``nan_policy`` refuses; ``sample_weight`` of another shape, negative or not finite; given starts or
+            priors whose shape or values the data cannot take.  Dask input is checked as it is read, during the
+            fit.  A component that collapses with nothing to hold it up (no prior, and ``reg_covar`` 0 or too
+            small to) or an iteration that produces NaN or infinity stops the fit with a ValueError naming the
+            cause and the remedies.
+        TypeError
+            Sparse X (dense data is required), or a DataFrame whose column names mix strings and other types.
+
+        Warns
+        -----
+        pipeline.errors.ConvergenceWarning
+            The best run stopped at ``max_iter`` before converging (not with ``max_iter=0``).
+        pipeline.errors.CollapsedComponentsWarning
+            Some components sit on single points or none, held up by ``reg_covar`` alone.
+
+        See Also
+        --------
+        fit_predict : Fit, then the labels of the same rows.
         """
         self._check_parameters()
         names = feature_names(X)
@@ -326,7 +402,53 @@ class MixtureEstimator:
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then predict the labels of X (consistent with ``fit(X).predict(X)``)."""
+        """Estimate the mixture's parameters from X, then predict the component of each row of X.
+
+        The same as ``fit(X, sample_weight=sample_weight).predict(X)``: X is read once more for the labels.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            The rows to fit, at least 2 and at least ``n_components``.  A DataFrame's column names, when all are
+            strings, become ``feature_names_in_``.  NaN marks a missing value: refused unless ``nan_policy`` (a
+            :class:`~pipeline.GaussianMixture` parameter) is ``"drop"`` or ``"marginalize"``.
+        y : None
+            Ignored; present for scikit-learn's API.
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Frequency weights, finite and non-negative: a row of weight 2 counts as two copies of it.  None gives
+            every row weight 1, a number gives every row that weight.  A NumPy array, list, pandas or Dask Series
+            or Dask array.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            The most likely component of each row, an int in ``[0, n_components)``; a Dask array (computed when
+            asked) for Dask input.
+
+        Raises
+        ------
+        ValueError
+            A parameter outside its declared range (the message names it, in scikit-learn's words); X that is
+            not 2-D, has fewer rows than 2 or than ``n_components``, complex values, infinity, or NaN that
+            ``nan_policy`` refuses; ``sample_weight`` of another shape, negative or not finite; given starts or
+            priors whose shape or values the data cannot take.  Dask input is checked as it is read, during the
+            fit.  A component that collapses with nothing to hold it up (no prior, and ``reg_covar`` 0 or too
+            small to) or an iteration that produces NaN or infinity stops the fit with a ValueError naming the
+            cause and the remedies.
+        TypeError
+            Sparse X (dense data is required), or a DataFrame whose column names mix strings and other types.
+
+        Warns
+        -----
+        pipeline.errors.ConvergenceWarning
+            The best run stopped at ``max_iter`` before converging (not with ``max_iter=0``).
+        pipeline.errors.CollapsedComponentsWarning
+            Some components sit on single points or none, held up by ``reg_covar`` alone.
+
+        See Also
+        --------
+        fit, predict
+        """
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
     # ------------------------------------------------------------------ using a fitted model
@@ -354,29 +476,187 @@ class MixtureEstimator:
         return fn(X, params, log_weights)
 
     def score_samples(self, X):
-        """Log-likelihood of each row. Returns ndarray (or Dask array) of shape (n_samples,)."""
+        """Compute the log-likelihood of each row under the fitted mixture.
+
+        For :class:`~pipeline.BayesianGaussianMixture` the weights and precisions are the variational posterior's
+        expectations, as scikit-learn's.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            Rows with the ``n_features_in_`` features of the fit (a DataFrame with the fit's column names, in
+            their order, when the fit had names).  NaN only with ``nan_policy="marginalize"`` (a
+            :class:`~pipeline.GaussianMixture` parameter): such a row counts by its observed values.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            The log of the mixture's density at each row (its marginal density at the observed values, for a
+            row with NaN; 0 for a row with none observed).  A Dask array (computed when asked) for Dask input.
+
+        Raises
+        ------
+        NotFittedError
+            The estimator is not fitted yet (``pipeline.errors.NotFittedError``: a ValueError and an
+            AttributeError, and scikit-learn's ``NotFittedError`` when scikit-learn is loaded).
+        ValueError
+            X of another number of features, other column names or order than the fit's, complex values,
+            infinity, or NaN that ``nan_policy`` refuses.  Dask input is checked as each block is computed.
+        TypeError
+            Sparse X.
+
+        Warns
+        -----
+        pipeline.inputs.FeatureNamesWarning
+            X has column names and the fit had none, or the other way round.
+
+        See Also
+        --------
+        score : Their mean.
+        """
         return self._rowwise(X, _log_prob_norm, None, np.float64)
 
     def predict_proba(self, X):
-        """Responsibilities. Returns ndarray (or Dask array) of shape (n_samples, n_components)."""
+        """Compute each component's posterior probability (responsibility) for each row.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            Rows with the ``n_features_in_`` features of the fit (a DataFrame with the fit's column names, in
+            their order, when the fit had names).  NaN only with ``nan_policy="marginalize"`` (a
+            :class:`~pipeline.GaussianMixture` parameter): such a row counts by its observed values.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+            The probability that each row comes from each component; each row sums to 1.  A Dask array (computed
+            when asked) for Dask input.
+
+        Raises
+        ------
+        NotFittedError
+            The estimator is not fitted yet (``pipeline.errors.NotFittedError``: a ValueError and an
+            AttributeError, and scikit-learn's ``NotFittedError`` when scikit-learn is loaded).
+        ValueError
+            X of another number of features, other column names or order than the fit's, complex values,
+            infinity, or NaN that ``nan_policy`` refuses.  Dask input is checked as each block is computed.
+        TypeError
+            Sparse X.
+
+        Warns
+        -----
+        pipeline.inputs.FeatureNamesWarning
+            X has column names and the fit had none, or the other way round.
+
+        See Also
+        --------
+        predict : The most likely component.
+        """
         return self._rowwise(X, _resp, self.n_components, np.float64)
 
     def predict(self, X):
-        """Most likely component of each row. Returns ndarray (or Dask array) of shape (n_samples,)."""
+        """Predict the most likely component of each row.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            Rows with the ``n_features_in_`` features of the fit (a DataFrame with the fit's column names, in
+            their order, when the fit had names).  NaN only with ``nan_policy="marginalize"`` (a
+            :class:`~pipeline.GaussianMixture` parameter): such a row counts by its observed values.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            The component of highest responsibility for each row, an int in ``[0, n_components)``.  A Dask array
+            (computed when asked) for Dask input.
+
+        Raises
+        ------
+        NotFittedError
+            The estimator is not fitted yet (``pipeline.errors.NotFittedError``: a ValueError and an
+            AttributeError, and scikit-learn's ``NotFittedError`` when scikit-learn is loaded).
+        ValueError
+            X of another number of features, other column names or order than the fit's, complex values,
+            infinity, or NaN that ``nan_policy`` refuses.  Dask input is checked as each block is computed.
+        TypeError
+            Sparse X.
+
+        Warns
+        -----
+        pipeline.inputs.FeatureNamesWarning
+            X has column names and the fit had none, or the other way round.
+
+        See Also
+        --------
+        predict_proba : Every component's probability.
+        """
         return self._rowwise(X, _labels, None, np.int64)
 
     def score(self, X, y=None):
-        """Mean log-likelihood per row (a float)."""
+        """Compute the mean log-likelihood of the rows of X.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            Rows with the ``n_features_in_`` features of the fit (a DataFrame with the fit's column names, in
+            their order, when the fit had names).  NaN only with ``nan_policy="marginalize"`` (a
+            :class:`~pipeline.GaussianMixture` parameter): such a row counts by its observed values.
+        y : None
+            Ignored; present for scikit-learn's API.
+
+        Returns
+        -------
+        log_likelihood : float
+            The mean of ``score_samples(X)`` over the rows (unweighted), computed also for Dask input.
+
+        Raises
+        ------
+        NotFittedError
+            The estimator is not fitted yet (``pipeline.errors.NotFittedError``: a ValueError and an
+            AttributeError, and scikit-learn's ``NotFittedError`` when scikit-learn is loaded).
+        ValueError
+            X of another number of features, other column names or order than the fit's, complex values,
+            infinity, or NaN that ``nan_policy`` refuses.  Dask input is checked as each block is computed.
+        TypeError
+            Sparse X.
+
+        Warns
+        -----
+        pipeline.inputs.FeatureNamesWarning
+            X has column names and the fit had none, or the other way round.
+
+        See Also
+        --------
+        score_samples : Each row's.
+        """
         values = self.score_samples(X)
         return float(values.mean().compute() if is_dask(values) else values.mean())
 
     def sample(self, n_samples=1):
-        """Draw rows from the fitted mixture.
+        """Draw random rows from the fitted mixture.
+
+        The number of rows of each component is drawn from the weights, then each component's rows from its
+        Gaussian, with ``random_state``: an int draws the same rows on every call, a NumPy Generator or
+        RandomState goes on from its state, None draws fresh ones.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            The number of rows to draw, at least 1.
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
+            The rows, grouped by component (those of component 0 first).
         y : ndarray of shape (n_samples,)
+            The component of each row.
+
+        Raises
+        ------
+        NotFittedError
+            The estimator is not fitted yet.
+        ValueError
+            ``n_samples`` is not an int of at least 1.
         """
         params = self._params()
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
@@ -392,6 +672,17 @@ class MixtureEstimator:
 
         Arrays (``means_init``, ``mean_prior`` ...) are written as lists and come back as NumPy arrays; a
         ``random_state`` that is a NumPy Generator or RandomState cannot be written and is recorded as None.
+        The estimator need not be fitted.
+
+        Returns
+        -------
+        parameters : dict
+            Every parameter by name, as YAML holds it: arrays and NumPy numbers as lists and plain numbers,
+            ``dtype`` as its name (``"float32"``).
+
+        See Also
+        --------
+        get_params : The parameters as they are.
         """
         recorded = {name: _plain(value) for name, value in self.get_params().items()}
         if not (recorded["random_state"] is None or isinstance(recorded["random_state"], int)):
