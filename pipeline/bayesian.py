@@ -116,11 +116,10 @@ class BayesianGaussianMixture(MixtureEstimator):
     feature_names_in_ : ndarray of shape (``n_features_in_``,), dtype object
         The column names seen by ``fit``.  Only when X had column names that are all strings.
     n_samples_ : int
-        Extra: the number of rows the fit used (rows of weight 0 included).  Set by ``fit``; a model from
-        :func:`load_model` has none.
+        Extra: the number of rows the fit used (rows of weight 0 included).  Set by ``fit``, and by
+        :func:`load_model` when model.yaml records it.
     weight_sum_ : float
-        Extra: the sum of ``sample_weight`` over those rows.  Set by ``fit``; a model from :func:`load_model`
-        has none.
+        Extra: the sum of ``sample_weight`` over those rows; set as ``n_samples_``.
     weight_concentration_prior_ : float
         The ``weight_concentration_prior`` used (its default resolved).
     mean_precision_prior_ : float

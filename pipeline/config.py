@@ -45,6 +45,8 @@ def _declared(name: str, **constraints: Any) -> Any:
     low = declared.low_in_config()
     if low is not None and declared.kind in ("int", "float", "seed"):
         constraints["gt" if declared.low_open else "ge"] = low
+    if declared.high is not None:
+        constraints["le"] = declared.high
     return Field(declared.default_in_config(), description=declared.description, **constraints)
 
 

@@ -24,6 +24,7 @@ from pipeline import em, init, kernels
 from pipeline.checkpoint import Checkpoint, SavedRun
 from pipeline.errors import InputError
 from pipeline.kernels.algorithms import EMStep, collapsed_components
+from pipeline.kernels.online import IncrementalStep
 from pipeline.kernels.prior import Prior, check_prior, default_prior
 from pipeline.kernels.variational import VariationalPriors, VariationalStep, resolve_priors
 from pipeline.passes import BlockSource
@@ -100,6 +101,17 @@ class Warm:
     state: Any
     lower_bound: float = -math.inf
     objective: float = -math.inf
+
+
+@dataclass(frozen=True)
+class Learning:
+    """Learning on top of what was learnt before (with a warm start whose state is a
+    :class:`~pipeline.kernels.online.Learned`): each M-step from ``past + weight * (the rows' moments)``, counted
+    ``count`` times (:class:`~pipeline.kernels.online.IncrementalStep`)."""
+
+    past: kernels.ComponentMoments | None
+    weight: float = 1.0
+    count: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -239,6 +251,7 @@ def fit(
     naming: Naming,
     *,
     warm: Warm | None = None,
+    learning: Learning | None = None,
     checkpoint: Checkpoint | None = None,
     emit: Emit = ignore,
     on_iteration: Callable[[em.IterationReport, list[list[em.EMRun]]], None] | None = None,
@@ -259,6 +272,8 @@ def fit(
     naming : Naming
     warm : Warm, optional
         One candidate only: its start (no start pass).
+    learning : Learning, optional
+        With ``warm``: go on learning from what was learnt before (``partial_fit``, ``gmm update``).
     checkpoint : Checkpoint, optional
         Resumed from if it is this fit's, written after every iteration.
     emit : callable
@@ -274,10 +289,11 @@ def fit(
     -------
     Fitted
     """
-    check_summary(summary, spec, naming, max(c.n_components for c in candidates))
+    # going on learning, a batch may have fewer rows than components
+    check_summary(summary, spec, naming, 1 if learning is not None else max(c.n_components for c in candidates))
     groups = _resume(spec, candidates, checkpoint, naming, emit) if checkpoint is not None else None
     if groups is None:
-        groups = _start(source, spec, candidates, naming, warm, feature_names, summary.column_mean)
+        groups = _start(source, spec, candidates, naming, warm, feature_names, summary.column_mean, learning)
     hyper = [g[0].algorithm.hyperparameters() for g in groups]
 
     def report(rep: em.IterationReport) -> None:
@@ -328,6 +344,7 @@ def _start(
     warm: Warm | None,
     feature_names: list[str] | None,
     data_mean: np.ndarray,
+    learning: Learning | None = None,
 ) -> list[list[em.EMRun]]:
     d = source.n_features
 
@@ -338,6 +355,8 @@ def _start(
         made = callable(warm.state)
         centre = data_mean if made else np.asarray(_means_of(warm.state)).mean(axis=0)
         step = make_step(spec, candidates[0], moments_at(centre), naming, feature_names=feature_names)
+        if learning is not None:
+            step = IncrementalStep(step, learning.past, learning.weight, learning.count)
         state = warm.state(step) if made else warm.state
         return [[em.EMRun(step, state, warm.lower_bound, warm.objective)]]
     (first,) = candidates if len(candidates) == 1 else (None,)

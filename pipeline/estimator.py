@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import replace
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import em, engine, kernels, storage
 from pipeline.bayesian import BayesianGaussianMixture
-from pipeline.engine import Warm
-from pipeline.errors import InputError
+from pipeline.engine import Candidate, Warm
+from pipeline.errors import CollapsedComponentsWarning, InputError
+from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names
+from pipeline.kernels.mstep import ComponentMoments
+from pipeline.kernels.online import Learned, stepwise_rate
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import PRIOR_KEYS
 from pipeline.mixture import FITTED, MixtureEstimator, n_rows
@@ -116,6 +121,13 @@ class GaussianMixture(MixtureEstimator):
         ValueError, ``"drop"`` leaves them out of the fit, ``"marginalize"`` fits each by its observed values
         (a row with none observed is left out) and lets the predictions and scores take NaN too.  See
         :doc:`/guide/missing-values`.
+    learning_offset : float, default=10.0
+        Extra, for :meth:`partial_fit`: at least 1; the ``t``-th batch after the first has the weight
+        ``rho_t = (learning_offset + t) ** -learning_decay`` (scikit-learn's ``LatentDirichletAllocation`` names
+        and defaults).  Larger: the first batches keep their say longer.
+    learning_decay : float, default=0.7
+        Extra, for :meth:`partial_fit`: in [0, 1]; how fast the batches' weight falls.  In (0.5, 1] the
+        stepwise EM converges (Cappé & Moulines 2009); 0 weighs every batch alike.
 
     Attributes
     ----------
@@ -151,10 +163,11 @@ class GaussianMixture(MixtureEstimator):
         The column names seen by ``fit``.  Only when X had column names that are all strings.
     n_samples_ : int
         Extra: the number of rows the fit used (rows of weight 0 included, rows that ``nan_policy`` leaves out
-        not).  Set by ``fit``; a model from :func:`load_model` has none.
+        not).  Set by ``fit`` (``partial_fit``: every row seen), and by :func:`load_model` when model.yaml
+        records it.
     weight_sum_ : float
-        Extra: the sum of ``sample_weight`` over those rows (``n_samples_`` without weights).  Set by ``fit``;
-        a model from :func:`load_model` has none.
+        Extra: the sum of ``sample_weight`` over those rows (``n_samples_`` without weights); set as
+        ``n_samples_``.
     prior_ : dict
         Extra, with a prior only: its resolved hyperparameters as plain numbers: ``"shrinkage"`` (float),
         ``"mean"`` (list of n_features floats), ``"dof"`` (float) and ``"scale"`` (nested lists of shape
@@ -213,6 +226,8 @@ class GaussianMixture(MixtureEstimator):
         dtype="float64",
         prior=None,
         nan_policy="error",
+        learning_offset=10.0,
+        learning_decay=0.7,
     ):
         super().__init__(
             n_components,
@@ -233,6 +248,8 @@ class GaussianMixture(MixtureEstimator):
         self.precisions_init = precisions_init
         self.prior = prior
         self.nan_policy = nan_policy
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
 
     def _check_parameters(self) -> None:
         super()._check_parameters()
@@ -268,6 +285,98 @@ class GaussianMixture(MixtureEstimator):
             self.prior_ = hyper
         elif hasattr(self, "prior_"):
             del self.prior_
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of stepwise online EM on a batch of rows (Cappé & Moulines 2009; Liang & Klein 2009).
+
+        The first call starts the model from its batch as :meth:`fit` starts (``init_params`` or the ``*_init``
+        parameters); after :meth:`fit` it goes on from the fitted model.  Every call then takes one step: the
+        batch's E-step under the current parameters gives its moments per unit weight ``s_b``, the running
+        moments become ``s <- (1 - rho_t) s + rho_t s_b`` (``s = s_b`` at the first step), with
+        ``rho_t = (learning_offset + t) ** -learning_decay`` at the ``t``-th step after the first, and the
+        M-step takes the parameters from ``s`` (under ``prior``, counted as every unit of weight seen, so
+        that the prior weighs as in a fit of all those rows).  A Dask batch is one step, in one pass.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            The batch; the same columns (and names, if any) at every call.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights of the batch's rows.
+
+        Returns
+        -------
+        self : GaussianMixture
+            ``n_iter_`` counts the steps since the stream began (a :meth:`fit` begins none), ``lower_bound_``
+            is the batch's mean log-likelihood under the parameters before its step (``lower_bounds_`` one per
+            step), ``converged_`` is False (a stream has no end); ``n_samples_`` and ``weight_sum_`` count
+            every row seen.
+
+        Raises
+        ------
+        ValueError
+            A parameter out of range, a batch with NaN (unless ``nan_policy`` allows it), other columns than
+            the model's, fewer rows than ``n_components`` at the first step.
+        """
+        self._check_parameters()
+        name = type(self).__name__
+        fitted = self.__sklearn_is_fitted__()
+        names = feature_names(X)
+        if fitted:
+            check_feature_names(self, X)
+        X = check_rows(
+            X,
+            name,
+            min_samples=1 if fitted else 2,
+            n_features=self.n_features_in_ if fitted else None,
+            allow_nan=self._policy().accepts_nan,
+            nan_policy=self._nan_policy_parameter(),
+        )
+        sample_weight = check_sample_weight(sample_weight, X)
+        source, summary, n_dropped = self._source(X, sample_weight)
+        naming, candidate = self._naming(X.shape[1]), Candidate(self.n_components, self.covariance_type)
+        spec = self._spec()
+        if fitted:  # a batch after the first may have fewer rows than components: one will do
+            naming = replace(naming, min_rows=1)
+        engine.check_summary(summary, spec, naming, 1 if fitted else self.n_components)  # before weight_sum is used
+        if not fitted:  # the start, from this batch
+            (start,) = engine.fit(source, summary, replace(spec, max_iter=0), [candidate], naming).outcomes
+            self._set_fitted(start.run, X.shape[1])
+        online = getattr(self, "_online", None)
+        params = self._params()
+        if getattr(self, "prior_", None) is not None:  # resolved at the stream's first batch, kept
+            spec = replace(spec, prior=self.prior_)
+        if online is None:
+            rho, past, steps, seen, history = 1.0, None, 0, 0.0, []
+        else:
+            steps, seen, history = online.steps, online.seen, list(self.lower_bounds_)
+            rho = stepwise_rate(steps, self.learning_offset, self.learning_decay)
+            past = online.moments.scaled(1.0 - rho)
+        seen += summary.weight_sum
+        (outcome,) = engine.fit(
+            source,
+            summary,
+            replace(spec, max_iter=1, tol=0.0),
+            [candidate],
+            naming,
+            warm=Warm(Learned(params, None if online is None else online.moments)),
+            learning=engine.Learning(past, weight=rho / summary.weight_sum, count=seen),
+            with_criteria=False,
+        ).outcomes
+        run = outcome.run
+        run.n_iter, run.history, run.converged = steps + 1, history + run.history, False
+        self._set_fitted(run, X.shape[1])
+        self._online = _Online(run.state.moments, seen, steps + 1)
+        before = (self.n_samples_, self.weight_sum_) if online is not None else (0, 0.0)
+        self.n_samples_ = before[0] + sum(summary.n_rows)
+        self.weight_sum_ = before[1] + summary.weight_sum
+        if not fitted and names is not None:
+            self.feature_names_in_ = names
+        if outcome.collapsed:
+            warning = engine.collapse_warning(outcome.candidate, outcome.collapsed, naming)
+            warnings.warn(warning["message"], CollapsedComponentsWarning, stacklevel=2)
+        return self
 
     def _n_parameters(self) -> int:
         return kernels.n_parameters(self.covariance_type, self.n_components, self.n_features_in_)
@@ -382,9 +491,8 @@ class GaussianMixture(MixtureEstimator):
             raise ImportError("to_sklearn needs scikit-learn: pip install gmm-pipeline[sklearn]") from None
         self._check_is_fitted()
         seed = self.random_state if isinstance(self.random_state, (int, type(None))) else None
-        ours = {
-            name: value for name, value in self.get_params().items() if name not in ("dtype", "prior", "nan_policy")
-        }
+        theirs = inspect.signature(SkGaussianMixture).parameters  # ours but the extras (dtype, prior, ...)
+        ours = {name: value for name, value in self.get_params().items() if name in theirs}
         sk = SkGaussianMixture(**{**ours, "random_state": seed})
         for attr in FITTED:
             if hasattr(self, attr):
@@ -425,6 +533,16 @@ class GaussianMixture(MixtureEstimator):
         self._save(
             path, storage_options, self._params(), prior=getattr(self, "prior_", None), missing=self._missing_values
         )
+
+
+@dataclass(frozen=True)
+class _Online:
+    """Where a stream of :meth:`GaussianMixture.partial_fit` calls stands: the running moments (per unit weight),
+    the weight seen, the steps taken."""
+
+    moments: ComponentMoments
+    seen: float
+    steps: int
 
 
 # Parameters that hold arrays: recorded as lists, given back as arrays.
@@ -487,6 +605,8 @@ def from_saved(saved: SavedModel, where: str = "model.yaml") -> GaussianMixture 
         p.n_features,
     )
     model._missing_values = info.missing
+    if info.n_samples is not None:  # recorded by gmm fit and by save() of a fitted estimator
+        model.n_samples_, model.weight_sum_ = info.n_samples, info.weight_sum
     if info.named_features:
         model.feature_names_in_ = np.array(info.feature_names, dtype=object)
     return model

@@ -299,6 +299,7 @@ class MixtureEstimator:
 
     def _finish(self, outcome: Outcome, n_features: int, names, summary: kernels.Summary, n_dropped: int) -> None:
         self._set_fitted(outcome.run, n_features)
+        self._online = None  # a fit ends any stream of partial_fit calls: the next one starts from this fit
         self.n_samples_, self.weight_sum_ = sum(summary.n_rows), summary.weight_sum
         self._missing_values = None  # what nan_policy did, for save
         if self._policy().accepts_nan:

@@ -51,6 +51,8 @@ class Hyperparameter:
         Its meaning, as the config reference shows it.
     low : float, optional
         The least value of an int or float, included (or, with ``low_open``, excluded).
+    high : float, optional
+        The greatest value of a float, included.
     choices : tuple of str
         The values of a choice (of a dtype).
     optional : bool
@@ -67,6 +69,7 @@ class Hyperparameter:
     description: str
     low: float | None = None
     low_open: bool = False
+    high: float | None = None
     choices: tuple[str, ...] = ()
     optional: bool = False
     section: str = "model"
@@ -95,7 +98,8 @@ class Hyperparameter:
         if self.kind in ("int", "float"):
             shown = (float(low) if self.kind == "float" else int(low)) if low is not None else "-inf"
             bracket = "(" if self.low_open or low is None else "["
-            text = f"a{'n' if self.kind == 'int' else ''} {self.kind} in the range {bracket}{shown}, inf)"
+            top = "inf)" if self.high is None else f"{float(self.high)}]"
+            text = f"a{'n' if self.kind == 'int' else ''} {self.kind} in the range {bracket}{shown}, {top}"
         elif self.kind == "seed":
             text = "None, an int >= 0, a numpy Generator or RandomState"
         else:
@@ -113,9 +117,10 @@ class Hyperparameter:
         if self.kind == "seed":
             return _is_int(value) and value >= 0 or type(value).__name__ in ("Generator", "RandomState")
         number = _is_int(value) if self.kind == "int" else _is_real(value)
-        if not number or self.low is None:
-            return number
-        return bool(value > self.low if self.low_open else value >= self.low)
+        if not number:
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return bool(above and (self.high is None or value <= self.high))
 
     def check(self, value: Any, owner: str) -> None:
         """ValueError in scikit-learn's words if ``owner`` (an estimator's class name) cannot take ``value``."""
@@ -234,6 +239,23 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
             **_POSITIVE,
             description="the covariances' degrees of freedom, more than n_features - 1 (null: n_features)"
             + _VARIATIONAL_ONLY,
+        ),
+        Hyperparameter(
+            "learning_offset",
+            "float",
+            10.0,
+            "partial_fit: rho_t = (learning_offset + t) ** -learning_decay weights the t-th batch after the first",
+            low=1.0,
+            section="",
+        ),
+        Hyperparameter(
+            "learning_decay",
+            "float",
+            0.7,
+            "partial_fit: how fast the batches' weight falls",
+            low=0.0,
+            high=1.0,
+            section="",
         ),
         Hyperparameter("verbose", "int", 0, "1 prints the iterations, 2 also their time and change", low=0, section=""),
         Hyperparameter("verbose_interval", "int", 10, "iterations between two printed ones", low=1, section=""),

@@ -50,6 +50,7 @@ def test_a_saved_model_loads_with_its_parameters_and_refits_bit_identically(tmp_
     loaded = load_model(tmp_path / "m")
     _assert_same_params(loaded.get_params(), gm.get_params())
     _assert_same_fit(clone(loaded).fit(X), gm)
+    assert (loaded.n_samples_, loaded.weight_sum_) == (gm.n_samples_, gm.weight_sum_) == (360, 360.0)
 
 
 def test_explicit_start_arrays_are_kept(tmp_path):

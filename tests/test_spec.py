@@ -41,7 +41,7 @@ def _bad_values(h) -> list:
     if h.kind == "int":
         return [h.low - 1, 1.5, True, "2"]
     if h.kind == "float":
-        return [h.low if h.low_open else h.low - 1, "1e-3", True]
+        return [h.low if h.low_open else h.low - 1, "1e-3", True, *([] if h.high is None else [h.high + 0.5])]
     if h.kind == "seed":
         return [-1, 1.5, "0"]
     return ["nope", 1]

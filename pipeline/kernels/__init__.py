@@ -29,7 +29,7 @@ from pipeline.kernels.estep import (
     prepare,
 )
 from pipeline.kernels.moments import DataMoments
-from pipeline.kernels.mstep import m_step
+from pipeline.kernels.mstep import ComponentMoments, m_step
 from pipeline.kernels.params import (
     Params,
     check_params,
@@ -52,6 +52,7 @@ from pipeline.kernels.summary import Summary, block_summary
 __all__ = [
     "MAX_SHIFT_DISTANCE2",
     "MAX_SHIFT_DISTANCE2_FLOAT32",
+    "ComponentMoments",
     "DataMoments",
     "Fit",
     "Params",

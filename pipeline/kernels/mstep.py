@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 from pipeline.kernels import covtypes
@@ -16,25 +18,83 @@ from pipeline.kernels.stats import Stats
 NK_FLOOR = 10 * np.finfo(np.float64).eps
 
 
-def component_moments(stats: Stats, shift: Array, covariance_type: str) -> tuple[Array, Array, Array]:
-    """Each component's weight, data mean and scatter about that mean.
+@dataclass(frozen=True)
+class ComponentMoments:
+    """What the M-step needs of some rows, about no shift: each component's weight, data mean and scatter.
 
-    Returns
-    -------
+    The statistics a model keeps of the data it learned from: they combine exactly (``+``, the pairwise update of
+    Chan, Golub and LeVeque), scale (``scaled``: a weighted or a forgetting combination), and give the M-step
+    (:func:`m_step_moments`).  Float64 throughout.
+
+    Attributes
+    ----------
+    covariance_type : str
+    n_rows : float
+        Rows seen (scaled with the rest: the unit of the empty-component floor is ``weight_sum / n_rows``).
+    weight_sum : float
+        Sum of the rows' weights.
     nk : ndarray of shape (n_components,)
-        With the empty-component floor added.
-    data_means : ndarray of shape (n_components, n_features)
+        ``sum_i s_i r_ik``, with the empty-component floor added.
+    means : ndarray of shape (n_components, n_features)
+        Each component's weighted data mean.
     scatter : ndarray, shape by covariance type
-        ``sum_i s_i r_ik (x_i - xbar_k)(x_i - xbar_k)^T`` reduced to the type's shape.
+        ``sum_i s_i r_ik (x_i - means_k)(x_i - means_k)^T`` reduced to the type's layout.
     """
-    layout = layout_of(covariance_type)
-    nk = stats.nk + NK_FLOOR * (stats.weight_sum / max(stats.n_rows, 1))
-    offset = stats.s1 / nk[:, None]
-    if layout.dense:
-        correction = stats.s1[:, :, None] * offset[:, None, :]
-    else:
-        correction = stats.s1 * offset
-    return nk, shift + offset, stats.s2 - layout.reduce(correction)
+
+    covariance_type: str
+    n_rows: float
+    weight_sum: float
+    nk: Array
+    means: Array
+    scatter: Array
+
+    @classmethod
+    def of(cls, stats: Stats, shift: Array, covariance_type: str) -> ComponentMoments:
+        """The moments of merged statistics taken about ``shift`` (n_components, n_features)."""
+        layout = layout_of(covariance_type)
+        nk = stats.nk + NK_FLOOR * (stats.weight_sum / max(stats.n_rows, 1))
+        offset = stats.s1 / nk[:, None]
+        if layout.dense:
+            correction = stats.s1[:, :, None] * offset[:, None, :]
+        else:
+            correction = stats.s1 * offset
+        scatter = stats.s2 - layout.reduce(correction)
+        return cls(covariance_type, float(stats.n_rows), stats.weight_sum, nk, shift + offset, scatter)
+
+    def scaled(self, factor: float) -> ComponentMoments:
+        """These rows counted ``factor`` times (weights, counts and scatter scale; means stay)."""
+        return replace(
+            self,
+            n_rows=self.n_rows * factor,
+            weight_sum=self.weight_sum * factor,
+            nk=self.nk * factor,
+            scatter=self.scatter * factor,
+        )
+
+    def __add__(self, other: ComponentMoments) -> ComponentMoments:
+        """The moments of both sets of rows together."""
+        layout = layout_of(self.covariance_type)
+        nk = self.nk + other.nk
+        delta = other.means - self.means
+        pooled = self.nk * other.nk / nk
+        if layout.dense:
+            correction = pooled[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        else:
+            correction = pooled[:, None] * delta * delta
+        return ComponentMoments(
+            self.covariance_type,
+            self.n_rows + other.n_rows,
+            self.weight_sum + other.weight_sum,
+            nk,
+            self.means + delta * (other.nk / nk)[:, None],
+            self.scatter + other.scatter + layout.reduce(correction),
+        )
+
+
+def component_moments(stats: Stats, shift: Array, covariance_type: str) -> tuple[Array, Array, Array]:
+    """Each component's weight (floored), data mean and scatter about that mean (see :class:`ComponentMoments`)."""
+    moments = ComponentMoments.of(stats, shift, covariance_type)
+    return moments.nk, moments.means, moments.scatter
 
 
 def m_step(stats: Stats, shift: Array, covariance_type: str, reg_covar: float, prior: Prior | None = None) -> Params:
@@ -60,7 +120,12 @@ def m_step(stats: Stats, shift: Array, covariance_type: str, reg_covar: float, p
     ComponentCollapseError
         If a covariance is not positive definite even with ``reg_covar``.
     """
-    nk, data_means, scatter = component_moments(stats, shift, covariance_type)
+    return m_step_moments(ComponentMoments.of(stats, shift, covariance_type), reg_covar, prior)
+
+
+def m_step_moments(moments: ComponentMoments, reg_covar: float, prior: Prior | None = None) -> Params:
+    """New parameters from component moments (:func:`m_step`'s, after the statistics' shift is taken out)."""
+    nk, data_means, scatter, covariance_type = moments.nk, moments.means, moments.scatter, moments.covariance_type
     k, d = data_means.shape
     if prior is None:
         means = data_means
