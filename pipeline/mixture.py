@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from pipeline import em, engine, kernels, storage
+from pipeline import em, engine, kernels, outputs, storage
 from pipeline.choices import NAN_POLICIES, NanPolicy
 from pipeline.engine import Candidate, Naming, Outcome, Warm
 from pipeline.errors import CollapsedComponentsWarning, ConvergenceWarning, not_fitted
@@ -32,7 +32,7 @@ from pipeline.inputs import (
     is_dask,
     nan_advice,
 )
-from pipeline.model import MissingValues, describe, save_model
+from pipeline.model import MissingValues, describe, is_model_directory, save_model
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 from pipeline.spec import HYPERPARAMETERS, ModelSpec, dtype_name
 
@@ -707,7 +707,9 @@ class MixtureEstimator:
             parameters=self.recorded_parameters(),
             **fields,
         )
-        save_model(storage.Place.of(path, storage_options), params, info, extra_arrays=extra_arrays)
+        place = storage.Place.of(path, storage_options)
+        outputs.check_replaceable(place, "save(): path", is_model_directory, "model")  # before any work
+        save_model(place, params, info, extra_arrays=extra_arrays)
 
 
 def _plain(value):

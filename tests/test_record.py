@@ -168,3 +168,18 @@ def test_inspect_shows_the_parameters_a_model_was_fitted_with(tmp_path, monkeypa
     assert result.exit_code == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if "fitted with" in line)
     assert "reg_covar=0.001" in line and "means_init=<array 2x3>" in line and "random_state=0" in line
+
+
+def test_save_replaces_only_a_model_directory(tmp_path):
+    gm = GaussianMixture(2, random_state=0).fit(make_blobs(3, n_per=50))
+    (tmp_path / "f").write_text("keep me")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_text("keep me too")
+    with pytest.raises(InputError, match=r"^save\(\): path '.*f' exists and is a file; .*remove it or choose"):
+        gm.save(tmp_path / "f")
+    with pytest.raises(InputError, match=r"^save\(\): path '.*d' exists and is a directory that is not a model"):
+        gm.save(tmp_path / "d")
+    assert (tmp_path / "f").read_text() == "keep me" and (tmp_path / "d" / "a").read_text() == "keep me too"
+    gm.save(tmp_path / "m")
+    gm.save(tmp_path / "m")  # its own earlier output: replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f", "m"]
