@@ -16,11 +16,11 @@ from pipeline.engine import Candidate, Warm
 from pipeline.errors import CollapsedComponentsWarning, InputError
 from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names
 from pipeline.kernels.mstep import ComponentMoments
-from pipeline.kernels.online import Learned, stepwise_rate
+from pipeline.kernels.online import Learned, moments_arrays, moments_from_arrays, stepwise_rate
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import PRIOR_KEYS
 from pipeline.mixture import FITTED, MixtureEstimator, n_rows
-from pipeline.model import YAML_NAME, SavedModel, load_saved_model
+from pipeline.model import YAML_NAME, SavedModel, StreamRecord, load_saved_model
 from pipeline.spec import ModelSpec
 
 __all__ = ["BayesianGaussianMixture", "GaussianMixture", "load_model"]
@@ -503,11 +503,12 @@ class GaussianMixture(MixtureEstimator):
         """Write the fitted model as a model directory (model.yaml + model.npz), local or fsspec URL.
 
         model.yaml records the parameters (:meth:`recorded_parameters`), the fit (convergence, lower bounds,
-        ``n_samples_``, ``weight_sum_``), the resolved prior and what ``nan_policy`` did; model.npz the arrays.
-        :func:`load_model` reads it back, and ``gmm score``, ``gmm report`` and ``gmm inspect`` take it.  A local
-        directory is written whole beside ``path``, then renamed into place: an existing ``path`` is replaced
-        only if it is an empty directory or a model directory.  On an object store the files are written one
-        by one, model.yaml last.
+        ``n_samples_``, ``weight_sum_``), the resolved prior and what ``nan_policy`` did; model.npz the arrays
+        (and, after :meth:`partial_fit`, the stream's running moments, so that a loaded model goes on with the
+        same stream).  :func:`load_model` reads it back, and ``gmm score``, ``gmm report`` and ``gmm inspect``
+        take it.  A local directory is written whole beside ``path``, then renamed into place: an existing
+        ``path`` is replaced only if it is an empty directory or a model directory.  On an object store the
+        files are written one by one, model.yaml last.
 
         Parameters
         ----------
@@ -530,8 +531,15 @@ class GaussianMixture(MixtureEstimator):
         --------
         load_model : Read it back.
         """
+        online: _Online | None = getattr(self, "_online", None)
         self._save(
-            path, storage_options, self._params(), prior=getattr(self, "prior_", None), missing=self._missing_values
+            path,
+            storage_options,
+            self._params(),
+            None if online is None else moments_arrays(online.moments),
+            prior=getattr(self, "prior_", None),
+            missing=getattr(self, "_missing_values", None),
+            stream=None if online is None else StreamRecord(steps=online.steps, weight_seen=online.seen),
         )
 
 
@@ -605,6 +613,9 @@ def from_saved(saved: SavedModel, where: str = "model.yaml") -> GaussianMixture 
         p.n_features,
     )
     model._missing_values = info.missing
+    if info.stream is not None:  # a stream of partial_fit calls goes on where it stood
+        moments = moments_from_arrays(saved.extra_arrays, p.covariance_type)
+        model._online = _Online(moments, info.stream.weight_seen, info.stream.steps)
     if info.n_samples is not None:  # recorded by gmm fit and by save() of a fitted estimator
         model.n_samples_, model.weight_sum_ = info.n_samples, info.weight_sum
     if info.named_features:

@@ -25,11 +25,12 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline import kernels, storage, yamlfile
 from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES
 from pipeline.errors import InputError
+from pipeline.kernels.online import MOMENT_ARRAYS, check_moments, moments_from_arrays
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import Prior, check_prior
 from pipeline.kernels.variational import VARIATIONAL_ARRAYS, VariationalPriors, check_stored
@@ -37,7 +38,7 @@ from pipeline.storage import Place
 
 # 2: ``parameters`` (the estimator's, so a loaded model keeps how it was fitted); starts no longer depend on the
 # covariance type.  Version 1 files are read as before (their parameters taken from ``config`` where it exists).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 YAML_NAME = "model.yaml"
 NPZ_NAME = "model.npz"
 SELECTION_FILE = "selection.csv"
@@ -68,6 +69,13 @@ class MissingValues(_Strict):
     n_missing_values: int = 0
     n_incomplete_rows: int = 0
     n_dropped_rows: int = 0
+
+
+class StreamRecord(_Strict):
+    """Where a stream of ``partial_fit`` calls stands (its running moments are model.npz's ``moments_*``)."""
+
+    steps: int = Field(ge=1)
+    weight_seen: float = Field(gt=0)
 
 
 class ModelInfo(_Strict):
@@ -105,6 +113,7 @@ class ModelInfo(_Strict):
     collapsed_components: list[int] = []
     # The estimator's constructor parameters that give this fit (``load_model(d).get_params()``); arrays as lists.
     parameters: dict[str, Any] | None = None
+    stream: StreamRecord | None = None
 
 
 @dataclass
@@ -274,6 +283,14 @@ def load_saved_model(where: Place | str | Path) -> SavedModel:
     _check_consistent(params, info, npz_path, yaml_path)
     extra = {name: value for name, value in arrays.items() if name not in PARAM_ARRAYS}
     _check_priors(info, extra, npz_path, yaml_path)
+    if info.stream is not None:
+        absent = [name for name in MOMENT_ARRAYS if name not in extra]
+        if absent:
+            raise InputError(f"{npz_path}: no array {absent[0]!r} ({yaml_path} records a partial_fit stream)")
+        try:
+            check_moments(moments_from_arrays(extra, info.covariance_type), info.n_components, info.n_features)
+        except ValueError as exc:
+            raise InputError(f"{npz_path}: {exc}") from None
     return SavedModel(params, info, extra)
 
 

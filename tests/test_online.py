@@ -8,14 +8,19 @@ weights), ``s <- (1 - rho_t) s + rho_t s_batch``, and the M-step ``w = s0 / sum 
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
+import yaml
 from helpers import COVARIANCE_TYPES, make_blobs, random_params, stats_of_resp
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from pipeline import GaussianMixture, kernels
+from pipeline import GaussianMixture, kernels, load_model
+from pipeline.errors import InputError
 from pipeline.kernels.mstep import ComponentMoments, m_step, m_step_moments
+from pipeline.model import npz_bytes
 
 
 def _resp(X, weights, means, covariances):
@@ -229,3 +234,36 @@ def test_names_of_the_columns_must_stay_the_same():
     model = GaussianMixture(3, random_state=0).partial_fit(pd.DataFrame(_mixture_rows(rng, 500), columns=list("abc")))
     with pytest.raises(ValueError, match="feature names"):
         model.partial_fit(pd.DataFrame(_mixture_rows(rng, 500), columns=list("abd")))
+
+
+def test_a_saved_stream_goes_on_after_loading_as_if_never_saved(tmp_path):
+    rng = np.random.default_rng(14)
+    batches = [_mixture_rows(rng, 400) for _ in range(4)]
+    whole = GaussianMixture(3, covariance_type="tied", random_state=2)
+    for batch in batches:
+        whole.partial_fit(batch)
+    halves = GaussianMixture(3, covariance_type="tied", random_state=2)
+    for batch in batches[:2]:
+        halves.partial_fit(batch)
+    halves.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    for batch in batches[2:]:
+        loaded.partial_fit(batch)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(whole, name), err_msg=name)
+    assert loaded.n_iter_ == whole.n_iter_ == 4
+
+
+def test_a_stream_record_without_its_moments_is_refused(tmp_path):
+    rng = np.random.default_rng(15)
+    GaussianMixture(3, random_state=0).partial_fit(_mixture_rows(rng, 400)).save(tmp_path / "m")
+    with np.load(tmp_path / "m" / "model.npz") as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["moments_means"] = arrays["moments_means"][:2]
+    content = npz_bytes(arrays)
+    (tmp_path / "m" / "model.npz").write_bytes(content)
+    text = (tmp_path / "m" / "model.yaml").read_text()
+    old = yaml.safe_load(text)["arrays"]["sha256"]
+    (tmp_path / "m" / "model.yaml").write_text(text.replace(old, hashlib.sha256(content).hexdigest()))
+    with pytest.raises(InputError, match=r"model\.npz: moments_means has shape \(2, 3\), expected \(3, 3\)"):
+        load_model(tmp_path / "m")

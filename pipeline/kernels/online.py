@@ -51,7 +51,10 @@ def moments_arrays(moments: ComponentMoments) -> dict[str, Array]:
 
 def moments_from_arrays(arrays: Mapping[str, Array], covariance_type: str) -> ComponentMoments:
     """The moments of :func:`moments_arrays`'s arrays."""
-    n_rows, weight_sum = (float(v) for v in arrays["moments_counts"])
+    counts = np.asarray(arrays["moments_counts"], dtype=np.float64)
+    if counts.shape != (2,):
+        raise ValueError(f"moments_counts has shape {counts.shape}, expected (2,)")
+    n_rows, weight_sum = (float(v) for v in counts)
     return ComponentMoments(
         covariance_type,
         n_rows,
@@ -60,6 +63,28 @@ def moments_from_arrays(arrays: Mapping[str, Array], covariance_type: str) -> Co
         np.asarray(arrays["moments_means"], dtype=np.float64),
         np.asarray(arrays["moments_scatter"], dtype=np.float64),
     )
+
+
+def check_moments(moments: ComponentMoments, n_components: int, n_features: int) -> None:
+    """ValueError, naming the array, unless ``moments`` are those of ``n_components`` components in
+    ``n_features`` dimensions: shapes, finite values, counts above 0, weights and scatter not below 0."""
+    from pipeline.kernels.covtypes import layout_of
+
+    k, d = n_components, n_features
+    shapes = {
+        "moments_nk": (moments.nk, (k,)),
+        "moments_means": (moments.means, (k, d)),
+        "moments_scatter": (moments.scatter, layout_of(moments.covariance_type).shape(k, d)),
+    }
+    for name, (array, shape) in shapes.items():
+        if np.shape(array) != shape:
+            raise ValueError(f"{name} has shape {np.shape(array)}, expected {shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} holds non-finite values")
+    if not (moments.n_rows > 0 and moments.weight_sum > 0 and np.isfinite([moments.n_rows, moments.weight_sum]).all()):
+        raise ValueError("moments_counts must be two finite numbers above 0 (rows, weight)")
+    if (moments.nk < 0).any():
+        raise ValueError("moments_nk has negative weights")
 
 
 @dataclass(frozen=True)
