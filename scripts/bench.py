@@ -235,6 +235,56 @@ def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True
     return result
 
 
+ONLINE = dict(batch_rows=10_000, n_batches=20)
+
+
+def bench_online(root, repeats):
+    """Rows per second of ``GaussianMixture.partial_fit`` (stepwise EM, full covariances) beside scikit-learn's
+    ``MiniBatchKMeans.partial_fit`` (the nearest thing a scikit-learn user has) on the same batches of shape A's
+    first rows, both in this process (ours on Dask's local threaded scheduler, as an estimator runs without a
+    Client)."""
+    import dask
+    from sklearn.cluster import MiniBatchKMeans
+
+    from pipeline import GaussianMixture
+
+    shape = SHAPES["A"]
+    path = dataset_for(root, "A", shape)
+    names = [f"x{j}" for j in range(shape["d"])]
+    files = sorted(path.glob("*.parquet"), key=lambda p: data._natural_key(str(p)))
+    parts, wanted = [], ONLINE["batch_rows"] * ONLINE["n_batches"]
+    for file in files:
+        if sum(len(p) for p in parts) >= wanted:
+            break
+        parts.append(np.column_stack([pq.read_table(file, columns=names).column(n).to_numpy() for n in names]))
+    X = np.concatenate(parts)
+    size = min(ONLINE["batch_rows"], max(1, X.shape[0] // ONLINE["n_batches"]))
+    batches = [X[i * size : (i + 1) * size] for i in range(min(ONLINE["n_batches"], X.shape[0] // size))]
+    n = sum(len(b) for b in batches)
+
+    def ours():
+        model = GaussianMixture(shape["k"], random_state=0)
+        with dask.config.set(scheduler="threads"):
+            for batch in batches:
+                model.partial_fit(batch)
+
+    def theirs():
+        model = MiniBatchKMeans(shape["k"], random_state=0, n_init=1)
+        for batch in batches:
+            model.partial_fit(batch)
+
+    ours_s = [_timed(ours) for _ in range(repeats)]
+    theirs_s = [_timed(theirs) for _ in range(repeats)]
+    return {
+        "batch_rows": size,
+        "n_batches": len(batches),
+        "ours_s": stats_of(ours_s),
+        "minibatch_kmeans_s": stats_of(theirs_s),
+        "ours_rows_per_s": n / statistics.median(ours_s),
+        "minibatch_kmeans_rows_per_s": n / statistics.median(theirs_s),
+    }
+
+
 def bench_scoring(root, address, repeats):
     """Rows per second of ``gmm score`` (label, log-likelihood, probabilities) on shape A's data."""
     from pipeline import scoring
@@ -403,6 +453,9 @@ def main(argv=None):
     parser.add_argument("--scaling", action="store_true", help="only the scaling curves (and docs/scaling.png)")
     parser.add_argument("--missing", action="store_true", help="also shape A with 10%% of rows missing values")
     parser.add_argument(
+        "--online", action="store_true", help="also partial_fit's rows/s beside MiniBatchKMeans.partial_fit's"
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="every step on tiny shapes, in seconds: a check that the bench runs"
     )
     args = parser.parse_args(argv)
@@ -445,6 +498,13 @@ def main(argv=None):
                     f"rows missing 1-2 of 16 values {m['missing']['median']:.4f} s/it; per complete row "
                     f"{m['per_complete_row_us']:.3f} us, per incomplete row {m['per_incomplete_row_us']:.2f} us "
                     f"({m['per_incomplete_row_us'] / m['per_complete_row_us']:.1f}x)"
+                )
+            if args.online:
+                report["online"] = o = bench_online(root, args.repeats)
+                print(
+                    f"\npartial_fit (K={SHAPES['A']['k']} full, {o['n_batches']} batches of {o['batch_rows']:,} rows "
+                    f"of shape A): {o['ours_rows_per_s']:,.0f} rows/s; MiniBatchKMeans.partial_fit: "
+                    f"{o['minibatch_kmeans_rows_per_s']:,.0f} rows/s"
                 )
             if args.extras:
                 report["scoring"] = bench_scoring(root, cluster.scheduler_address, args.repeats)
