@@ -340,13 +340,14 @@ class GaussianMixture(MixtureEstimator):
         if fitted:  # a batch after the first may have fewer rows than components: one will do
             naming = replace(naming, min_rows=1)
         engine.check_summary(summary, spec, naming, 1 if fitted else self.n_components)  # before weight_sum is used
-        if not fitted:  # the start, from this batch
+        if fitted:
+            params, prior = self._params(), getattr(self, "prior_", None)
+        else:  # the start, from this batch (nothing is set on the estimator until the step is done)
             (start,) = engine.fit(source, summary, replace(spec, max_iter=0), [candidate], naming).outcomes
-            self._set_fitted(start.run, X.shape[1])
-        online = getattr(self, "_online", None)
-        params = self._params()
-        if getattr(self, "prior_", None) is not None:  # resolved at the stream's first batch, kept
-            spec = replace(spec, prior=self.prior_)
+            params, prior = start.run.params, start.run.algorithm.hyperparameters()
+        online = getattr(self, "_online", None) if fitted else None
+        if prior is not None:  # resolved at the stream's first batch, kept
+            spec = replace(spec, prior=prior)
         if online is None:
             rho, past, steps, seen, history = 1.0, None, 0, 0.0, []
         else:

@@ -203,6 +203,7 @@ def test_bad_batches_are_refused_in_scikit_learns_words(first, then, pattern):
     if first is not None:
         with pytest.raises(ValueError, match=pattern):
             model.partial_fit(first)
+        assert not model.__sklearn_is_fitted__()
         return
     model.partial_fit(_mixture_rows(rng, 500))
     means = model.means_.copy()
