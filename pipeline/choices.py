@@ -39,11 +39,23 @@ class NanPolicy(enum.StrEnum):
         return self is NanPolicy.MARGINALIZE
 
     def unusable(self, X):
-        """Which rows of ``X`` (shape (n_rows, n_features)) the fit cannot take: with ``marginalize`` those with no
-        value observed, otherwise those with any value NaN or infinite.  Returns a bool array of shape (n_rows,)."""
+        """Which rows of a Parquet partition ``X`` (shape (n_rows, n_features)) the fit cannot take: with
+        ``marginalize`` those with no value observed, otherwise those with any value NaN or infinite (``drop``
+        drops them; ``error`` refuses them).  Returns a bool array of shape (n_rows,)."""
         import numpy as np
 
         return np.isnan(X).all(axis=1) if self.marginalizes else ~np.isfinite(X).all(axis=1)
+
+    def missing(self, X):
+        """Which rows of an array ``X`` (shape (n_rows, n_features)) the fit leaves out for their NaN: with
+        ``marginalize`` those with no value observed, with ``drop`` those with any NaN, with ``error`` none.  An
+        infinite value is not missing: it is refused, as scikit-learn refuses it in an array.  Returns a bool
+        array of shape (n_rows,)."""
+        import numpy as np
+
+        if not self.accepts_nan:
+            return np.zeros(len(X), dtype=bool)
+        return np.isnan(X).all(axis=1) if self.marginalizes else np.isnan(X).any(axis=1)
 
 
 NAN_POLICIES = tuple(policy.value for policy in NanPolicy)

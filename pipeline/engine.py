@@ -107,11 +107,13 @@ class Warm:
 class Learning:
     """Learning on top of what was learnt before (with a warm start whose state is a
     :class:`~pipeline.kernels.online.Learned`): each M-step from ``past + weight * (the rows' moments)``, counted
-    ``count`` times (:class:`~pipeline.kernels.online.IncrementalStep`)."""
+    ``count`` times (:class:`~pipeline.kernels.online.IncrementalStep`), under the ``prior`` resolved when the
+    learning began (kept: no pass for the data's moments)."""
 
     past: kernels.ComponentMoments | None
     weight: float = 1.0
     count: float = 1.0
+    prior: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def make_step(
                 raise
             raise InputError(f"{naming.section}: {exc}") from None
         return VariationalStep(ct, spec.reg_covar, priors)
-    if spec.prior is None:
+    if spec.prior is None and hyperparameters is None:
         return EMStep(ct, spec.reg_covar, missing=spec.marginalize)
     try:
         if hyperparameters is not None:  # resolved before (a checkpoint)
@@ -218,16 +220,17 @@ def check_given_priors(spec: ModelSpec, candidates: list[Candidate], n_features:
         make_step(spec, candidate, stand_in, naming)
 
 
-def check_summary(summary: kernels.Summary, spec: ModelSpec, naming: Naming, n_components: int) -> None:
+def check_summary(summary: kernels.Summary, spec: ModelSpec, naming: Naming, n_components: int | None) -> None:
     """The scan's findings that stop a fit before it starts: too few rows, weights or values the arithmetic
-    cannot carry."""
+    cannot carry.  ``n_components`` None: learning goes on from what was learnt before (a batch of one row will
+    do, and a column every row of the batch misses is filled in by the current parameters)."""
     n_rows = sum(summary.n_rows)
     if n_rows == 0:
         raise InputError(naming.where("the dataset has no rows"))
-    if n_rows < max(naming.min_rows, n_components):
+    if n_components is not None and n_rows < max(naming.min_rows, n_components):
         raise InputError(naming.too_few_rows(n_rows, n_components))
     float32 = naming.float32 if spec.dtype == "float32" else None
-    problem = summary.problem(naming.columns, naming.weights, float32)
+    problem = summary.problem(naming.columns, naming.weights, float32, every_column=n_components is not None)
     if problem:
         raise InputError(naming.where(problem))
 
@@ -289,8 +292,7 @@ def fit(
     -------
     Fitted
     """
-    # going on learning, a batch may have fewer rows than components
-    check_summary(summary, spec, naming, 1 if learning is not None else max(c.n_components for c in candidates))
+    check_summary(summary, spec, naming, None if learning is not None else max(c.n_components for c in candidates))
     groups = _resume(spec, candidates, checkpoint, naming, emit) if checkpoint is not None else None
     if groups is None:
         groups = _start(source, spec, candidates, naming, warm, feature_names, summary.column_mean, learning)
@@ -354,7 +356,10 @@ def _start(
     if warm is not None:
         made = callable(warm.state)
         centre = data_mean if made else np.asarray(_means_of(warm.state)).mean(axis=0)
-        step = make_step(spec, candidates[0], moments_at(centre), naming, feature_names=feature_names)
+        if learning is not None and learning.prior is not None:
+            step = make_step(spec, candidates[0], None, naming, hyperparameters=learning.prior)
+        else:
+            step = make_step(spec, candidates[0], moments_at(centre), naming, feature_names=feature_names)
         if learning is not None:
             step = IncrementalStep(step, learning.past, learning.weight, learning.count)
         state = warm.state(step) if made else warm.state

@@ -15,6 +15,7 @@ from pipeline.bayesian import BayesianGaussianMixture
 from pipeline.engine import Candidate, Warm
 from pipeline.errors import CollapsedComponentsWarning, InputError
 from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names
+from pipeline.kernels.covtypes import layout_of
 from pipeline.kernels.mstep import ComponentMoments
 from pipeline.kernels.online import Learned, moments_arrays, moments_from_arrays, stepwise_rate
 from pipeline.kernels.params import PARAM_ARRAYS
@@ -32,7 +33,9 @@ class GaussianMixture(MixtureEstimator):
     The parameters, defaults, methods and fitted attributes are
     :class:`sklearn.mixture.GaussianMixture`'s, with the same meanings; ``dtype``,
     ``prior``, ``nan_policy``, ``fit``'s ``sample_weight``, ``icl``, ``save``,
-    ``to_sklearn``, ``n_samples_``, ``weight_sum_`` and ``prior_`` are extra.
+    ``to_sklearn``, ``partial_fit`` (stepwise online EM, with ``learning_offset``
+    and ``learning_decay``), ``n_samples_``, ``weight_sum_`` and ``prior_`` are
+    extra.
     Each EM iteration is one pass over the data, for every start at once, on the
     active ``distributed.Client`` if there is one, else on Dask's default
     scheduler; the estimator never starts a cluster.  How it treats its inputs,
@@ -289,13 +292,17 @@ class GaussianMixture(MixtureEstimator):
     def partial_fit(self, X, y=None, sample_weight=None):
         """One step of stepwise online EM on a batch of rows (Cappé & Moulines 2009; Liang & Klein 2009).
 
-        The first call starts the model from its batch as :meth:`fit` starts (``init_params`` or the ``*_init``
-        parameters); after :meth:`fit` it goes on from the fitted model.  Every call then takes one step: the
-        batch's E-step under the current parameters gives its moments per unit weight ``s_b``, the running
-        moments become ``s <- (1 - rho_t) s + rho_t s_b`` (``s = s_b`` at the first step), with
+        The first call of a stream starts it: on an unfitted estimator, from its batch as :meth:`fit` starts
+        (``init_params`` or the ``*_init`` parameters); after :meth:`fit` (or on a loaded model that was not
+        streamed), the E-step of that first step is under the fitted parameters but its M-step takes the batch
+        alone (what the fit learnt is not kept as statistics yet).  Every call takes one step: the batch's E-step
+        under the current parameters gives its moments per unit weight ``s_b``, the running moments become
+        ``s <- (1 - rho_t) s + rho_t s_b`` (``s = s_b`` at the first step), with
         ``rho_t = (learning_offset + t) ** -learning_decay`` at the ``t``-th step after the first, and the
         M-step takes the parameters from ``s`` (under ``prior``, counted as every unit of weight seen, so
-        that the prior weighs as in a fit of all those rows).  A Dask batch is one step, in one pass.
+        that the prior weighs as in a fit of all those rows; the prior is resolved at the stream's first batch
+        and kept).  A step reads its batch twice (a scan, then the E-step and statistics in one pass); the
+        first call of a stream on an unfitted estimator adds its start's passes.
 
         Parameters
         ----------
@@ -317,7 +324,8 @@ class GaussianMixture(MixtureEstimator):
         ------
         ValueError
             A parameter out of range, a batch with NaN (unless ``nan_policy`` allows it), other columns than
-            the model's, fewer rows than ``n_components`` at the first step.
+            the model's, fewer rows than ``n_components`` at the first step, ``n_components`` or
+            ``covariance_type`` changed since the model was fitted.
         """
         self._check_parameters()
         name = type(self).__name__
@@ -325,6 +333,7 @@ class GaussianMixture(MixtureEstimator):
         names = feature_names(X)
         if fitted:
             check_feature_names(self, X)
+            self._check_same_model()
         X = check_rows(
             X,
             name,
@@ -337,17 +346,16 @@ class GaussianMixture(MixtureEstimator):
         source, summary, n_dropped = self._source(X, sample_weight)
         naming, candidate = self._naming(X.shape[1]), Candidate(self.n_components, self.covariance_type)
         spec = self._spec()
-        if fitted:  # a batch after the first may have fewer rows than components: one will do
-            naming = replace(naming, min_rows=1)
-        engine.check_summary(summary, spec, naming, 1 if fitted else self.n_components)  # before weight_sum is used
+        # before weight_sum is used; a batch after the first may have fewer rows than components, and no value in a
+        # column (under marginalize)
+        engine.check_summary(summary, spec, naming, None if fitted else self.n_components)
         if fitted:
             params, prior = self._params(), getattr(self, "prior_", None)
         else:  # the start, from this batch (nothing is set on the estimator until the step is done)
-            (start,) = engine.fit(source, summary, replace(spec, max_iter=0), [candidate], naming).outcomes
-            params, prior = start.run.params, start.run.algorithm.hyperparameters()
+            start = replace(spec, max_iter=0)
+            (outcome,) = engine.fit(source, summary, start, [candidate], naming, with_criteria=False).outcomes
+            params, prior = outcome.run.params, outcome.run.algorithm.hyperparameters()
         online = getattr(self, "_online", None) if fitted else None
-        if prior is not None:  # resolved at the stream's first batch, kept
-            spec = replace(spec, prior=prior)
         if online is None:
             rho, past, steps, seen, history = 1.0, None, 0, 0.0, []
         else:
@@ -362,13 +370,16 @@ class GaussianMixture(MixtureEstimator):
             [candidate],
             naming,
             warm=Warm(Learned(params, None if online is None else online.moments)),
-            learning=engine.Learning(past, weight=rho / summary.weight_sum, count=seen),
+            learning=engine.Learning(past, weight=rho / summary.weight_sum, count=seen, prior=prior),
             with_criteria=False,
         ).outcomes
         run = outcome.run
         run.n_iter, run.history, run.converged = steps + 1, history + run.history, False
         self._set_fitted(run, X.shape[1])
         self._online = _Online(run.state.moments, seen, steps + 1)
+        self._missing_values = self._what_nan_policy_did(
+            summary, n_dropped, getattr(self, "_missing_values", None) if online is not None else None
+        )
         before = (self.n_samples_, self.weight_sum_) if online is not None else (0, 0.0)
         self.n_samples_ = before[0] + sum(summary.n_rows)
         self.weight_sum_ = before[1] + summary.weight_sum
@@ -378,6 +389,23 @@ class GaussianMixture(MixtureEstimator):
             warning = engine.collapse_warning(outcome.candidate, outcome.collapsed, naming)
             warnings.warn(warning["message"], CollapsedComponentsWarning, stacklevel=2)
         return self
+
+    def _check_same_model(self) -> None:
+        """ValueError if ``n_components`` or ``covariance_type`` changed since the model was fitted (partial_fit
+        goes on with the fitted model: it cannot change its shape)."""
+        online: _Online | None = getattr(self, "_online", None)
+        fitted_type = online.moments.covariance_type if online is not None else self.covariance_type
+        shape = layout_of(self.covariance_type).shape(self.n_components, self.n_features_in_)
+        if self.means_.shape[0] != self.n_components or fitted_type != self.covariance_type:
+            changed = "n_components" if self.means_.shape[0] != self.n_components else "covariance_type"
+        elif np.shape(self.covariances_) != shape:
+            changed = "covariance_type"
+        else:
+            return
+        raise ValueError(
+            f"{changed} was changed since the model was fitted: partial_fit goes on with the fitted model; call "
+            "fit (or fit a clone) to fit another"
+        )
 
     def _n_parameters(self) -> int:
         return kernels.n_parameters(self.covariance_type, self.n_components, self.n_features_in_)
@@ -468,8 +496,9 @@ class GaussianMixture(MixtureEstimator):
     def to_sklearn(self):
         """A fitted :class:`sklearn.mixture.GaussianMixture` with these parameters (needs scikit-learn).
 
-        Its parameters are this estimator's but ``dtype``, ``prior`` and ``nan_policy``, which scikit-learn's has
-        not, and a ``random_state`` that is not an int or None, given as None.  Its fitted attributes are this
+        Its parameters are scikit-learn's, as this estimator has them (not ``dtype``, ``prior``, ``nan_policy``,
+        ``learning_offset`` or ``learning_decay``, which scikit-learn's has not), with a ``random_state`` that is
+        not an int or None given as None.  Its fitted attributes are this
         estimator's (``weights_`` to ``feature_names_in_``, the same arrays, not copies), so it predicts and
         scores as this one does on rows without NaN.  A fit under a prior keeps its MAP estimates; refitting the
         copy drops the prior.
@@ -631,7 +660,8 @@ def load_model(path: str | Path, storage_options: dict | None = None) -> Gaussia
     with the parameters it was fitted with (``get_params()`` equals the saved estimator's; a model written by
     ``gmm fit`` or ``gmm select`` has the config's resolved ``model.*`` values) and its fitted attributes, so it
     predicts, scores and samples as the saved one did, and ``clone(model).fit(X)`` refits it.
-    ``n_samples_`` and ``weight_sum_`` are not set.
+    ``n_samples_`` and ``weight_sum_`` are set where model.yaml records them (a model written by ``gmm fit``,
+    ``gmm select`` or ``save``), and a saved :meth:`GaussianMixture.partial_fit` stream goes on where it stood.
 
     Parameters
     ----------

@@ -297,18 +297,26 @@ class MixtureEstimator:
         """The subclass's own fitted attributes: the resolved prior, the variational posterior."""
         raise NotImplementedError
 
+    def _what_nan_policy_did(
+        self, summary: kernels.Summary, n_dropped: int, before: MissingValues | None
+    ) -> MissingValues | None:
+        """What ``nan_policy`` did to these rows, added to what it did ``before`` (a stream's earlier batches), for
+        save; None under ``error``."""
+        if not self._policy().accepts_nan:
+            return None
+        before = before or MissingValues(nan_policy=self.nan_policy)
+        return MissingValues(
+            nan_policy=self.nan_policy,
+            n_missing_values=before.n_missing_values + summary.n_missing,
+            n_incomplete_rows=before.n_incomplete_rows + summary.n_incomplete,
+            n_dropped_rows=before.n_dropped_rows + n_dropped,
+        )
+
     def _finish(self, outcome: Outcome, n_features: int, names, summary: kernels.Summary, n_dropped: int) -> None:
         self._set_fitted(outcome.run, n_features)
         self._online = None  # a fit ends any stream of partial_fit calls: the next one starts from this fit
         self.n_samples_, self.weight_sum_ = sum(summary.n_rows), summary.weight_sum
-        self._missing_values = None  # what nan_policy did, for save
-        if self._policy().accepts_nan:
-            self._missing_values = MissingValues(
-                nan_policy=self.nan_policy,
-                n_missing_values=summary.n_missing,
-                n_incomplete_rows=summary.n_incomplete,
-                n_dropped_rows=n_dropped,
-            )
+        self._missing_values = self._what_nan_policy_did(summary, n_dropped, None)
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):

@@ -36,8 +36,10 @@ from pipeline.kernels.prior import Prior, check_prior
 from pipeline.kernels.variational import VARIATIONAL_ARRAYS, VariationalPriors, check_stored
 from pipeline.storage import Place
 
-# 2: ``parameters`` (the estimator's, so a loaded model keeps how it was fitted); starts no longer depend on the
-# covariance type.  Version 1 files are read as before (their parameters taken from ``config`` where it exists).
+# The newest format read.  2: ``parameters`` (the estimator's, so a loaded model keeps how it was fitted); starts
+# no longer depend on the covariance type.  3: ``stream`` and model.npz's ``moments_*`` (a partial_fit stream);
+# written only by a model that has them, so that a reader of version 2 still reads every other model.  Older
+# versions are read as before (version 1's parameters taken from ``config`` where it exists).
 FORMAT_VERSION = 3
 YAML_NAME = "model.yaml"
 NPZ_NAME = "model.npz"
@@ -151,7 +153,7 @@ def package_versions() -> dict[str, str | None]:
 def describe(params: kernels.Params, feature_names: list[str], **fields: Any) -> ModelInfo:
     """model.yaml for ``params``: the parameters' own keys filled in, ``fields`` (any other key of ModelInfo) given."""
     return ModelInfo(
-        format_version=FORMAT_VERSION,
+        format_version=FORMAT_VERSION if fields.get("stream") is not None else 2,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         n_components=params.n_components,
         n_features=params.n_features,

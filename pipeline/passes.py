@@ -270,8 +270,9 @@ def blocks_from_arrays(
     rows_per_block : int, optional
         Re-chunk rows to this size (NumPy input defaults to blocks of about 64 MiB).
     nan_policy : {"error", "drop", "marginalize"}
-        The rows the policy cannot fit (:meth:`~pipeline.choices.NanPolicy.unusable`) are dropped as each block
-        is made; with ``error`` the caller has checked there are none.
+        The rows the policy leaves out for their NaN (:meth:`~pipeline.choices.NanPolicy.missing`) are dropped
+        as each block is made; infinite values are left for the scan to refuse; with ``error`` the caller has
+        checked there are no NaN (a Dask array's are found by the scan).
     """
     import dask.array as da
 
@@ -293,10 +294,9 @@ def blocks_from_arrays(
 
 
 def _pair(x, w, nan_policy: NanPolicy):
-    if nan_policy.accepts_nan:
-        unusable = nan_policy.unusable(x)
-        if unusable.any():
-            x, w = x[~unusable], (None if w is None else w[~unusable])
+    missing = nan_policy.missing(x)
+    if missing.any():
+        x, w = x[~missing], (None if w is None else w[~missing])
     return np.asfortranarray(x), w
 
 

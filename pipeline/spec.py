@@ -264,11 +264,6 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
 """Every hyperparameter both faces check the same way, by name (arrays and priors are checked where resolved)."""
 
 
-def config_key(name: str) -> str:
-    """The config's key of an estimator's parameter (``model.init_params``)."""
-    return HYPERPARAMETERS[name].key
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """Every hyperparameter of a fit, as the core reads it (validated by the face that built it).

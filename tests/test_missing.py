@@ -229,6 +229,19 @@ def test_the_default_policy_still_refuses_holes(tmp_path):
     }
 
 
+@pytest.mark.parametrize("policy", ["drop", "marginalize"])
+@pytest.mark.parametrize("dask_input", [False, True], ids=["numpy", "dask"])
+def test_an_infinite_value_in_an_array_is_refused_not_dropped(policy, dask_input):
+    import dask.array as da
+
+    X = with_holes(make_blobs(124), 0.05, seed=124)
+    X[7, 1] = np.inf
+    data = da.from_array(X, chunks=100) if dask_input else X
+    # NumPy input: scikit-learn's check; Dask input: the scan, which names the column
+    with pytest.raises(ValueError, match=r"column 1 has infinite values" if dask_input else r"infinity"):
+        GaussianMixture(3, nan_policy=policy, random_state=0).fit(data)
+
+
 @pytest.mark.parametrize("n_complete", [40, 2])
 def test_the_datas_moments_use_every_observed_value(n_complete):
     """The prior's defaults need the data's mean and covariance: each column's over its observed values, the

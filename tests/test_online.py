@@ -21,6 +21,7 @@ from pipeline import GaussianMixture, kernels, load_model
 from pipeline.errors import InputError
 from pipeline.kernels.mstep import ComponentMoments, m_step, m_step_moments
 from pipeline.model import npz_bytes
+from pipeline.passes import BlockSource
 
 
 def _resp(X, weights, means, covariances):
@@ -187,6 +188,45 @@ def test_with_a_prior_the_prior_of_the_first_batch_is_kept():
     assert np.isfinite(model.means_).all()
 
 
+@pytest.mark.parametrize("prior", [None, "default"])
+def test_a_later_step_reads_its_batch_twice_and_a_first_one_computes_no_criteria(monkeypatch, prior):
+    computed = []
+    real = BlockSource._compute
+
+    def counted(self, task):
+        computed.append(task)
+        return real(self, task)
+
+    monkeypatch.setattr(BlockSource, "_compute", counted)
+    rng = np.random.default_rng(12)
+    explicit = random_params("full", seed=12)  # an explicit start: no start pass
+    precisions = np.linalg.inv(explicit.covariances)
+    model = GaussianMixture(
+        3, prior=prior, weights_init=explicit.weights, means_init=explicit.means, precisions_init=precisions
+    )
+    model.partial_fit(_mixture_rows(rng, 1_000))
+    # a scan, the prior's data moments, the step; not the criteria's pass
+    assert len(computed) == (3 if prior else 2)
+    computed.clear()
+    model.partial_fit(_mixture_rows(rng, 1_000))
+    assert len(computed) == 2  # a scan and the step: the prior is kept, not resolved again
+
+
+@pytest.mark.parametrize(
+    ("changed", "value"), [("n_components", 4), ("covariance_type", "diag"), ("covariance_type", "tied")]
+)
+@pytest.mark.parametrize("streamed", [False, True], ids=["after-fit", "in-a-stream"])
+def test_changing_the_models_shape_between_calls_is_refused(changed, value, streamed):
+    rng = np.random.default_rng(13)
+    model = GaussianMixture(3, random_state=0)
+    model.partial_fit(_mixture_rows(rng, 500)) if streamed else model.fit(_mixture_rows(rng, 500))
+    before = model.means_.copy()
+    model.set_params(**{changed: value})
+    with pytest.raises(ValueError, match=f"{changed} was changed since the model was fitted"):
+        model.partial_fit(_mixture_rows(rng, 500))
+    np.testing.assert_array_equal(model.means_, before)
+
+
 @pytest.mark.parametrize(
     ("first", "then", "pattern"),
     [
@@ -253,6 +293,37 @@ def test_a_saved_stream_goes_on_after_loading_as_if_never_saved(tmp_path):
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(whole, name), err_msg=name)
     assert loaded.n_iter_ == whole.n_iter_ == 4
+
+
+def test_a_marginalizing_stream_takes_a_batch_missing_a_whole_column_and_records_what_it_did(tmp_path):
+    rng = np.random.default_rng(17)
+    first, then = _mixture_rows(rng, 600), _mixture_rows(rng, 300)
+    first[::10, 2] = np.nan
+    then[:, 0] = np.nan  # no value of column 0 in this batch: the current parameters fill it in
+    model = GaussianMixture(3, nan_policy="marginalize", random_state=0)
+    model.partial_fit(first).partial_fit(then)
+    assert np.isfinite(model.means_).all() and model.n_iter_ == 2
+    model.save(tmp_path / "m")
+    missing = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())["missing"]
+    assert missing == {
+        "nan_policy": "marginalize",
+        "n_missing_values": 60 + 300,
+        "n_incomplete_rows": 60 + 300,
+        "n_dropped_rows": 0,
+    }
+    loaded = load_model(tmp_path / "m")
+    assert np.isfinite(loaded.score_samples(then)).all()  # rows with holes are scored, as after a fit
+    with pytest.raises(ValueError, match="column 0 has no value"):  # but a stream cannot start without it
+        GaussianMixture(3, nan_policy="marginalize", random_state=0).partial_fit(then)
+
+
+def test_only_a_streams_model_is_written_in_the_newer_format(tmp_path):
+    X = _mixture_rows(np.random.default_rng(16), 400)
+    GaussianMixture(3, random_state=0).fit(X).save(tmp_path / "fit")
+    GaussianMixture(3, random_state=0).partial_fit(X).save(tmp_path / "stream")
+    versions = {name: yaml.safe_load((tmp_path / name / "model.yaml").read_text()) for name in ("fit", "stream")}
+    assert versions["fit"]["format_version"] == 2 and "stream" not in versions["fit"]  # a version-2 reader reads it
+    assert versions["stream"]["format_version"] == 3 and "stream" in versions["stream"]
 
 
 def test_a_stream_record_without_its_moments_is_refused(tmp_path):

@@ -67,7 +67,7 @@ def moments_from_arrays(arrays: Mapping[str, Array], covariance_type: str) -> Co
 
 def check_moments(moments: ComponentMoments, n_components: int, n_features: int) -> None:
     """ValueError, naming the array, unless ``moments`` are those of ``n_components`` components in
-    ``n_features`` dimensions: shapes, finite values, counts above 0, weights and scatter not below 0."""
+    ``n_features`` dimensions: shapes, finite values, counts above 0, component weights not below 0."""
     from pipeline.kernels.covtypes import layout_of
 
     k, d = n_components, n_features

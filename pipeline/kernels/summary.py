@@ -59,13 +59,18 @@ class Summary:
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.column_m2 / self.column_weight
 
-    def problem(self, columns: list[str], weights: str, float32: str | None = None) -> str | None:
+    def problem(
+        self, columns: list[str], weights: str, float32: str | None = None, every_column: bool = True
+    ) -> str | None:
         """What the arithmetic cannot carry, in words (None if nothing): weights that sum past float64's range or
-        to 0, a column whose squared spread, times the weight sum, overflows float64, or (with ``float32``) whose
-        squared spread comes near float32's range, where the E-step computes its squares.
+        to 0, a column with no value or an infinite one, a column whose squared spread, times the weight sum,
+        overflows float64, or (with ``float32``) whose squared spread comes near float32's range, where the E-step
+        computes its squares.
 
         ``columns`` names each feature (e.g. "column 'x0'"), ``weights`` the weights (e.g. "sample_weight"),
-        ``float32`` how float32 arithmetic was asked for (e.g. "model.dtype: float32"), None for float64.
+        ``float32`` how float32 arithmetic was asked for (e.g. "model.dtype: float32"), None for float64;
+        ``every_column``: whether a column with no value is a problem (not when learning goes on from moments
+        that hold every column: missing values are then filled in by the current parameters).
         """
         if not math.isfinite(self.weight_sum):
             return (
@@ -78,7 +83,11 @@ class Summary:
             load = np.square(spread) * max(self.weight_sum, 1.0)
         for j, name in enumerate(columns):
             if self.minimum[j] > self.maximum[j]:  # no value seen: every row missing it, or weighing 0
+                if not every_column:
+                    continue
                 return f"{name} has no value in any row that counts (all missing); drop the column or fill it"
+            if not (math.isfinite(self.minimum[j]) and math.isfinite(self.maximum[j])):
+                return f"{name} has infinite values; a missing value is NaN, an infinite one is an error: clean them"
             if not (math.isfinite(load[j]) and load[j] < MAX_SQUARED_SPREAD):
                 return (
                     f"{name} spans {spread[j]:.3g} (from {self.minimum[j]:.3g} to {self.maximum[j]:.3g}); its "
@@ -142,8 +151,8 @@ def block_summary(X: Array, sample_weight: Array | None) -> Summary:
         (int(X.shape[0]),),
         weight_sum,
         max_weight,
-        np.nan_to_num(minimum, nan=np.inf),
-        np.nan_to_num(maximum, nan=-np.inf),
+        np.nan_to_num(minimum, nan=np.inf, posinf=np.inf, neginf=-np.inf),  # an infinite value stays infinite
+        np.nan_to_num(maximum, nan=-np.inf, posinf=np.inf, neginf=-np.inf),
         int(missing.sum()),
         int(missing.any(axis=1).sum()),
         column_weight,
