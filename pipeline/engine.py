@@ -24,7 +24,7 @@ from pipeline import em, init, kernels
 from pipeline.checkpoint import Checkpoint, SavedRun
 from pipeline.errors import InputError
 from pipeline.kernels.algorithms import EMStep, collapsed_components
-from pipeline.kernels.online import IncrementalStep
+from pipeline.kernels.online import IncrementalStep, Learned
 from pipeline.kernels.prior import Prior, check_prior, default_prior
 from pipeline.kernels.variational import VariationalPriors, VariationalStep, resolve_priors
 from pipeline.passes import BlockSource
@@ -293,7 +293,7 @@ def fit(
     Fitted
     """
     check_summary(summary, spec, naming, None if learning is not None else max(c.n_components for c in candidates))
-    groups = _resume(spec, candidates, checkpoint, naming, emit) if checkpoint is not None else None
+    groups = _resume(spec, candidates, checkpoint, naming, emit, learning) if checkpoint is not None else None
     if groups is None:
         groups = _start(source, spec, candidates, naming, warm, feature_names, summary.column_mean, learning)
     hyper = [g[0].algorithm.hyperparameters() for g in groups]
@@ -360,9 +360,10 @@ def _start(
             step = make_step(spec, candidates[0], None, naming, hyperparameters=learning.prior)
         else:
             step = make_step(spec, candidates[0], moments_at(centre), naming, feature_names=feature_names)
-        if learning is not None:
-            step = IncrementalStep(step, learning.past, learning.weight, learning.count)
+        step = _keeping_moments(step, learning)
         state = warm.state(step) if made else warm.state
+        if isinstance(step, IncrementalStep) and not isinstance(state, Learned):
+            state = Learned(state, None)  # parameters alone (a fitted estimator's, a model directory's)
         return [[em.EMRun(step, state, warm.lower_bound, warm.objective)]]
     (first,) = candidates if len(candidates) == 1 else (None,)
     explicit = (spec.weights_init, spec.means_init, spec.precisions_init)
@@ -370,7 +371,7 @@ def _start(
         whole = init.explicit_params(None, first.covariance_type, first.n_components, d, *explicit)
         if whole is not None:  # every part given: no start pass
             step = make_step(spec, first, moments_at(whole.means.mean(axis=0)), naming, feature_names=feature_names)
-            return [[em.EMRun(step, whole)]]
+            return [[em.EMRun(_keeping_moments(step, None), Learned(whole, None))]]
     try:
         starts = init.start_statistics(
             source,
@@ -384,20 +385,37 @@ def _start(
         raise InputError(naming.where(str(exc))) from None
     groups = []
     for candidate, specs, stats in zip(candidates, starts.specs, starts.stats):
-        step = make_step(spec, candidate, starts.moments, naming, feature_names=feature_names)
+        step = _keeping_moments(make_step(spec, candidate, starts.moments, naming, feature_names=feature_names), None)
         runs = []
         for start_spec, start_stats in zip(specs, stats):
             state = step.m_step(start_stats, start_spec.shift)
-            if not spec.variational:  # the parts given take the place of the computed ones
+            if not spec.variational and any(part is not None for part in explicit):
+                # the parts given take the place of the computed ones (and of the moments they came from)
                 k, ct = candidate.n_components, candidate.covariance_type
-                state = init.explicit_params(state, ct, k, d, *explicit)
+                state = Learned(init.explicit_params(state.params, ct, k, d, *explicit), None)
             runs.append(em.EMRun(step, state))
         groups.append(runs)
     return groups
 
 
+def _keeping_moments(step, learning: Learning | None):
+    """EM (or MAP EM) whose state keeps the moments of its last M-step, so that the model can keep learning
+    (:class:`~pipeline.kernels.online.IncrementalStep`: the same arithmetic as ``step`` when nothing was learnt
+    before); the variational mixture as it is."""
+    if not isinstance(step, EMStep):
+        return step
+    if learning is None:
+        return IncrementalStep(step, None)
+    return IncrementalStep(step, learning.past, learning.weight, learning.count)
+
+
 def _resume(
-    spec: ModelSpec, candidates: list[Candidate], checkpoint: Checkpoint, naming: Naming, emit: Emit
+    spec: ModelSpec,
+    candidates: list[Candidate],
+    checkpoint: Checkpoint,
+    naming: Naming,
+    emit: Emit,
+    learning: Learning | None = None,
 ) -> list[list[em.EMRun]] | None:
     resumed, reason = checkpoint.resume()
     if resumed is None:
@@ -405,7 +423,10 @@ def _resume(
             emit({"event": "restart", "checkpoint": checkpoint.path, "reason": f"checkpoint not used: {reason}"})
         return None
     try:
-        steps = [make_step(spec, c, None, naming, h) for c, h in zip(candidates, resumed.hyperparameters, strict=True)]
+        steps = [
+            _keeping_moments(make_step(spec, c, None, naming, h), learning)
+            for c, h in zip(candidates, resumed.hyperparameters, strict=True)
+        ]
         groups: list[list[em.EMRun]] = [[] for _ in candidates]
         for saved in resumed.runs:
             step = steps[saved.candidate]

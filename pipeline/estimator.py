@@ -21,7 +21,7 @@ from pipeline.kernels.online import Learned, moments_arrays, moments_from_arrays
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import PRIOR_KEYS
 from pipeline.mixture import FITTED, MixtureEstimator, n_rows
-from pipeline.model import YAML_NAME, SavedModel, StreamRecord, load_saved_model
+from pipeline.model import YAML_NAME, Kept, SavedModel, StreamRecord, load_saved_model
 from pipeline.spec import ModelSpec
 
 __all__ = ["BayesianGaussianMixture", "GaussianMixture", "load_model"]
@@ -376,7 +376,7 @@ class GaussianMixture(MixtureEstimator):
         run = outcome.run
         run.n_iter, run.history, run.converged = steps + 1, history + run.history, False
         self._set_fitted(run, X.shape[1])
-        self._online = _Online(run.state.moments, seen, steps + 1)
+        self._online, self._kept = _Online(run.state.moments, seen, steps + 1), None
         self._missing_values = self._what_nan_policy_did(
             summary, n_dropped, getattr(self, "_missing_values", None) if online is not None else None
         )
@@ -389,6 +389,97 @@ class GaussianMixture(MixtureEstimator):
             warning = engine.collapse_warning(outcome.candidate, outcome.collapsed, naming)
             warnings.warn(warning["message"], CollapsedComponentsWarning, stacklevel=2)
         return self
+
+    def update(self, X, y=None, sample_weight=None, decay=1.0):
+        """Learn from new rows without the old ones: EM over ``X`` in which the rows learnt before count through
+        the statistics the model kept of them (incremental EM with frozen statistics, Neal & Hinton 1998).
+
+        The model keeps, from its last fit or update, each component's weight, mean and scatter of the rows it
+        learnt from (their responsibilities frozen at its last M-step).  Each M-step here takes the parameters
+        from ``decay`` times those statistics plus the new rows' under the current parameters, starting from the
+        fitted model, until the new rows' mean log-likelihood changes by less than ``tol`` (or ``max_iter``), as
+        :meth:`fit` does; the statistics kept are then the sum at the last M-step, so updates chain.  Not
+        ``partial_fit``, scikit-learn's name for one step of a stream per call; this is ``gmm update``'s
+        run to convergence on each new batch.
+
+        Parameters
+        ----------
+        X : array-like, pandas or Dask DataFrame, or Dask array of shape (n_samples, n_features)
+            The new rows (at least one), with the model's columns (and names, if it has them).
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,) or float, default=None
+            Frequency weights of the new rows, as :meth:`fit` takes them.
+        decay : float, default=1.0
+            In (0, 1]: the factor of the old rows' statistics.  1 keeps all of the past; below 1 forgets it
+            geometrically (an update of equal weight after ``n`` more updates counts ``decay ** n``), for data
+            that drift.
+
+        Returns
+        -------
+        self : GaussianMixture
+            ``n_iter_``, ``converged_``, ``lower_bound_`` and ``lower_bounds_`` are the update's (the bound is the
+            new rows' mean log-likelihood); ``n_samples_`` counts every row learnt from; ``weight_sum_`` is the
+            weight the model counts now (the past's times ``decay``, and the new rows').
+
+        Raises
+        ------
+        ValueError
+            ``decay`` outside (0, 1]; a model that kept no statistics (a variational mixture, a model saved
+            before models kept them, or one whose ``n_components`` or ``covariance_type`` changed); ``X`` as
+            :meth:`partial_fit` refuses it.
+        NotFittedError
+            The estimator is not fitted yet.
+
+        Warns
+        -----
+        pipeline.errors.ConvergenceWarning
+            The update stopped at ``max_iter`` before converging.
+        """
+        self._check_parameters()
+        self._check_is_fitted()
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
+            raise ValueError(f"The 'decay' parameter of update must be a float in the range (0, 1]. Got {decay!r}.")
+        check_feature_names(self, X)
+        self._check_same_model()
+        past = self._what_was_learnt()
+        X = check_rows(
+            X,
+            type(self).__name__,
+            min_samples=1,
+            n_features=self.n_features_in_,
+            allow_nan=self._policy().accepts_nan,
+            nan_policy=self._nan_policy_parameter(),
+        )
+        sample_weight = check_sample_weight(sample_weight, X)
+        source, summary, n_dropped = self._source(X, sample_weight)
+        prior = getattr(self, "prior_", None)
+        (outcome,) = engine.fit(
+            source,
+            summary,
+            self._spec(),
+            [Candidate(self.n_components, self.covariance_type)],
+            self._naming(X.shape[1]),
+            warm=Warm(Learned(self._params(), None)),
+            learning=engine.Learning(past.moments.scaled(float(decay)), prior=prior),
+            on_iteration=self._verbose_reporter(),
+            with_criteria=False,
+        ).outcomes
+        self._finish(outcome, X.shape[1], None, summary, n_dropped, past=past, decay=float(decay))
+        return self
+
+    def _what_was_learnt(self) -> Kept:
+        """The statistics this model kept of the rows it learnt from (a stream's, as sums); ValueError if none."""
+        online: _Online | None = getattr(self, "_online", None)
+        if online is not None:
+            return Kept.of_stream(online.moments, online.seen, self.n_samples_)
+        kept: Kept | None = getattr(self, "_kept", None)
+        if kept is None:
+            raise ValueError(
+                "This GaussianMixture kept no statistics of the rows it learnt from (saved before models kept "
+                "them, or fitted with max_iter=0 from given parameters): fit it on its data again to update it"
+            )
+        return kept
 
     def _check_same_model(self) -> None:
         """ValueError if ``n_components`` or ``covariance_type`` changed since the model was fitted (partial_fit
@@ -562,14 +653,22 @@ class GaussianMixture(MixtureEstimator):
         load_model : Read it back.
         """
         online: _Online | None = getattr(self, "_online", None)
+        kept: Kept | None = getattr(self, "_kept", None)
+        if online is not None:  # a stream: its averages, and where it stands
+            learning = {"stream": StreamRecord(steps=online.steps, weight_seen=online.seen)}
+            moments = moments_arrays(online.moments)
+        elif kept is not None:  # a fit or update: the sums it learnt, and what from
+            learning, moments = {"lineage": kept.lineage}, moments_arrays(kept.moments)
+        else:
+            learning, moments = {}, None
         self._save(
             path,
             storage_options,
             self._params(),
-            None if online is None else moments_arrays(online.moments),
+            moments,
             prior=getattr(self, "prior_", None),
             missing=getattr(self, "_missing_values", None),
-            stream=None if online is None else StreamRecord(steps=online.steps, weight_seen=online.seen),
+            **learning,
         )
 
 
@@ -646,6 +745,8 @@ def from_saved(saved: SavedModel, where: str = "model.yaml") -> GaussianMixture 
     if info.stream is not None:  # a stream of partial_fit calls goes on where it stood
         moments = moments_from_arrays(saved.extra_arrays, p.covariance_type)
         model._online = _Online(moments, info.stream.weight_seen, info.stream.steps)
+    elif info.lineage is not None:  # what a fit or update learnt: it can learn more
+        model._kept = Kept(moments_from_arrays(saved.extra_arrays, p.covariance_type), list(info.lineage))
     if info.n_samples is not None:  # recorded by gmm fit and by save() of a fitted estimator
         model.n_samples_, model.weight_sum_ = info.n_samples, info.weight_sum
     if info.named_features:

@@ -18,7 +18,9 @@ from pipeline.choices import INIT_METHODS, VARIATIONAL_PRIOR_KEYS
 from pipeline.config import Config, recorded
 from pipeline.engine import Candidate, Emit, Fitted, Naming, Outcome, Warm
 from pipeline.errors import InputError
-from pipeline.model import MissingValues, ModelInfo, describe
+from pipeline.kernels.online import MOMENT_ARRAYS
+from pipeline.model import Learnt, MissingValues, ModelInfo, describe, learnt
+from pipeline.secrets import scrub
 from pipeline.spec import ModelSpec
 
 __all__ = ["Candidate", "Emit", "Fitted", "Outcome", "fit_candidates", "model_info", "spec_of", "warn_collapsed"]
@@ -124,10 +126,12 @@ def fit_candidates(
     emit: Emit,
     checkpoint: Checkpoint | None = None,
     warm: kernels.Params | None = None,
+    learning: engine.Learning | None = None,
 ) -> Fitted:
     """Fit every candidate on the configured data, sharing every pass; resume from ``checkpoint`` if it is this fit's.
 
-    ``warm`` (one candidate only) replaces the computed start.
+    ``warm`` (one candidate only) replaces the computed start; with ``learning`` (``gmm update``), the model goes
+    on learning from what it learnt before.
     """
     m = config.model
     source = replace(data.block_source(dataset), worker_timeout=config.cluster.worker_timeout)
@@ -144,7 +148,8 @@ def fit_candidates(
             raise InputError(
                 f"{config.data.path}: column {constant[0]!r} is constant; set model.reg_covar > 0 or drop the column"
             )
-    engine.check_summary(summary, spec_of(config), naming, max(c.n_components for c in candidates))
+    n_least = None if learning is not None else max(c.n_components for c in candidates)
+    engine.check_summary(summary, spec_of(config), naming, n_least)
     emit(
         {
             "event": "data",
@@ -177,6 +182,7 @@ def fit_candidates(
         candidates,
         naming,
         warm=None if warm is None else Warm(warm),
+        learning=learning,
         checkpoint=checkpoint,
         emit=emit,
         on_iteration=report,
@@ -207,27 +213,38 @@ def model_info(
             n_dropped_rows=dataset.n_rows - fitted.n_rows,
         )
     variational = config.model.algorithm == "variational"
-    return describe(
-        run.params,
-        dataset.feature_names,
-        converged=run.converged,
-        n_iter=run.n_iter,
-        lower_bound=run.lower_bound,
-        history=run.history,
-        n_samples=fitted.n_rows,
-        weight_sum=outcome.fit.weight_sum,
-        bic=outcome.bic,
-        aic=outcome.aic,
-        icl=outcome.icl,
-        config=recorded(chosen),
-        data_fingerprint=dataset.fingerprint,
-        algorithm=config.model.algorithm,
-        prior=None if variational else outcome.hyperparameters,
-        variational=outcome.hyperparameters if variational else None,
-        missing=missing,
-        collapsed_components=outcome.collapsed,
-        parameters=estimator_parameters(chosen, summary.weight_sum, outcome.hyperparameters),
-        **fields,
+    lineage = None
+    if MOMENT_ARRAYS[0] in outcome.extra_arrays:  # EM keeps what it learnt, to learn more (gmm update)
+        lineage = [learnt_from(config, dataset, "fit", fitted.n_rows, summary.weight_sum)]
+    recorded_fields: dict[str, Any] = {
+        "converged": run.converged,
+        "n_iter": run.n_iter,
+        "lower_bound": run.lower_bound,
+        "history": run.history,
+        "n_samples": fitted.n_rows,
+        "weight_sum": outcome.fit.weight_sum,
+        "bic": outcome.bic,
+        "aic": outcome.aic,
+        "icl": outcome.icl,
+        "config": recorded(chosen),
+        "data_fingerprint": dataset.fingerprint,
+        "algorithm": config.model.algorithm,
+        "prior": None if variational else outcome.hyperparameters,
+        "variational": outcome.hyperparameters if variational else None,
+        "missing": missing,
+        "collapsed_components": outcome.collapsed,
+        "parameters": estimator_parameters(chosen, summary.weight_sum, outcome.hyperparameters),
+        "lineage": lineage,
+    }
+    return describe(run.params, dataset.feature_names, **{**recorded_fields, **fields})
+
+
+def learnt_from(
+    config: Config, dataset: data.ParquetDataset, kind: str, n_rows: int, weight_sum: float, **fields: Any
+) -> Learnt:
+    """The lineage entry of a fit or update of ``dataset`` (its path without any password)."""
+    return learnt(
+        kind, n_rows, weight_sum, data=scrub(config.data.path), data_fingerprint=dataset.fingerprint, **fields
     )
 
 

@@ -16,19 +16,24 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline import cluster, data, fitting, kernels, outputs, selection, storage
+from pipeline import cluster, data, engine, fitting, kernels, outputs, selection, storage
 from pipeline.checkpoint import Checkpoint
 from pipeline.choices import INIT_METHODS
 from pipeline.config import Config, fit_identity, recorded, validate
 from pipeline.engine import Candidate, Emit, ignore
 from pipeline.errors import InputError
+from pipeline.kernels.online import MOMENT_ARRAYS, check_moments, moments_from_arrays
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.model import (
     SELECTION_FILE,
+    Kept,
+    Learnt,
     ModelInfo,
+    SavedModel,
     SelectionRef,
     describe,
     is_model_directory,
+    kept_of,
     load_saved_model,
     npz_bytes,
     read_npz,
@@ -85,7 +90,9 @@ def _previous_model(output: Place) -> tuple[Config, ModelInfo] | None:
 def _previous_identity(output: Place) -> tuple[dict[str, Any], ModelInfo] | None:
     """The identity and model.yaml of a readable model already at ``output``."""
     previous = _previous_model(output)
-    return None if previous is None else (fit_identity(previous[0], previous[1].data_fingerprint), previous[1])
+    if previous is None or (previous[1].lineage and previous[1].lineage[-1].kind != "fit"):
+        return None  # nothing there, or an update: not a fit of its recorded config
+    return fit_identity(previous[0], previous[1].data_fingerprint), previous[1]
 
 
 def _warm_start(config: Config, dataset: data.ParquetDataset):
@@ -146,11 +153,12 @@ class _Opened:
 
 @dataclass(frozen=True)
 class _Start:
-    """How the candidates start: from ``warm`` (``gmm fit``'s ``model.init_params``); not from a checkpoint if
-    ``fresh``."""
+    """How the candidates start: from ``warm`` (``gmm fit``'s ``model.init_params``, ``gmm update``'s model); not
+    from a checkpoint if ``fresh``."""
 
     warm: kernels.Params | None = None
     fresh: bool = False
+    learning: engine.Learning | None = None  # gmm update: what the model learnt before
 
 
 @dataclass(frozen=True)
@@ -170,10 +178,12 @@ class _Chosen:
 
 class _Command(Protocol):
     """What a fitting command adds to :func:`_fit_and_write`: its candidates, the inputs its output must stay apart
-    from, its identity, what it does with an output that may already hold its result, and what it writes."""
+    from (and how the user named the output), its identity, what it does with an output that may already hold its
+    result, and what it writes."""
 
     candidates: list[Candidate]
     inputs: dict[str, str | None]
+    output_key: str
 
     def identity(self, fingerprint: str | None) -> dict[str, Any]: ...
 
@@ -195,8 +205,8 @@ def _fit_and_write(config: Config, command: _Command, scheduler: str | None, emi
     dataset = _open(config)
     fitting.check_given_priors(config, command.candidates, dataset.feature_names)
     identity = command.identity(dataset.fingerprint)
-    output = outputs.resolve(config.output.path, "output.path", config.output_storage_options)
-    with outputs.writing(output, "output.path", "model", is_model_directory, command.inputs):
+    output = outputs.resolve(config.output.path, command.output_key, config.output_storage_options)
+    with outputs.writing(output, command.output_key, "model", is_model_directory, command.inputs):
         opened = _Opened(dataset, output, identity, started)
         start = command.before(opened, emit)
         if not isinstance(start, _Start):  # the output holds the result already
@@ -206,7 +216,14 @@ def _fit_and_write(config: Config, command: _Command, scheduler: str | None, emi
             checkpoint.remove()
         with cluster.session(config.cluster, scheduler, emit) as client:
             fitted = fitting.fit_candidates(
-                config, dataset, command.candidates, client=client, emit=emit, checkpoint=checkpoint, warm=start.warm
+                config,
+                dataset,
+                command.candidates,
+                client=client,
+                emit=emit,
+                checkpoint=checkpoint,
+                warm=start.warm,
+                learning=start.learning,
             )
         chosen = command.choose(opened, fitted)
         outcome = chosen.outcome
@@ -243,6 +260,7 @@ class _Fit:
 
     config: Config
     force: bool
+    output_key: str = "output.path"
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -289,6 +307,7 @@ def _candidates_npz(outcomes: list[fitting.Outcome]) -> bytes:
         arrays[f"{i}.history"] = np.asarray(run.history, dtype=np.float64)
         arrays[f"{i}.lower_bound"] = np.asarray([run.lower_bound], dtype=np.float64)
         arrays[f"{i}.collapsed_components"] = np.asarray(outcome.collapsed, dtype=np.int64)
+        arrays.update({f"{i}.{name}": value for name, value in outcome.extra_arrays.items() if name in MOMENT_ARRAYS})
         if outcome.hyperparameters is not None:  # the resolved prior's plain numbers, as model.yaml has them
             arrays[f"{i}.prior"] = np.asarray([json.dumps(outcome.hyperparameters)])
     return npz_bytes(arrays)
@@ -345,8 +364,9 @@ def _not_reusable(output: str, exc: InputError, emit: Emit) -> None:
 
 def _stored_candidate(
     config: Config, stored: _StoredSelection, row: int, criterion: str
-) -> tuple[kernels.Params, ModelInfo, list[int]]:
-    """The parameters, model.yaml and collapsed components of the table's ``row``, as a fresh selection writes them.
+) -> tuple[kernels.Params, ModelInfo, list[int], dict[str, np.ndarray]]:
+    """The parameters, model.yaml, collapsed components and what it learnt (model.npz's moments) of the table's
+    ``row``, as a fresh selection writes them.
 
     Raises
     ------
@@ -369,6 +389,10 @@ def _stored_candidate(
         history = arrays[f"{row}.history"].tolist()
         lower_bound = float(arrays[f"{row}.lower_bound"].item())
         collapsed = [int(c) for c in arrays[f"{row}.collapsed_components"]]
+        learnt = {name: arrays[f"{row}.{name}"] for name in MOMENT_ARRAYS if f"{row}.{name}" in arrays}
+        if learnt:
+            moments = moments_from_arrays(learnt, candidate.covariance_type)
+            check_moments(moments, candidate.n_components, params.n_features)
     except (KeyError, ValueError, TypeError) as exc:  # a JSON error is a ValueError
         raise InputError(f"{where}: {candidate.label} cannot be read back ({str(exc)[:200]})") from None
     chosen = config.model_copy(
@@ -399,8 +423,9 @@ def _stored_candidate(
         collapsed_components=collapsed,
         parameters=fitting.estimator_parameters(chosen, info.weight_sum, prior),
         selection=SelectionRef(criterion=criterion),
+        lineage=info.lineage if learnt else None,  # every candidate learnt from the same data
     )
-    return params, described, collapsed
+    return params, described, collapsed, learnt
 
 
 def _best(table: list[dict[str, Any]], criterion: str) -> int:
@@ -471,6 +496,7 @@ class _Select:
     candidates: list[Candidate]
     criterion: str
     force: bool
+    output_key: str = "output.path"
 
     @property
     def inputs(self) -> dict[str, str | None]:
@@ -525,12 +551,12 @@ def _choose_again(
         selection.warn_falling(table, config.model.n_init, emit)
         return SelectOutcome(output.name, table, chosen, skipped=True)
     try:
-        params, info, collapsed = _stored_candidate(config, stored, chosen, criterion)
+        params, info, collapsed, learnt = _stored_candidate(config, stored, chosen, criterion)
     except InputError as exc:
         _not_reusable(output.name, exc, emit)
         return None
     files = {SELECTION_FILE: stored.table_bytes, CANDIDATES_FILE: stored.candidates_bytes}
-    save_model(output, params, info, extra_files=files)
+    save_model(output, params, info, extra_files=files, extra_arrays=learnt)
     row = table[chosen]
     candidate = Candidate(row["n_components"], row["covariance_type"])
     summary = {"converged": info.converged, "n_iter": info.n_iter, "lower_bound": info.lower_bound, "bic": info.bic}
@@ -541,6 +567,170 @@ def _choose_again(
     }
     _tell_written(config, opened, candidate, collapsed, summary, table, more, emit)
     return SelectOutcome(output.name, table, chosen, rechosen_from=stored.table_path)
+
+
+def update(
+    model_dir: str,
+    input_path: str,
+    output_dir: str,
+    decay: float = 1.0,
+    *,
+    settings: Config | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    emit: Emit = ignore,
+) -> FitOutcome:
+    """Learn from new data without the old: write the model of ``model_dir`` updated with ``input_path``.
+
+    EM over the new rows only, in which the rows the model learnt before count through the statistics it kept of
+    them (their responsibilities frozen at its last M-step; Neal & Hinton 1998), times ``decay``; it starts from
+    the model and runs until converged as ``gmm fit`` does, with the model's settings (``tol``, ``max_iter``,
+    ``reg_covar``, its resolved prior, ``nan_policy``), and reads the new data's columns by the model's feature
+    names.  Every operating promise of ``gmm fit`` holds: the output rules, its lock, a checkpoint to resume from
+    bit for bit, exit codes, events.  If the output already holds this update (of this model, with these data
+    and this decay), nothing is done.
+
+    Parameters
+    ----------
+    model_dir, input_path, output_dir : str
+        The model to update (never read again but for its files), the new Parquet data, the directory to write.
+    decay : float
+        In (0, 1]: the factor of what the model learnt before (1 keeps it all).
+    settings : Config, optional
+        A config whose cluster section, ``data.storage_options`` and ``output.storage_options`` apply (its other
+        sections are not used: the model's own settings are).
+    scheduler : str, optional
+    force : bool
+        Update even if the output already holds this update.
+    emit : callable
+
+    Returns
+    -------
+    FitOutcome
+    """
+    if not 0 < decay <= 1:
+        raise InputError(f"--decay {decay!r}: expected a number in (0, 1] (1 keeps all of the past)")
+    place = Place.of(model_dir, settings.data.storage_options if settings is not None else None)
+    saved = load_saved_model(place)
+    where = place.join("model.yaml").name
+    past = kept_of(saved)
+    if past is None:
+        what = "a variational model" if saved.info.algorithm == "variational" else "written before models kept them"
+        raise InputError(
+            f"{where}: the model kept no statistics of the data it learnt from ({what}); gmm update needs them: "
+            "fit it again with gmm fit"
+        )
+    config = _update_config(saved, where, input_path, output_dir, settings)
+    return _fit_and_write(config, _Update(config, model_dir, saved, past, float(decay), force), scheduler, emit)
+
+
+def _update_config(saved: SavedModel, where: str, input_path: str, output_dir: str, settings: Config | None) -> Config:
+    """The config of an update: the model's settings, the new data read by the model's feature names, the output,
+    and the cluster and storage options of ``settings``."""
+    info = saved.info
+    if not info.named_features:
+        raise InputError(
+            f"{where}: the model's features have no names (it was fitted on an array): gmm update reads Parquet "
+            "columns by name; update it in Python with GaussianMixture.update"
+        )
+    recorded_config = info.config or {}
+    parameters = info.parameters or {}
+    model = dict(recorded_config.get("model") or {key: parameters[key] for key in _UPDATE_KEYS if key in parameters})
+    if model.get("prior") is not None or info.prior is not None:
+        model["prior"] = "default"  # a placeholder: the update takes the prior the model resolved (model.yaml's)
+    model["init_params"] = "kmeans"  # not used: the update starts from the model
+    raw = {
+        "data": {
+            "path": input_path,
+            "columns": list(info.feature_names),
+            "weight_column": (recorded_config.get("data") or {}).get("weight_column"),
+            "nan_policy": info.missing.nan_policy if info.missing is not None else "error",
+            "storage_options": settings.data.storage_options if settings is not None else {},
+        },
+        "model": model,
+        "output": {
+            "path": output_dir,
+            "storage_options": settings.output.storage_options if settings is not None else None,
+        },
+        "cluster": settings.cluster.model_dump() if settings is not None else {},
+    }
+    return validate(raw, where)
+
+
+# The estimator's parameters that are config keys of the model section (a model saved from Python has no config).
+_UPDATE_KEYS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "random_state", "dtype")
+
+
+@dataclass(frozen=True)
+class _Update:
+    """``gmm update``: the model's one candidate, started from the model, going on from what it learnt; nothing done
+    if the output holds this update."""
+
+    config: Config
+    model_dir: str
+    saved: SavedModel
+    past: Kept
+    decay: float
+    force: bool
+    output_key: str = "--output"
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        p = self.saved.params
+        return [Candidate(p.n_components, p.covariance_type)]
+
+    @property
+    def inputs(self) -> dict[str, str | None]:
+        return {"--input": self.config.data.path, "--model": self.model_dir}
+
+    def identity(self, fingerprint: str | None) -> dict[str, Any]:
+        # the model updated is known by its arrays' digest (which covers its statistics), not by where it lies
+        return {
+            **fit_identity(self.config, fingerprint),
+            "update_of": self.saved.info.arrays.sha256,
+            "decay": self.decay,
+        }
+
+    def _entry(self, dataset: data.ParquetDataset, n_rows: int, weight_sum: float) -> Learnt:
+        return fitting.learnt_from(self.config, dataset, "update", n_rows, weight_sum, decay=self.decay)
+
+    def before(self, opened: _Opened, emit: Emit) -> FitOutcome | _Start:
+        """The model at the output if it is this update (unless forced), else the start from the model."""
+        previous = None if self.force else _previous_model(opened.output)
+        if previous is not None and previous[1].lineage and len(previous[1].lineage) == len(self.past.lineage) + 1:
+            info, last = previous[1], previous[1].lineage[-1]
+            same = (last.kind, last.data_fingerprint, last.decay) == ("update", opened.dataset.fingerprint, self.decay)
+            if same and previous[1].lineage[:-1] == self.past.lineage:
+                emit({"event": "skipped", "model": opened.output.name, "reason": "this update of the model exists"})
+                return FitOutcome(opened.output.name, bool(info.converged), info.n_iter or 0, info.lower_bound, True)
+        learning = engine.Learning(self.past.moments.scaled(self.decay), prior=self.saved.info.prior)
+        return _Start(warm=self.saved.params, fresh=self.force, learning=learning)
+
+    def choose(self, opened: _Opened, fitted: fitting.Fitted) -> _Chosen:
+        (outcome,) = fitted.outcomes
+        run, summary, info = outcome.run, fitted.summary, self.saved.info
+        moments = run.state.moments
+        old_missing, new_missing = info.missing, summary
+        missing = None
+        if old_missing is not None:
+            missing = old_missing.model_copy(
+                update={
+                    "n_missing_values": old_missing.n_missing_values + new_missing.n_missing,
+                    "n_incomplete_rows": old_missing.n_incomplete_rows + new_missing.n_incomplete,
+                    "n_dropped_rows": old_missing.n_dropped_rows + opened.dataset.n_rows - fitted.n_rows,
+                }
+            )
+        described = fitting.model_info(
+            self.config,
+            opened.dataset,
+            fitted,
+            outcome,
+            n_samples=(info.n_samples or 0) + fitted.n_rows,
+            weight_sum=moments.weight_sum,
+            missing=missing,
+            lineage=[*self.past.lineage, self._entry(opened.dataset, fitted.n_rows, summary.weight_sum)],
+        )
+        return _Chosen(outcome, described, FitOutcome(opened.output.name, run.converged, run.n_iter, run.lower_bound))
 
 
 # A variational model's components with a weight above this are counted as the ones it uses.

@@ -32,7 +32,7 @@ from pipeline.inputs import (
     is_dask,
     nan_advice,
 )
-from pipeline.model import MissingValues, describe, is_model_directory, save_model
+from pipeline.model import Kept, MissingValues, describe, is_model_directory, learnt, save_model
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 from pipeline.spec import HYPERPARAMETERS, ModelSpec, dtype_name
 
@@ -312,14 +312,32 @@ class MixtureEstimator:
             n_dropped_rows=before.n_dropped_rows + n_dropped,
         )
 
-    def _finish(self, outcome: Outcome, n_features: int, names, summary: kernels.Summary, n_dropped: int) -> None:
+    def _finish(
+        self,
+        outcome: Outcome,
+        n_features: int,
+        names,
+        summary: kernels.Summary,
+        n_dropped: int,
+        past: Kept | None = None,
+        decay: float | None = None,
+    ) -> None:
+        """Set what a fit (or, with ``past``, an update) learnt, and warn of collapse or no convergence."""
         self._set_fitted(outcome.run, n_features)
         self._online = None  # a fit ends any stream of partial_fit calls: the next one starts from this fit
-        self.n_samples_, self.weight_sum_ = sum(summary.n_rows), summary.weight_sum
-        self._missing_values = self._what_nan_policy_did(summary, n_dropped, None)
-        if names is not None:
+        n_rows = sum(summary.n_rows)
+        moments = getattr(outcome.run.state, "moments", None)  # EM keeps the moments of its last M-step
+        entry = learnt("update" if past else "fit", n_rows, summary.weight_sum, decay=decay)
+        self._kept = None if moments is None else Kept(moments, (past.lineage if past else []) + [entry])
+        if past is None:
+            self.n_samples_, self.weight_sum_ = n_rows, summary.weight_sum
+            self._missing_values = self._what_nan_policy_did(summary, n_dropped, None)
+        else:  # every row learnt from; the weight the model counts now (the past's times decay, and the new)
+            self.n_samples_, self.weight_sum_ = self.n_samples_ + n_rows, moments.weight_sum
+            self._missing_values = self._what_nan_policy_did(summary, n_dropped, self._missing_values)
+        if past is None and names is not None:
             self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
+        elif past is None and hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         if self.verbose:
             state = "converged" if self.converged_ else "did not converge"
@@ -329,8 +347,8 @@ class MixtureEstimator:
             warnings.warn(warning["message"], CollapsedComponentsWarning, stacklevel=3)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
-                "Best performing initialization did not converge. Try different init parameters, "
-                "or increase max_iter, tol, or check for degenerate data.",
+                ("The update did not converge" if past else "Best performing initialization did not converge")
+                + ". Try different init parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
                 stacklevel=3,
             )

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline import kernels, storage, yamlfile
 from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES
 from pipeline.errors import InputError
+from pipeline.kernels.mstep import ComponentMoments
 from pipeline.kernels.online import MOMENT_ARRAYS, check_moments, moments_from_arrays
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import Prior, check_prior
@@ -37,9 +38,10 @@ from pipeline.kernels.variational import VARIATIONAL_ARRAYS, VariationalPriors, 
 from pipeline.storage import Place
 
 # The newest format read.  2: ``parameters`` (the estimator's, so a loaded model keeps how it was fitted); starts
-# no longer depend on the covariance type.  3: ``stream`` and model.npz's ``moments_*`` (a partial_fit stream);
-# written only by a model that has them, so that a reader of version 2 still reads every other model.  Older
-# versions are read as before (version 1's parameters taken from ``config`` where it exists).
+# no longer depend on the covariance type.  3: ``lineage``, ``stream`` and model.npz's ``moments_*`` (what the
+# model learnt, to keep learning); written only by a model that has them (not the variational mixture), so that a
+# reader of version 2 still reads the others.  Older versions are read as before (version 1's parameters taken
+# from ``config`` where it exists).
 FORMAT_VERSION = 3
 YAML_NAME = "model.yaml"
 NPZ_NAME = "model.npz"
@@ -80,6 +82,38 @@ class StreamRecord(_Strict):
     weight_seen: float = Field(gt=0)
 
 
+class Learnt(_Strict):
+    """One fit or update a model learnt from (model.yaml's ``lineage``, oldest first)."""
+
+    kind: Literal["fit", "update", "partial_fit"]
+    time: str
+    n_samples: int = Field(ge=0)
+    weight_sum: float = Field(ge=0)
+    data: str | None = None  # the data's path or URL (None: an array given to the estimator)
+    data_fingerprint: str | None = None
+    decay: float | None = Field(default=None, gt=0, le=1)  # an update's factor of the past
+
+
+def learnt(kind: str, n_samples: int, weight_sum: float, **fields: Any) -> Learnt:
+    """A lineage entry of now."""
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return Learnt(kind=kind, time=now, n_samples=n_samples, weight_sum=weight_sum, **fields)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a model learnt, kept so that it can learn more without the old data: the moments (sums) of its last
+    M-step and every fit and update it came from."""
+
+    moments: ComponentMoments
+    lineage: list[Learnt]
+
+    @classmethod
+    def of_stream(cls, moments: ComponentMoments, weight_seen: float, n_samples: int) -> Kept:
+        """What a stream of ``partial_fit`` calls learnt, from its running averages per unit weight."""
+        return cls(moments.scaled(weight_seen), [learnt("partial_fit", n_samples, weight_seen)])
+
+
 class ModelInfo(_Strict):
     """model.yaml: everything about a fitted model but its arrays (which are in model.npz)."""
 
@@ -116,6 +150,9 @@ class ModelInfo(_Strict):
     # The estimator's constructor parameters that give this fit (``load_model(d).get_params()``); arrays as lists.
     parameters: dict[str, Any] | None = None
     stream: StreamRecord | None = None
+    # Every fit and update the model learnt from; with it (or ``stream``), model.npz holds the moments of what it
+    # learnt (``moments_*``: sums, or with ``stream`` the stream's averages per unit weight), so it can keep learning
+    lineage: list[Learnt] | None = None
 
 
 @dataclass
@@ -153,7 +190,7 @@ def package_versions() -> dict[str, str | None]:
 def describe(params: kernels.Params, feature_names: list[str], **fields: Any) -> ModelInfo:
     """model.yaml for ``params``: the parameters' own keys filled in, ``fields`` (any other key of ModelInfo) given."""
     return ModelInfo(
-        format_version=FORMAT_VERSION if fields.get("stream") is not None else 2,
+        format_version=FORMAT_VERSION if fields.get("stream") or fields.get("lineage") else 2,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         n_components=params.n_components,
         n_features=params.n_features,
@@ -239,6 +276,17 @@ def _first_problem(exc: ValidationError) -> str:
     return f"{key}: {error['msg']}" if key else error["msg"]
 
 
+def kept_of(saved: SavedModel) -> Kept | None:
+    """What a stored model learnt, as sums (None: it kept nothing, as a variational model or an older file)."""
+    info = saved.info
+    if info.stream is None and info.lineage is None:
+        return None
+    moments = moments_from_arrays(saved.extra_arrays, info.covariance_type)
+    if info.stream is not None:
+        return Kept.of_stream(moments, info.stream.weight_seen, info.n_samples or 0)
+    return Kept(moments, list(info.lineage or []))
+
+
 def load_saved_model(where: Place | str | Path) -> SavedModel:
     """Read and check a model directory (a Place, or a local path or fsspec URL resolved without storage options).
 
@@ -285,10 +333,11 @@ def load_saved_model(where: Place | str | Path) -> SavedModel:
     _check_consistent(params, info, npz_path, yaml_path)
     extra = {name: value for name, value in arrays.items() if name not in PARAM_ARRAYS}
     _check_priors(info, extra, npz_path, yaml_path)
-    if info.stream is not None:
+    if info.stream is not None or info.lineage is not None:
         absent = [name for name in MOMENT_ARRAYS if name not in extra]
         if absent:
-            raise InputError(f"{npz_path}: no array {absent[0]!r} ({yaml_path} records a partial_fit stream)")
+            what = "a partial_fit stream" if info.stream is not None else "a lineage"
+            raise InputError(f"{npz_path}: no array {absent[0]!r} ({yaml_path} records {what})")
         try:
             check_moments(moments_from_arrays(extra, info.covariance_type), info.n_components, info.n_features)
         except ValueError as exc:

@@ -17,7 +17,7 @@ from helpers import COVARIANCE_TYPES, make_blobs, random_params, stats_of_resp
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from pipeline import GaussianMixture, kernels, load_model
+from pipeline import BayesianGaussianMixture, GaussianMixture, kernels, load_model
 from pipeline.errors import InputError
 from pipeline.kernels.mstep import ComponentMoments, m_step, m_step_moments
 from pipeline.model import npz_bytes
@@ -317,13 +317,18 @@ def test_a_marginalizing_stream_takes_a_batch_missing_a_whole_column_and_records
         GaussianMixture(3, nan_policy="marginalize", random_state=0).partial_fit(then)
 
 
-def test_only_a_streams_model_is_written_in_the_newer_format(tmp_path):
+def test_only_a_model_that_keeps_what_it_learnt_is_written_in_the_newer_format(tmp_path):
     X = _mixture_rows(np.random.default_rng(16), 400)
     GaussianMixture(3, random_state=0).fit(X).save(tmp_path / "fit")
     GaussianMixture(3, random_state=0).partial_fit(X).save(tmp_path / "stream")
-    versions = {name: yaml.safe_load((tmp_path / name / "model.yaml").read_text()) for name in ("fit", "stream")}
-    assert versions["fit"]["format_version"] == 2 and "stream" not in versions["fit"]  # a version-2 reader reads it
-    assert versions["stream"]["format_version"] == 3 and "stream" in versions["stream"]
+    BayesianGaussianMixture(n_components=3, random_state=0).fit(X).save(tmp_path / "variational")
+    info = {
+        name: yaml.safe_load((tmp_path / name / "model.yaml").read_text()) for name in ("fit", "stream", "variational")
+    }
+    assert info["fit"]["format_version"] == 3 and "lineage" in info["fit"] and "stream" not in info["fit"]
+    assert info["stream"]["format_version"] == 3 and "stream" in info["stream"] and "lineage" not in info["stream"]
+    # a version-2 reader still reads a model that keeps nothing
+    assert info["variational"]["format_version"] == 2 and "lineage" not in info["variational"]
 
 
 def test_a_stream_record_without_its_moments_is_refused(tmp_path):

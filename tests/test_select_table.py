@@ -71,9 +71,11 @@ def workdir(selected, tmp_path):
 
 
 def model_yaml(path):
-    """model.yaml but when it was written and where."""
+    """model.yaml but when it was written and where (and when its data were fitted)."""
     info = yaml.safe_load((path / "model.yaml").read_text())
     del info["created"], info["config"]["output"]["path"]
+    for entry in info.get("lineage", []):
+        del entry["time"]
     return info
 
 

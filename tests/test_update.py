@@ -1,0 +1,168 @@
+"""Learning from new rows without the old ones: ``GaussianMixture.update`` and ``gmm update``.
+
+The reference is EM with frozen statistics written here from Neal & Hinton (1998): the old rows count through
+the raw sums ``S0_k = sum_i s_i r_ik``, ``S1_k = sum_i s_i r_ik x_i``, ``S2_k = sum_i s_i r_ik x_i x_i^T`` of their
+responsibilities at the last fit's E-step, times ``decay``; each iteration adds the new rows' sums under the
+current parameters and takes ``w = S0 / sum S0``, ``mu = S1 / S0``, ``Sigma = S2 / S0 - mu mu^T`` (+ reg_covar),
+reduced to the covariance type.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from helpers import COVARIANCE_TYPES, random_params
+from test_online import _explicit, _mixture_rows, _reduce, _resp
+
+from pipeline import GaussianMixture, kernels, load_model
+from pipeline.errors import ConvergenceWarning
+from pipeline.inputs import FeatureNamesWarning
+
+
+def _sums(X, w, params):
+    r = _resp(X, params.weights, params.means, kernels.dense_covariances(params)) * w[:, None]
+    return np.array(r.sum(0)), r.T @ X, np.einsum("nk,nd,ne->kde", r, X, X)
+
+
+def _m_step(s, covariance_type, reg_covar):
+    s0, s1, s2 = s
+    means = s1 / s0[:, None]
+    full = s2 / s0[:, None, None] - means[:, :, None] * means[:, None, :]
+    cov = _reduce(full, s0, covariance_type)
+    cov = cov + reg_covar * (np.eye(s1.shape[1]) if covariance_type in ("full", "tied") else 1.0)
+    return kernels.make_params(s0 / s0.sum(), means, cov, covariance_type)
+
+
+def reference_update(old, w_old, start, new, w_new, covariance_type, decay, n_iter, reg_covar):
+    """One EM iteration on ``old`` from ``start`` (the fit), then ``n_iter`` of EM on ``new`` with the old sums
+    frozen at that fit's E-step and scaled by ``decay``."""
+    frozen = _sums(old, w_old, start)
+    params = _m_step(frozen, covariance_type, reg_covar)
+    for _ in range(n_iter):
+        new_sums = _sums(new, w_new, params)
+        params = _m_step(tuple(decay * a + b for a, b in zip(frozen, new_sums)), covariance_type, reg_covar)
+    return params
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(("weighted", "decay"), [(False, 1.0), (True, 0.6)], ids=["unweighted-keep", "weighted-decay"])
+def test_update_is_em_with_the_old_rows_statistics_frozen(covariance_type, weighted, decay):
+    rng = np.random.default_rng(21)
+    old, new = _mixture_rows(rng, 900), _mixture_rows(rng, 400) + 0.5
+    w_old = rng.uniform(0.5, 2.0, size=len(old)) if weighted else np.ones(len(old))
+    w_new = rng.uniform(0.5, 2.0, size=len(new)) if weighted else np.ones(len(new))
+    start = random_params(covariance_type, k=3, d=3, seed=22)
+    model = GaussianMixture(3, covariance_type=covariance_type, reg_covar=1e-4, max_iter=1, **_explicit(start))
+    with pytest.warns(ConvergenceWarning):
+        model.fit(old, sample_weight=w_old if weighted else None)
+    model.set_params(max_iter=7, tol=0.0)
+    with pytest.warns(ConvergenceWarning, match="The update did not converge"):
+        model.update(new, sample_weight=w_new if weighted else None, decay=decay)
+    want = reference_update(old, w_old, start, new, w_new, covariance_type, decay, 7, 1e-4)
+    np.testing.assert_allclose(model.weights_, want.weights, rtol=1e-10)
+    np.testing.assert_allclose(model.means_, want.means, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(model.covariances_, want.covariances, rtol=1e-9, atol=1e-10)
+    assert model.n_iter_ == 7 and len(model.lower_bounds_) == 7
+    assert model.n_samples_ == 1_300
+    assert model.weight_sum_ == pytest.approx(decay * w_old.sum() + w_new.sum(), rel=1e-12)
+
+
+def test_fit_then_update_reaches_the_refit_of_all_rows():
+    rng = np.random.default_rng(23)
+    old, new, held_out = _mixture_rows(rng, 20_000), _mixture_rows(rng, 20_000), _mixture_rows(rng, 5_000)
+    updated = GaussianMixture(3, random_state=0, tol=1e-8).fit(old).update(new)
+    refit = GaussianMixture(3, random_state=0, tol=1e-8).fit(np.vstack([old, new]))
+    assert updated.converged_
+    # measured: 6e-7 nats per row apart
+    assert abs(updated.score(held_out) - refit.score(held_out)) < 1e-4
+    assert updated.n_samples_ == 40_000
+
+
+def _centres_error(model, centres):
+    """Largest distance from each true centre to its nearest fitted mean."""
+    distances = np.linalg.norm(model.means_[None, :, :] - centres[:, None, :], axis=2)
+    return distances.min(axis=1).max()
+
+
+def test_with_decay_below_one_an_update_tracks_drifting_means_and_with_one_it_does_not():
+    rng = np.random.default_rng(24)
+    centres = np.array([[-4.0, 0.0, 1.0], [0.0, 3.0, -2.0], [5.0, -1.0, 0.0]])
+    old = _mixture_rows(rng, 20_000)
+    keeping = GaussianMixture(3, random_state=0).fit(old)
+    forgetting = GaussianMixture(3, random_state=0).fit(old)
+    drift = np.array([0.0, 0.0, 0.0])
+    for _ in range(4):  # the means move by 0.5 in x0 at every batch
+        drift = drift + [0.5, 0.0, 0.0]
+        batch = _mixture_rows(rng, 5_000) + drift
+        keeping.update(batch, decay=1.0)
+        forgetting.update(batch, decay=0.2)
+    assert _centres_error(forgetting, centres + drift) < 0.3
+    assert _centres_error(keeping, centres + drift) > 1.0  # the old rows hold the means back
+
+
+def test_an_update_survives_save_and_load_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(25)
+    old, new = _mixture_rows(rng, 2_000), _mixture_rows(rng, 800)
+    in_memory = GaussianMixture(3, covariance_type="diag", prior="default", random_state=0).fit(old)
+    in_memory.save(tmp_path / "fitted")
+    loaded = load_model(tmp_path / "fitted")
+    in_memory.update(new, decay=0.9)
+    loaded.update(new, decay=0.9)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(in_memory, name), err_msg=name)
+    assert loaded.prior_ == in_memory.prior_  # the prior resolved at the fit is kept
+    loaded.save(tmp_path / "updated")
+    info = yaml.safe_load((tmp_path / "updated" / "model.yaml").read_text())
+    assert info["format_version"] == 3
+    assert [(e["kind"], e["n_samples"], e["decay"]) for e in info["lineage"]] == [
+        ("fit", 2_000, None),
+        ("update", 800, 0.9),
+    ]
+    assert info["n_samples"] == 2_800
+
+
+def test_a_stream_can_be_updated():
+    rng = np.random.default_rng(26)
+    model = GaussianMixture(3, random_state=0)
+    for _ in range(3):
+        model.partial_fit(_mixture_rows(rng, 500))
+    model.update(_mixture_rows(rng, 500))
+    assert model.n_samples_ == 2_000 and model.converged_
+    assert [entry.kind for entry in model._kept.lineage] == ["partial_fit", "update"]
+
+
+@pytest.mark.parametrize("decay", [0.0, -0.5, 1.5, float("nan"), True, "1"])
+def test_a_decay_outside_zero_to_one_is_refused(decay):
+    model = GaussianMixture(3, random_state=0).fit(_mixture_rows(np.random.default_rng(27), 300))
+    before = model.means_.copy()
+    with pytest.raises(ValueError, match=r"The 'decay' parameter of update must be a float in the range \(0, 1\]"):
+        model.update(_mixture_rows(np.random.default_rng(28), 100), decay=decay)
+    np.testing.assert_array_equal(model.means_, before)
+
+
+def test_a_model_that_kept_nothing_cannot_be_updated(tmp_path):
+    rng = np.random.default_rng(29)
+    start = random_params("full", k=3, d=3, seed=30)
+    given = GaussianMixture(3, max_iter=0, **_explicit(start)).fit(_mixture_rows(rng, 300))
+    with pytest.raises(ValueError, match="kept no statistics of the rows it learnt from"):
+        given.update(_mixture_rows(rng, 100))
+    fitted = GaussianMixture(3, random_state=0).fit(_mixture_rows(rng, 300))
+    fitted.save(tmp_path / "m")
+    info = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    del info["lineage"]  # as a model written before models kept their statistics
+    info["format_version"] = 2
+    (tmp_path / "m" / "model.yaml").write_text(yaml.safe_dump(info))
+    with pytest.raises(ValueError, match="kept no statistics"):
+        load_model(tmp_path / "m").update(_mixture_rows(rng, 100))
+
+
+def test_new_rows_must_have_the_models_columns():
+    import pandas as pd
+
+    rng = np.random.default_rng(31)
+    model = GaussianMixture(3, random_state=0).fit(pd.DataFrame(_mixture_rows(rng, 300), columns=["a", "b", "c"]))
+    with pytest.warns(FeatureNamesWarning), pytest.raises(ValueError, match="X has 2 features"):
+        model.update(_mixture_rows(rng, 100)[:, :2])
+    with pytest.raises(ValueError, match="feature names"):
+        model.update(pd.DataFrame(_mixture_rows(rng, 100), columns=["a", "b", "z"]))
