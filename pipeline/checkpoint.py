@@ -4,7 +4,8 @@ One ``.npz`` beside the output (``<output>.checkpoint.npz``), replaced
 atomically.  It records the fit's identity (the data and model settings and
 the data fingerprint, never credentials) and each candidate's resolved
 hyperparameters (a prior computed from the data); a checkpoint of another
-identity is never used.  States are stored as float64 arrays, so a resumed
+identity is never used (one written before a config key's rename is of the
+same identity).  States are stored as float64 arrays, so a resumed
 fit continues from exactly the numbers it stopped at.
 
 What is at the checkpoint's path is replaced only if it is a checkpoint (or
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import storage
+from pipeline.config import RENAMED
 from pipeline.errors import InputError
 from pipeline.model import npz_bytes, read_npz
 from pipeline.storage import Place
@@ -52,6 +54,14 @@ class SavedRun:
 class Resumed:
     runs: list[SavedRun]
     hyperparameters: list[dict | None]  # per candidate
+
+
+def _new_names(identity: Any) -> Any:
+    """A stored identity with its model section's keys under their new names (:data:`pipeline.config.RENAMED`): a
+    checkpoint written before a key's rename is of the same fit."""
+    if not isinstance(identity, dict) or not isinstance(identity.get("model"), dict):
+        return identity
+    return {**identity, "model": {RENAMED.get(key, key): value for key, value in identity["model"].items()}}
 
 
 class Checkpoint:
@@ -106,7 +116,7 @@ class Checkpoint:
         meta = arrays[META]
         if meta.get("format", 1) != FORMAT:
             return None, "it was written by another version of gmm-pipeline (whose starts differ)"
-        saved = meta.get("identity")
+        saved = _new_names(meta.get("identity"))
         if saved != self.identity:
             if isinstance(saved, dict) and saved.get("data_fingerprint") != self.identity.get("data_fingerprint"):
                 return None, "the data changed since it was written"

@@ -149,19 +149,21 @@ def _run(console: Console, fn, *args, **kwargs):
 
 
 def _load_config(console: Console, config_path: str, overrides: tuple[str, ...]) -> Config:
-    """The config, validated; a key under its old name is a ``warning:`` line (a RenamedKeyWarning in Python)."""
+    """The config, validated; a key under its old name is a ``warning:`` line (a RenamedKeyWarning in Python), also
+    before the ``error:`` line of another mistake in the config."""
     from pipeline.config import load_config
     from pipeline.errors import RenamedKeyWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RenamedKeyWarning)
-        config = load_config(config_path, overrides)
-    for warning in caught:
-        if issubclass(warning.category, RenamedKeyWarning):
-            console({"event": "warning", "message": str(warning.message)})
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return config
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RenamedKeyWarning)
+            return load_config(config_path, overrides)
+    finally:
+        for warning in caught:
+            if issubclass(warning.category, RenamedKeyWarning):
+                console({"event": "warning", "category": warning.category.__name__, "message": str(warning.message)})
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _setup(log_format: str = "text") -> Console:

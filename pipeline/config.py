@@ -116,8 +116,8 @@ class ModelConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _old_names(cls, data: Any) -> Any:
-        """Keys under their old names (:data:`RENAMED`) as their new ones (configs and model.yaml files written
-        before the rename)."""
+        """Keys under their old names (:data:`RENAMED`) as their new ones (model.yaml files written before the
+        rename; :func:`load_config` renames a config's keys before its overrides, with a warning)."""
         if not isinstance(data, dict):
             return data
         for old, new in RENAMED.items():
@@ -292,13 +292,17 @@ def validate(raw: Any, source: str) -> Config:
 
 
 def apply_override(raw: dict, assignment: str) -> None:
-    """Apply one ``key.path=value`` override (value typed as YAML) to a raw config in place."""
+    """Apply one ``key.path=value`` override (value typed as YAML) to a raw config in place; a model key under its
+    old name (:data:`RENAMED`) is set under its new one, with a RenamedKeyWarning."""
     key, sep, text = assignment.partition("=")
     if not sep or not key.strip():
         raise InputError(f"--set {_echo(assignment)}: expected KEY=VALUE, e.g. --set model.n_components=5")
     value = parse_yaml(text, f"--set {key}")
     node, schema = raw, Config
     parts = key.strip().split(".")
+    if len(parts) > 1 and parts[0] == "model" and parts[1] in RENAMED:  # the key under its new name, so it wins
+        _warn_renamed(f"--set {key}", parts[1])
+        parts[1] = RENAMED[parts[1]]
     for part in parts[:-1]:
         field = schema.model_fields.get(part) if schema is not None else None
         candidates = getattr(field.annotation, "__args__", (field.annotation,)) if field is not None else ()
@@ -313,18 +317,49 @@ def apply_override(raw: dict, assignment: str) -> None:
             raise InputError(f"--set {key}: {part!r} is not a section (it is {_echo(child)})")
         node = child
     node[parts[-1]] = value
+    if parts == ["model"]:  # a whole section: its keys under their old names too
+        _new_names(value, f"--set {key}")
+
+
+def _warn_renamed(source: str, old: str) -> None:
+    """A RenamedKeyWarning: ``source`` gives ``model.<old>``, a key of :data:`RENAMED`."""
+    warnings.warn(
+        f"{source}: model.{old} is now model.{RENAMED[old]} (the estimators' name); the old name still works but "
+        "will be removed in a later release",
+        RenamedKeyWarning,
+        stacklevel=4,  # the caller of load_config
+    )
+
+
+def _new_names(model: Any, source: str) -> None:
+    """Rename, in place, the keys of a raw model section given under their old names (:data:`RENAMED`), with a
+    RenamedKeyWarning each: an override then wins over the file's key whichever name either uses.
+
+    Raises
+    ------
+    InputError
+        Both names of one key given in ``source``.
+    """
+    for old, new in RENAMED.items() if isinstance(model, dict) else ():
+        if old in model:
+            if new in model:
+                raise InputError(f"{source}: model.{old} is the old name of model.{new}: give model.{new} only")
+            _warn_renamed(source, old)
+            model[new] = model.pop(old)
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Read, override and validate a YAML config file.
 
-    The storage options' values are registered as secrets (see :mod:`pipeline.secrets`).
+    The storage options' values are registered as secrets (see :mod:`pipeline.secrets`).  A key under its old
+    name (:data:`RENAMED`), in the file or in an override, is taken under its new one with a RenamedKeyWarning;
+    an override wins over the file's key whichever name either uses.
 
     Raises
     ------
     InputError
         Missing, unreadable, oversized or non-UTF-8 file, invalid YAML, bad
-        ``--set``, unknown key, wrong type or range.
+        ``--set``, unknown key, wrong type or range, a key under both its old and new name.
     """
     path = Path(path)
     try:
@@ -346,17 +381,9 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     if raw is None:
         raw = {}
     if isinstance(raw, dict):
+        _new_names(raw.get("model"), str(path))
         for assignment in overrides:
             apply_override(raw, assignment)
-        model = raw.get("model")
-        for old in RENAMED if isinstance(model, dict) else ():
-            if old in model:
-                warnings.warn(
-                    f"{path}: model.{old} is now model.{RENAMED[old]} (the estimators' name); the old name still "
-                    "works but will be removed in a later release",
-                    RenamedKeyWarning,
-                    stacklevel=2,
-                )
         for section in ("data", "output"):
             if isinstance(raw.get(section), dict) and isinstance(raw[section].get("storage_options"), dict):
                 secrets.register(raw[section]["storage_options"])

@@ -14,11 +14,10 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import write_config
 
 from pipeline import BayesianGaussianMixture, GaussianMixture
-from pipeline.config import Config, fit_identity, load_config, validate
-from pipeline.errors import ConvergenceWarning, InputError, RenamedKeyWarning
+from pipeline.config import Config, validate
+from pipeline.errors import ConvergenceWarning, InputError
 from pipeline.spec import HYPERPARAMETERS
 
 ESTIMATORS = (GaussianMixture, BayesianGaussianMixture)
@@ -121,20 +120,3 @@ def test_faces_differ_only_on_purpose(name):
                 _config(h, h.low)
     else:
         assert not h.why
-
-
-def test_the_old_key_model_init_still_works_with_a_warning(tmp_path, in_process):
-    path = write_config(tmp_path / "c.yaml", data={"path": "d"}, model={"init": "random"})
-    with pytest.warns(RenamedKeyWarning, match=r"c\.yaml: model\.init is now model\.init_params"):
-        config = load_config(path, ["model.n_init=2"])
-    assert config.model.init_params == "random"
-    with pytest.raises(InputError, match=r"^c\.yaml: model\.init is the old name of model\.init_params"):
-        validate({"data": {"path": "d"}, "model": {"init": "random", "init_params": "kmeans"}}, "c.yaml")
-    # a model directory written before the rename records model.init: it is still the same fit
-    old, new = ({"data": {"path": "d"}, "model": {key: "random"}} for key in ("init", "init_params"))
-    assert fit_identity(validate(old, "model.yaml"), "f") == fit_identity(validate(new, "model.yaml"), "f")
-    # the command line: one warning line, then on to the next finding (here: no data)
-    run = in_process(tmp_path, "fit", "c.yaml")
-    assert run.returncode == 2
-    assert run.stderr.splitlines()[0].startswith("warning: c.yaml: model.init is now model.init_params"), run.stderr
-    assert run.stderr.splitlines()[-1].startswith("error: data.path 'd'"), run.stderr
