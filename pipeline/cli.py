@@ -289,25 +289,33 @@ def select(config_path, overrides, scheduler, log_format, ks, criterion, covaria
     )
 
 
-def _score_cluster(console: Console, config_path: str | None, overrides: tuple[str, ...]) -> ClusterConfig | None:
-    """The cluster settings of ``gmm score``: a config's cluster section and ``--set cluster.*`` (None: defaults)."""
+def _settings(console: Console, config_path: str | None, overrides: tuple[str, ...], command: str) -> Config | None:
+    """The settings of a command that takes its model from ``--model`` and its data from ``--input`` (``gmm
+    score``, ``gmm update``): a config (its cluster section and storage options apply) and ``--set cluster.*``
+    (None: defaults)."""
     from pipeline.config import apply_override, validate
 
     for assignment in overrides:
         key = assignment.partition("=")[0].strip()
         if key != "cluster" and not key.startswith("cluster."):
             raise InputError(
-                f"--set {key}: gmm score takes only cluster.* settings (the model comes from --model, the data "
+                f"--set {key}: gmm {command} takes only cluster.* settings (the model comes from --model, the data "
                 "from --input)"
             )
     if config_path is not None:
-        return _load_config(console, config_path, overrides).cluster
+        return _load_config(console, config_path, overrides)
     if not overrides:
         return None
-    raw: dict[str, Any] = {"data": {"path": "(not used by gmm score)"}}
+    raw: dict[str, Any] = {"data": {"path": f"(not used by gmm {command})"}}
     for assignment in overrides:
         apply_override(raw, assignment)
-    return validate(raw, "--set").cluster
+    return validate(raw, "--set")
+
+
+def _score_cluster(console: Console, config_path: str | None, overrides: tuple[str, ...]) -> ClusterConfig | None:
+    """The cluster settings of ``gmm score`` (None: defaults)."""
+    settings = _settings(console, config_path, overrides, "score")
+    return None if settings is None else settings.cluster
 
 
 @main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT])
@@ -363,6 +371,60 @@ def score(
         settings=settings,
         emit=console,
     )
+
+
+@main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT])
+@click.option("--model", "model_dir", required=True, metavar="DIR", help="The fitted model directory (not changed).")
+@click.option(
+    "--input", "input_path", required=True, metavar="DATA", help="The new data: Parquet file, directory, glob."
+)
+@click.option("--output", "output_dir", required=True, metavar="DIR", help="Directory to write the updated model to.")
+@click.option(
+    "--decay",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Factor of what the model learnt before, in (0, 1]: 1 keeps all of it, below 1 forgets it geometrically.",
+)
+@click.option("--force", is_flag=True, help="Update even if the output already holds this update.")
+@click.option("--require-convergence", is_flag=True, help="Exit 3 if EM stops at max_iter without converging.")
+def update(
+    config_path,
+    overrides,
+    scheduler,
+    log_format,
+    model_dir,
+    input_path,
+    output_dir,
+    decay,
+    force,
+    require_convergence,
+):
+    """Learn from new data without reading the old: EM over --input, the data the model learnt before counting
+    through the statistics it kept of them (times --decay); the model's own settings.
+
+    The cluster is set as for score (cluster.* of --config and --set cluster.KEY=VALUE, --scheduler); --config's
+    storage options apply to --model, --input and --output.
+    """
+    console = _setup(log_format)
+    settings = _run(console, _settings, console, config_path, overrides, "update")
+    from pipeline import job  # once the settings are read: a mistake in them is found without loading Dask
+
+    outcome = _run(
+        console,
+        job.update,
+        model_dir,
+        input_path,
+        output_dir,
+        decay,
+        settings=settings,
+        scheduler=scheduler,
+        force=force,
+        emit=console,
+    )
+    if require_convergence and not outcome.converged:
+        console.error(f"EM did not converge in {outcome.n_iter} iterations (model written to {outcome.path})")
+        sys.exit(EXIT_NOT_CONVERGED)
 
 
 @main.command(params=[MODEL_DIR])

@@ -9,15 +9,21 @@ reduced to the covariance type.
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
-from helpers import COVARIANCE_TYPES, random_params
+from helpers import COVARIANCE_TYPES, random_params, tree_digest, write_parquet
 from test_online import _explicit, _mixture_rows, _reduce, _resp
 
-from pipeline import GaussianMixture, kernels, load_model
+from pipeline import GaussianMixture, job, kernels, load_model
 from pipeline.errors import ConvergenceWarning
 from pipeline.inputs import FeatureNamesWarning
+from pipeline.stopping import Stopped
 
 
 def _sums(X, w, params):
@@ -158,11 +164,179 @@ def test_a_model_that_kept_nothing_cannot_be_updated(tmp_path):
 
 
 def test_new_rows_must_have_the_models_columns():
-    import pandas as pd
-
     rng = np.random.default_rng(31)
     model = GaussianMixture(3, random_state=0).fit(pd.DataFrame(_mixture_rows(rng, 300), columns=["a", "b", "c"]))
     with pytest.warns(FeatureNamesWarning), pytest.raises(ValueError, match="X has 2 features"):
         model.update(_mixture_rows(rng, 100)[:, :2])
     with pytest.raises(ValueError, match="feature names"):
         model.update(pd.DataFrame(_mixture_rows(rng, 100), columns=["a", "b", "z"]))
+
+
+# --------------------------------------------------------------------------- #
+# gmm update
+# --------------------------------------------------------------------------- #
+def invoke(cwd, monkeypatch, *args) -> subprocess.CompletedProcess:
+    """The ``gmm`` click command in this process, run in ``cwd``."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(main, list(map(str, args)))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+NAMES = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, client):
+    """A model fitted by ``gmm fit`` on old data (3 files, a weight column, a MAP prior), and new data beside it."""
+    root = tmp_path_factory.mktemp("update")
+    rng = np.random.default_rng(40)
+    old, new = _mixture_rows(rng, 3_000), _mixture_rows(rng, 1_500) + [0.5, 0.0, 0.0]
+    weights = rng.uniform(0.5, 2.0, size=len(new))
+    write_parquet(root / "old", old, n_files=3, names=NAMES, extra={"w": np.ones(len(old))})
+    write_parquet(root / "new", new, n_files=2, names=NAMES, extra={"w": weights})
+    (root / "c.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"path": str(root / "old"), "weight_column": "w"},
+                "model": {"n_components": 3, "covariance_type": "diag", "prior": "default", "tol": 1e-8},
+                "cluster": {"address": client.scheduler.address},
+                "output": {"path": "m"},
+            }
+        )
+    )
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run = invoke(root, monkeypatch, "fit", "c.yaml")
+    assert run.returncode == 0, run.stderr
+    return root, new, weights
+
+
+def _update(cwd, monkeypatch, client, *args):
+    return invoke(cwd, monkeypatch, "update", "--scheduler", client.scheduler.address, *args)
+
+
+def test_gmm_update_never_reads_the_old_data_and_equals_the_estimators_update(fitted, tmp_path, monkeypatch, client):
+    root, new, weights = fitted
+    shutil.copytree(root / "m", tmp_path / "m")
+    shutil.copytree(root / "new", tmp_path / "new")  # the old data are not copied: they are gone
+    run = _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "new", "--output", "u", "--decay", "0.8")
+    assert run.returncode == 0, run.stderr
+    updated = load_model(tmp_path / "u")
+    want = load_model(tmp_path / "m").update(pd.DataFrame(new, columns=NAMES), sample_weight=weights, decay=0.8)
+    for name in ("weights_", "means_", "covariances_"):  # the same arithmetic, summed over other blocks
+        np.testing.assert_allclose(getattr(updated, name), getattr(want, name), rtol=1e-9, atol=1e-12, err_msg=name)
+    assert updated.prior_ == load_model(tmp_path / "m").prior_
+    info = yaml.safe_load((tmp_path / "u" / "model.yaml").read_text())
+    fit, update = info["lineage"]
+    assert (fit["kind"], fit["n_samples"], fit["data"]) == ("fit", 3_000, str(root / "old"))
+    assert (update["kind"], update["n_samples"], update["decay"], update["data"]) == ("update", 1_500, 0.8, "new")
+    assert update["weight_sum"] == pytest.approx(weights.sum(), rel=1e-12)
+    assert info["n_samples"] == 4_500 and info["config"]["data"]["path"] == "new"
+
+    # the same update again: nothing to do; another decay, or --force: done again
+    before = tree_digest(tmp_path / "u")
+    again = _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "new", "--output", "u", "--decay", "0.8")
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+    assert tree_digest(tmp_path / "u") == before
+    other = _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "new", "--output", "u")
+    assert other.returncode == 0 and "iteration 1:" in other.stderr, other.stderr
+    # a gmm fit of the updated model's recorded config is not taken for done
+    chained = _update(tmp_path, monkeypatch, client, "--model", "u", "--input", "new", "--output", "u2")
+    assert chained.returncode == 0, chained.stderr
+    assert [e["kind"] for e in yaml.safe_load((tmp_path / "u2" / "model.yaml").read_text())["lineage"]] == [
+        "fit",
+        "update",
+        "update",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (("--decay", "0"), r"--decay.*0<x<=1"),
+        (("--decay", "1.5"), r"--decay.*0<x<=1"),
+        (("--output", "m"), r"--output 'm'"),
+        (("--output", "new/inside"), r"--output 'new/inside'.*inside --input"),
+        (("--model", "new"), r"new: not a model directory"),
+    ],
+    ids=["decay-0", "decay-above-1", "over-the-model", "inside-the-input", "not-a-model"],
+)
+def test_gmm_update_mistakes_are_one_error_line_and_nothing_written(
+    fitted, tmp_path, monkeypatch, client, args, pattern
+):
+    root, _, _ = fitted
+    shutil.copytree(root / "m", tmp_path / "m")
+    shutil.copytree(root / "new", tmp_path / "new")
+    given = dict(zip(args[::2], args[1::2]))
+    options = {"--model": "m", "--input": "new", "--output": "out", **given}
+    before = tree_digest(tmp_path)
+    run = _update(tmp_path, monkeypatch, client, *[part for item in options.items() for part in item])
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and re.search(pattern, lines[-1]), run.stderr
+    assert "Traceback" not in run.stderr
+    assert tree_digest(tmp_path) == before
+
+
+def test_gmm_update_names_a_missing_column_and_refuses_a_model_that_kept_nothing(fitted, tmp_path, monkeypatch, client):
+    root, new, _ = fitted
+    shutil.copytree(root / "m", tmp_path / "m")
+    write_parquet(tmp_path / "renamed", new, n_files=1, names=["a", "b", "z"], extra={"w": np.ones(len(new))})
+    run = _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "renamed", "--output", "out")
+    assert run.returncode == 2 and "'c'" in run.stderr.strip().splitlines()[-1], run.stderr
+    info = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    del info["lineage"]  # as a model written before models kept their statistics
+    info["format_version"] = 2
+    (tmp_path / "m" / "model.yaml").write_text(yaml.safe_dump(info))
+    shutil.copytree(root / "new", tmp_path / "new")
+    run = _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "new", "--output", "out")
+    assert run.returncode == 2, run.stderr
+    assert "m/model.yaml: the model kept no statistics of the data it learnt from" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stopped_update_resumes_from_its_checkpoint_to_the_same_bytes(fitted, tmp_path, client):
+    root, _, _ = fitted
+    shutil.copytree(root / "m", tmp_path / "m")
+    shutil.copytree(root / "new", tmp_path / "new")
+    scheduler = client.scheduler.address
+    whole = job.update(str(tmp_path / "m"), str(tmp_path / "new"), str(tmp_path / "whole"), 0.7, scheduler=scheduler)
+    assert whole.n_iter > 3, "too few iterations to stop in the middle"
+
+    def stop_at_iteration_2(event):  # as a SIGTERM stops it: the checkpoint of iteration 2 stays
+        if event["event"] == "iteration" and event["iteration"] == 2:
+            raise Stopped("SIGTERM")
+
+    resumed = str(tmp_path / "resumed")
+    with pytest.raises(Stopped):
+        job.update(
+            str(tmp_path / "m"), str(tmp_path / "new"), resumed, 0.7, scheduler=scheduler, emit=stop_at_iteration_2
+        )
+    assert (tmp_path / "resumed.checkpoint.npz").exists() and not (tmp_path / "resumed").exists()
+    events: list[dict] = []
+    job.update(str(tmp_path / "m"), str(tmp_path / "new"), resumed, 0.7, scheduler=scheduler, emit=events.append)
+    assert [(e["event"], e.get("iteration")) for e in events if e["event"] in ("resume", "restart")] == [("resume", 2)]
+    assert (tmp_path / "resumed" / "model.npz").read_bytes() == (tmp_path / "whole" / "model.npz").read_bytes()
+    # a checkpoint of another decay is not this update's
+    with pytest.raises(Stopped):
+        job.update(
+            str(tmp_path / "m"),
+            str(tmp_path / "new"),
+            str(tmp_path / "other"),
+            0.7,
+            scheduler=scheduler,
+            emit=stop_at_iteration_2,
+        )
+    events.clear()
+    job.update(
+        str(tmp_path / "m"),
+        str(tmp_path / "new"),
+        str(tmp_path / "other"),
+        0.5,
+        scheduler=scheduler,
+        emit=events.append,
+    )
+    assert [e["event"] for e in events if e["event"] in ("resume", "restart")] == ["restart"]
