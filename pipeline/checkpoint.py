@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import storage
-from pipeline.config import RENAMED
+from pipeline.choices import RENAMED
 from pipeline.errors import InputError
 from pipeline.model import npz_bytes, read_npz
 from pipeline.storage import Place
@@ -57,7 +57,7 @@ class Resumed:
 
 
 def _new_names(identity: Any) -> Any:
-    """A stored identity with its model section's keys under their new names (:data:`pipeline.config.RENAMED`): a
+    """A stored identity with its model section's keys under their new names (:data:`pipeline.choices.RENAMED`): a
     checkpoint written before a key's rename is of the same fit."""
     if not isinstance(identity, dict) or not isinstance(identity.get("model"), dict):
         return identity

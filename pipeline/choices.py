@@ -59,3 +59,7 @@ class NanPolicy(enum.StrEnum):
 
 
 NAN_POLICIES = tuple(policy.value for policy in NanPolicy)
+
+# Keys of the config's model section under their old names: each still works, with a RenamedKeyWarning (and a
+# checkpoint or model.yaml that records an old name is read under the new one).
+RENAMED = {"init": "init_params"}

@@ -23,6 +23,7 @@ from pipeline.choices import (
     DTYPES,
     INIT_METHODS,
     NAN_POLICIES,
+    RENAMED,
     VARIATIONAL_PRIOR_KEYS,
     WEIGHT_PRIOR_TYPES,
 )
@@ -88,8 +89,6 @@ class PriorConfig(_Section):
 
 
 _VARIATIONAL_KEYS = ("weight_concentration_prior_type", *VARIATIONAL_PRIOR_KEYS)
-# Keys of the model section under their old names: each still works, with a RenamedKeyWarning.
-RENAMED = {"init": "init_params"}
 
 
 class ModelConfig(_Section):

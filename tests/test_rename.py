@@ -1,4 +1,4 @@
-"""A config key under its old name (``config.RENAMED``: ``model.init``, now ``model.init_params``) still works.
+"""A config key under its old name (``choices.RENAMED``: ``model.init``, now ``model.init_params``) still works.
 
 In a config file and in a ``--set`` (with a warning line, also before the error line of another mistake), where
 an override wins over the file's key whichever name either uses; in a model directory and in a checkpoint
