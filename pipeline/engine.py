@@ -131,7 +131,8 @@ class Outcome:
 
     @property
     def extra_arrays(self) -> dict:
-        """The arrays of the run's state besides the mixture's own (the variational posterior's)."""
+        """The arrays of the run's state besides the mixture's own (the variational posterior's, or the moments
+        EM learnt from)."""
         arrays = self.run.algorithm.arrays(self.run.state)
         return {name: value for name, value in arrays.items() if name not in kernels.params.PARAM_ARRAYS}
 
@@ -431,6 +432,8 @@ def _resume(
         for saved in resumed.runs:
             step = steps[saved.candidate]
             state = step.from_arrays(saved.arrays)
+            if isinstance(step, IncrementalStep) and state.moments is None:
+                raise ValueError("written by an earlier version, which kept no statistics")
             params = step.params(state)
             kernels.check_params(params)
             if params.n_components != candidates[saved.candidate].n_components:

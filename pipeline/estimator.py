@@ -34,8 +34,9 @@ class GaussianMixture(MixtureEstimator):
     :class:`sklearn.mixture.GaussianMixture`'s, with the same meanings; ``dtype``,
     ``prior``, ``nan_policy``, ``fit``'s ``sample_weight``, ``icl``, ``save``,
     ``to_sklearn``, ``partial_fit`` (stepwise online EM, with ``learning_offset``
-    and ``learning_decay``), ``n_samples_``, ``weight_sum_`` and ``prior_`` are
-    extra.
+    and ``learning_decay``), ``update`` (new rows, the old counted by the
+    statistics the model kept), ``n_samples_``, ``weight_sum_`` and ``prior_``
+    are extra.
     Each EM iteration is one pass over the data, for every start at once, on the
     active ``distributed.Client`` if there is one, else on Dask's default
     scheduler; the estimator never starts a cluster.  How it treats its inputs,
@@ -166,11 +167,11 @@ class GaussianMixture(MixtureEstimator):
         The column names seen by ``fit``.  Only when X had column names that are all strings.
     n_samples_ : int
         Extra: the number of rows the fit used (rows of weight 0 included, rows that ``nan_policy`` leaves out
-        not).  Set by ``fit`` (``partial_fit``: every row seen), and by :func:`load_model` when model.yaml
-        records it.
+        not).  Set by ``fit`` (``partial_fit`` and ``update``: every row learnt from), and by
+        :func:`load_model` when model.yaml records it.
     weight_sum_ : float
-        Extra: the sum of ``sample_weight`` over those rows (``n_samples_`` without weights); set as
-        ``n_samples_``.
+        Extra: the sum of ``sample_weight`` over those rows (``n_samples_`` without weights); after ``update``,
+        the weight the model counts now (the past's times ``decay``, and the new rows'); set as ``n_samples_``.
     prior_ : dict
         Extra, with a prior only: its resolved hyperparameters as plain numbers: ``"shrinkage"`` (float),
         ``"mean"`` (list of n_features floats), ``"dof"`` (float) and ``"scale"`` (nested lists of shape
@@ -295,7 +296,7 @@ class GaussianMixture(MixtureEstimator):
         The first call of a stream starts it: on an unfitted estimator, from its batch as :meth:`fit` starts
         (``init_params`` or the ``*_init`` parameters); after :meth:`fit` (or on a loaded model that was not
         streamed), the E-step of that first step is under the fitted parameters but its M-step takes the batch
-        alone (what the fit learnt is not kept as statistics yet).  Every call takes one step: the batch's E-step
+        alone (to add rows to what a fit learnt, use :meth:`update`).  Every call takes one step: the batch's E-step
         under the current parameters gives its moments per unit weight ``s_b``, the running moments become
         ``s <- (1 - rho_t) s + rho_t s_b`` (``s = s_b`` at the first step), with
         ``rho_t = (learning_offset + t) ** -learning_decay`` at the ``t``-th step after the first, and the
@@ -425,9 +426,9 @@ class GaussianMixture(MixtureEstimator):
         Raises
         ------
         ValueError
-            ``decay`` outside (0, 1]; a model that kept no statistics (a variational mixture, a model saved
-            before models kept them, or one whose ``n_components`` or ``covariance_type`` changed); ``X`` as
-            :meth:`partial_fit` refuses it.
+            ``decay`` outside (0, 1]; ``max_iter`` 0; a model that kept no statistics (saved before models kept
+            them, or fitted with ``max_iter=0`` from given parameters); ``n_components`` or ``covariance_type``
+            changed since the fit; ``X`` as :meth:`partial_fit` refuses it.
         NotFittedError
             The estimator is not fitted yet.
 
@@ -438,6 +439,8 @@ class GaussianMixture(MixtureEstimator):
         """
         self._check_parameters()
         self._check_is_fitted()
+        if self.max_iter < 1:
+            raise ValueError(f"update takes at least one iteration: max_iter is {self.max_iter}; set max_iter >= 1")
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
             raise ValueError(f"The 'decay' parameter of update must be a float in the range (0, 1]. Got {decay!r}.")
         check_feature_names(self, X)

@@ -142,7 +142,7 @@ def fit_candidates(
     source, summary = passes.scan(source)
     naming = naming_of(config, dataset.feature_names, dataset.weight_column)
     n_rows = sum(summary.n_rows)
-    if n_rows and m.reg_covar == 0:
+    if n_rows and m.reg_covar == 0 and learning is None:  # learning goes on: the kept statistics hold the spread
         constant = [n for n, lo, hi in zip(dataset.feature_names, summary.minimum, summary.maximum) if lo == hi]
         if constant:
             raise InputError(
@@ -183,6 +183,7 @@ def fit_candidates(
         naming,
         warm=None if warm is None else Warm(warm),
         learning=learning,
+        with_criteria=learning is None,  # criteria of the new rows alone would mean nothing
         checkpoint=checkpoint,
         emit=emit,
         on_iteration=report,
@@ -222,7 +223,7 @@ def model_info(
         "lower_bound": run.lower_bound,
         "history": run.history,
         "n_samples": fitted.n_rows,
-        "weight_sum": outcome.fit.weight_sum,
+        "weight_sum": summary.weight_sum if outcome.fit is None else outcome.fit.weight_sum,
         "bic": outcome.bic,
         "aic": outcome.aic,
         "icl": outcome.icl,

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline import cluster, data, engine, fitting, kernels, outputs, selection, storage
 from pipeline.checkpoint import Checkpoint
-from pipeline.choices import INIT_METHODS
+from pipeline.choices import INIT_METHODS, RENAMED
 from pipeline.config import Config, fit_identity, recorded, validate
 from pipeline.engine import Candidate, Emit, ignore
 from pipeline.errors import InputError
@@ -27,7 +27,6 @@ from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.model import (
     SELECTION_FILE,
     Kept,
-    Learnt,
     ModelInfo,
     SavedModel,
     SelectionRef,
@@ -36,6 +35,7 @@ from pipeline.model import (
     kept_of,
     load_saved_model,
     npz_bytes,
+    open_place,
     read_npz,
     save_model,
 )
@@ -610,7 +610,7 @@ def update(
     """
     if not 0 < decay <= 1:
         raise InputError(f"--decay {decay!r}: expected a number in (0, 1] (1 keeps all of the past)")
-    place = Place.of(model_dir, settings.data.storage_options if settings is not None else None)
+    place = open_place(model_dir, settings.data.storage_options if settings is not None else None, "--model")
     saved = load_saved_model(place)
     where = place.join("model.yaml").name
     past = kept_of(saved)
@@ -621,6 +621,8 @@ def update(
             "fit it again with gmm fit"
         )
     config = _update_config(saved, where, input_path, output_dir, settings)
+    if config.model.max_iter < 1:
+        raise InputError(f"{where}: model.max_iter is {config.model.max_iter}; an update takes at least 1 iteration")
     return _fit_and_write(config, _Update(config, model_dir, saved, past, float(decay), force), scheduler, emit)
 
 
@@ -634,16 +636,27 @@ def _update_config(saved: SavedModel, where: str, input_path: str, output_dir: s
             "columns by name; update it in Python with GaussianMixture.update"
         )
     recorded_config = info.config or {}
+    sections = {name: recorded_config.get(name, {}) for name in ("data", "model")}
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            raise InputError(
+                f"{where}: config.{name} is not a mapping of keys to values: not a model gmm-pipeline wrote"
+            )
     parameters = info.parameters or {}
-    model = dict(recorded_config.get("model") or {key: parameters[key] for key in _UPDATE_KEYS if key in parameters})
-    if model.get("prior") is not None or info.prior is not None:
-        model["prior"] = "default"  # a placeholder: the update takes the prior the model resolved (model.yaml's)
-    model["init_params"] = "kmeans"  # not used: the update starts from the model
+    model = {RENAMED.get(key, key): value for key, value in sections["model"].items()} or {
+        key: parameters[key] for key in _UPDATE_KEYS if key in parameters
+    }
+    if model.get("init_params") not in INIT_METHODS:
+        model["init_params"] = "kmeans"  # a model directory's warm start: not used, the update starts from the model
+    if info.prior is not None and model.get("prior") is None:
+        model["prior"] = "default"  # saved from Python: the update takes the prior the model resolved (model.yaml's)
+    # the model's shape is its arrays'
+    model.update(n_components=saved.params.n_components, covariance_type=saved.params.covariance_type)
     raw = {
         "data": {
             "path": input_path,
             "columns": list(info.feature_names),
-            "weight_column": (recorded_config.get("data") or {}).get("weight_column"),
+            "weight_column": sections["data"].get("weight_column"),
             "nan_policy": info.missing.nan_policy if info.missing is not None else "error",
             "storage_options": settings.data.storage_options if settings is not None else {},
         },
@@ -691,16 +704,14 @@ class _Update:
             "decay": self.decay,
         }
 
-    def _entry(self, dataset: data.ParquetDataset, n_rows: int, weight_sum: float) -> Learnt:
-        return fitting.learnt_from(self.config, dataset, "update", n_rows, weight_sum, decay=self.decay)
-
     def before(self, opened: _Opened, emit: Emit) -> FitOutcome | _Start:
         """The model at the output if it is this update (unless forced), else the start from the model."""
         previous = None if self.force else _previous_model(opened.output)
-        if previous is not None and previous[1].lineage and len(previous[1].lineage) == len(self.past.lineage) + 1:
-            info, last = previous[1], previous[1].lineage[-1]
-            same = (last.kind, last.data_fingerprint, last.decay) == ("update", opened.dataset.fingerprint, self.decay)
-            if same and previous[1].lineage[:-1] == self.past.lineage:
+        last = previous[1].lineage[-1] if previous is not None and previous[1].lineage else None
+        if previous is not None and last is not None and last.kind == "update":
+            identity = fit_identity(previous[0], last.data_fingerprint)
+            if {**identity, "update_of": last.update_of, "decay": last.decay} == opened.identity:
+                info = previous[1]
                 emit({"event": "skipped", "model": opened.output.name, "reason": "this update of the model exists"})
                 return FitOutcome(opened.output.name, bool(info.converged), info.n_iter or 0, info.lower_bound, True)
         learning = engine.Learning(self.past.moments.scaled(self.decay), prior=self.saved.info.prior)
@@ -710,6 +721,15 @@ class _Update:
         (outcome,) = fitted.outcomes
         run, summary, info = outcome.run, fitted.summary, self.saved.info
         moments = run.state.moments
+        entry = fitting.learnt_from(
+            self.config,
+            opened.dataset,
+            "update",
+            fitted.n_rows,
+            summary.weight_sum,
+            decay=self.decay,
+            update_of=info.arrays.sha256,
+        )
         old_missing, new_missing = info.missing, summary
         missing = None
         if old_missing is not None:
@@ -728,7 +748,8 @@ class _Update:
             n_samples=(info.n_samples or 0) + fitted.n_rows,
             weight_sum=moments.weight_sum,
             missing=missing,
-            lineage=[*self.past.lineage, self._entry(opened.dataset, fitted.n_rows, summary.weight_sum)],
+            lineage=[*self.past.lineage, entry],
+            **({"parameters": info.parameters} if info.parameters is not None else {}),  # the update changes none
         )
         return _Chosen(outcome, described, FitOutcome(opened.output.name, run.converged, run.n_iter, run.lower_bound))
 

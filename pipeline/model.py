@@ -35,6 +35,7 @@ from pipeline.kernels.online import MOMENT_ARRAYS, check_moments, moments_from_a
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import Prior, check_prior
 from pipeline.kernels.variational import VARIATIONAL_ARRAYS, VariationalPriors, check_stored
+from pipeline.secrets import scrub
 from pipeline.storage import Place
 
 # The newest format read.  2: ``parameters`` (the estimator's, so a loaded model keeps how it was fitted); starts
@@ -92,6 +93,7 @@ class Learnt(_Strict):
     data: str | None = None  # the data's path or URL (None: an array given to the estimator)
     data_fingerprint: str | None = None
     decay: float | None = Field(default=None, gt=0, le=1)  # an update's factor of the past
+    update_of: str | None = None  # an update's model: the sha256 of its model.npz (arrays and statistics)
 
 
 def learnt(kind: str, n_samples: int, weight_sum: float, **fields: Any) -> Learnt:
@@ -109,9 +111,11 @@ class Kept:
     lineage: list[Learnt]
 
     @classmethod
-    def of_stream(cls, moments: ComponentMoments, weight_seen: float, n_samples: int) -> Kept:
-        """What a stream of ``partial_fit`` calls learnt, from its running averages per unit weight."""
-        return cls(moments.scaled(weight_seen), [learnt("partial_fit", n_samples, weight_seen)])
+    def of_stream(cls, moments: ComponentMoments, weight_seen: float, n_samples: int, time: str | None = None) -> Kept:
+        """What a stream of ``partial_fit`` calls learnt, from its running averages per unit weight (``time``: when
+        it was saved; None: now)."""
+        entry = learnt("partial_fit", n_samples, weight_seen)
+        return cls(moments.scaled(weight_seen), [entry if time is None else entry.model_copy(update={"time": time})])
 
 
 class ModelInfo(_Strict):
@@ -276,6 +280,17 @@ def _first_problem(exc: ValidationError) -> str:
     return f"{key}: {error['msg']}" if key else error["msg"]
 
 
+def open_place(where: Place | str | Path, storage_options: dict | None = None, what: str = "") -> Place:
+    """The Place of a model directory given by the user: InputError for a URL no file system takes (an unknown
+    protocol, options it refuses), naming it (``what``: how the user gave it, e.g. "--model")."""
+    if isinstance(where, Place):
+        return where
+    try:
+        return Place.of(where, storage_options)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise InputError(scrub(f"{what + ' ' if what else ''}{str(where)!r}: cannot open it ({exc})")) from None
+
+
 def kept_of(saved: SavedModel) -> Kept | None:
     """What a stored model learnt, as sums (None: it kept nothing, as a variational model or an older file)."""
     info = saved.info
@@ -283,7 +298,7 @@ def kept_of(saved: SavedModel) -> Kept | None:
         return None
     moments = moments_from_arrays(saved.extra_arrays, info.covariance_type)
     if info.stream is not None:
-        return Kept.of_stream(moments, info.stream.weight_seen, info.n_samples or 0)
+        return Kept.of_stream(moments, info.stream.weight_seen, info.n_samples or 0, info.created)
     return Kept(moments, list(info.lineage or []))
 
 
@@ -297,7 +312,7 @@ def load_saved_model(where: Place | str | Path) -> SavedModel:
         sha256 mismatch, arrays of the wrong shape, disagreeing with model.yaml,
         or not a valid mixture.
     """
-    place = Place.of(where)
+    place = open_place(where)
     yaml_place = place.join(YAML_NAME)
     yaml_path = yaml_place.name
     if not storage.exists(yaml_place):
@@ -333,6 +348,8 @@ def load_saved_model(where: Place | str | Path) -> SavedModel:
     _check_consistent(params, info, npz_path, yaml_path)
     extra = {name: value for name, value in arrays.items() if name not in PARAM_ARRAYS}
     _check_priors(info, extra, npz_path, yaml_path)
+    if info.algorithm == "variational" and (info.stream is not None or info.lineage is not None):
+        raise InputError(f"{yaml_path}: a variational model keeps no lineage or stream")
     if info.stream is not None or info.lineage is not None:
         absent = [name for name in MOMENT_ARRAYS if name not in extra]
         if absent:

@@ -282,6 +282,36 @@ def bench_online(root, repeats):
         "minibatch_kmeans_s": stats_of(theirs_s),
         "ours_rows_per_s": n / statistics.median(ours_s),
         "minibatch_kmeans_rows_per_s": n / statistics.median(theirs_s),
+        "update": _bench_update(np.concatenate(batches), shape["k"], repeats),
+    }
+
+
+def _bench_update(X, k, repeats):
+    """Seconds of ``update`` with the second half of ``X`` after a fit of the first half, beside a refit of all of
+    ``X`` (ours and scikit-learn's, from their default starts), and the held-out gap of the update to the refit."""
+    import copy
+
+    import dask
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    from pipeline import GaussianMixture
+
+    half = X.shape[0] // 2
+    with dask.config.set(scheduler="threads"):
+        fitted = GaussianMixture(k, random_state=0).fit(X[:half])
+        update_s = [_timed(lambda: copy.deepcopy(fitted).update(X[half:])) for _ in range(repeats)]
+        refit_s = [_timed(lambda: GaussianMixture(k, random_state=0).fit(X)) for _ in range(repeats)]
+        updated, refit = copy.deepcopy(fitted).update(X[half:]), GaussianMixture(k, random_state=0).fit(X)
+    sklearn_s = [_timed(lambda: SkGaussianMixture(k, random_state=0).fit(X)) for _ in range(repeats)]
+    return {
+        "old_rows": half,
+        "new_rows": X.shape[0] - half,
+        "update_s": stats_of(update_s),
+        "refit_s": stats_of(refit_s),
+        "sklearn_refit_s": stats_of(sklearn_s),
+        "update_iterations": updated.n_iter_,
+        "refit_iterations": refit.n_iter_,
+        "mean_log_likelihood_gap": float(refit.score(X) - updated.score(X)),
     }
 
 
@@ -505,6 +535,14 @@ def main(argv=None):
                     f"\npartial_fit (K={SHAPES['A']['k']} full, {o['n_batches']} batches of {o['batch_rows']:,} rows "
                     f"of shape A): {o['ours_rows_per_s']:,.0f} rows/s; MiniBatchKMeans.partial_fit: "
                     f"{o['minibatch_kmeans_rows_per_s']:,.0f} rows/s"
+                )
+                u = o["update"]
+                print(
+                    f"update with {u['new_rows']:,} new rows after a fit of {u['old_rows']:,}: "
+                    f"{u['update_s']['median']:.2f} s ({u['update_iterations']} iterations over the new rows); "
+                    f"refit of all: {u['refit_s']['median']:.2f} s ({u['refit_iterations']} iterations), "
+                    f"scikit-learn's {u['sklearn_refit_s']['median']:.2f} s; mean log-likelihood of all rows "
+                    f"{u['mean_log_likelihood_gap']:.2e} below the refit's"
                 )
             if args.extras:
                 report["scoring"] = bench_scoring(root, cluster.scheduler_address, args.repeats)

@@ -10,6 +10,7 @@ from sklearn.mixture import GaussianMixture as SkGMM
 
 from pipeline import BayesianGaussianMixture, GaussianMixture, load_model
 from pipeline.errors import ConvergenceWarning, NotFittedError
+from pipeline.kernels.online import MOMENT_ARRAYS
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,8 @@ def test_save_and_load_round_trip_exactly(tmp_path, covariance_type):
     assert (back.converged_, back.n_iter_, back.lower_bound_) == (gm.converged_, gm.n_iter_, gm.lower_bound_)
     np.testing.assert_array_equal(back.predict(X), gm.predict(X))
     with np.load(tmp_path / "m" / "model.npz", allow_pickle=False) as npz:
-        assert set(npz.files) == {"weights", "means", "covariances", "precisions_cholesky"}
+        # the parameters, and what the fit learnt from (to learn more: update)
+        assert set(npz.files) == {"weights", "means", "covariances", "precisions_cholesky", *MOMENT_ARRAYS}
 
 
 def test_fit_predict_and_params_follow_sklearn():

@@ -50,6 +50,8 @@ def test_the_bench_runs_every_step_and_writes_its_figures(tmp_path):
     assert math.isfinite(report["missing"]["per_incomplete_row_us"])
     assert report["scoring"]["rows_per_s"] > 0 and report["select"]["ratio"] > 0
     assert report["online"]["ours_rows_per_s"] > 0 and report["online"]["minibatch_kmeans_rows_per_s"] > 0
+    update = report["online"]["update"]
+    assert update["update_s"]["median"] > 0 and math.isfinite(update["mean_log_likelihood_gap"])
     assert "speedup" in run.stdout and "scoring:" in run.stdout and "nan_policy marginalize" in run.stdout
 
 

@@ -150,7 +150,7 @@ def test_a_decay_outside_zero_to_one_is_refused(decay):
 def test_a_model_that_kept_nothing_cannot_be_updated(tmp_path):
     rng = np.random.default_rng(29)
     start = random_params("full", k=3, d=3, seed=30)
-    given = GaussianMixture(3, max_iter=0, **_explicit(start)).fit(_mixture_rows(rng, 300))
+    given = GaussianMixture(3, max_iter=0, **_explicit(start)).fit(_mixture_rows(rng, 300)).set_params(max_iter=10)
     with pytest.raises(ValueError, match="kept no statistics of the rows it learnt from"):
         given.update(_mixture_rows(rng, 100))
     fitted = GaussianMixture(3, random_state=0).fit(_mixture_rows(rng, 300))
@@ -211,6 +211,7 @@ def fitted(tmp_path_factory, client):
     with pytest.MonkeyPatch.context() as monkeypatch:
         run = invoke(root, monkeypatch, "fit", "c.yaml")
     assert run.returncode == 0, run.stderr
+    shutil.rmtree(root / "old")  # gone: every update here runs without the data the model was fitted on
     return root, new, weights
 
 
@@ -243,7 +244,7 @@ def test_gmm_update_never_reads_the_old_data_and_equals_the_estimators_update(fi
     assert tree_digest(tmp_path / "u") == before
     other = _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "new", "--output", "u")
     assert other.returncode == 0 and "iteration 1:" in other.stderr, other.stderr
-    # a gmm fit of the updated model's recorded config is not taken for done
+    # updates chain
     chained = _update(tmp_path, monkeypatch, client, "--model", "u", "--input", "new", "--output", "u2")
     assert chained.returncode == 0, chained.stderr
     assert [e["kind"] for e in yaml.safe_load((tmp_path / "u2" / "model.yaml").read_text())["lineage"]] == [
@@ -340,3 +341,94 @@ def test_a_stopped_update_resumes_from_its_checkpoint_to_the_same_bytes(fitted, 
         emit=events.append,
     )
     assert [e["event"] for e in events if e["event"] in ("resume", "restart")] == ["restart"]
+
+
+def test_a_gmm_fit_of_an_updated_models_config_is_not_taken_for_done(fitted, tmp_path, monkeypatch, client):
+    root, _, _ = fitted
+    shutil.copytree(root / "m", tmp_path / "m")
+    shutil.copytree(root / "new", tmp_path / "new")
+    assert _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "new", "--output", "u").returncode == 0
+    config = yaml.safe_load((tmp_path / "u" / "model.yaml").read_text())["config"]  # data.path: new, output: u
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump({**config, "cluster": {"address": client.scheduler.address}}))
+    run = invoke(tmp_path, monkeypatch, "fit", "again.yaml")
+    assert run.returncode == 0 and "iteration 1:" in run.stderr and "nothing to do" not in run.stderr, run.stderr
+    assert [e["kind"] for e in yaml.safe_load((tmp_path / "u" / "model.yaml").read_text())["lineage"]] == ["fit"]
+
+
+def test_an_update_of_another_model_with_the_same_lineage_is_not_skipped(tmp_path, monkeypatch, client):
+    rng = np.random.default_rng(41)
+    first, second, new = _mixture_rows(rng, 900), _mixture_rows(rng, 900) * 2.0, _mixture_rows(rng, 300)
+    write_parquet(tmp_path / "new", new, n_files=1, names=NAMES)
+    # the same settings, other rows: other models; given one lineage, as if fitted in the same second on the same
+    # number of rows (an estimator's lineage has no fingerprint of an array)
+    GaussianMixture(3, random_state=0).fit(pd.DataFrame(first, columns=NAMES)).save(tmp_path / "one")
+    GaussianMixture(3, random_state=0).fit(pd.DataFrame(second, columns=NAMES)).save(tmp_path / "other")
+    one, other = (yaml.safe_load((tmp_path / name / "model.yaml").read_text()) for name in ("one", "other"))
+    other["lineage"] = one["lineage"]
+    (tmp_path / "other" / "model.yaml").write_text(yaml.safe_dump(other))
+    assert _update(tmp_path, monkeypatch, client, "--model", "one", "--input", "new", "--output", "u").returncode == 0
+    run = _update(tmp_path, monkeypatch, client, "--model", "other", "--input", "new", "--output", "u")
+    assert run.returncode == 0 and "nothing to do" not in run.stderr, run.stderr
+    want = load_model(tmp_path / "other").update(pd.DataFrame(new, columns=NAMES))
+    np.testing.assert_allclose(load_model(tmp_path / "u").means_, want.means_, rtol=1e-9)
+
+
+def test_a_marginalizing_models_update_adds_what_nan_policy_did(tmp_path, monkeypatch, client):
+    rng = np.random.default_rng(42)
+    old, new = _mixture_rows(rng, 900), _mixture_rows(rng, 300)
+    old[::9, 1], new[::10, 2] = np.nan, np.nan
+    write_parquet(tmp_path / "old", old, n_files=2, names=NAMES)
+    write_parquet(tmp_path / "new", new, n_files=1, names=NAMES)
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"path": "old", "nan_policy": "marginalize"},
+                "model": {"n_components": 3},
+                "cluster": {"address": client.scheduler.address},
+                "output": {"path": "m"},
+            }
+        )
+    )
+    assert invoke(tmp_path, monkeypatch, "fit", "c.yaml").returncode == 0
+    run = _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "new", "--output", "u")
+    assert run.returncode == 0, run.stderr
+    missing = yaml.safe_load((tmp_path / "u" / "model.yaml").read_text())["missing"]
+    assert missing == {
+        "nan_policy": "marginalize",
+        "n_missing_values": 100 + 30,
+        "n_incomplete_rows": 130,
+        "n_dropped_rows": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("damage", "pattern"),
+    [
+        ({"config": {"model": "x"}}, r"m/model\.yaml: config\.model is not a mapping"),
+        ({"config": {"data": [1, 2]}}, r"m/model\.yaml: config\.data is not a mapping"),
+    ],
+    ids=["model-not-a-mapping", "data-not-a-mapping"],
+)
+def test_a_hostile_model_yaml_is_one_error_line(fitted, tmp_path, monkeypatch, client, damage, pattern):
+    root, _, _ = fitted
+    shutil.copytree(root / "m", tmp_path / "m")
+    shutil.copytree(root / "new", tmp_path / "new")
+    info = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    (tmp_path / "m" / "model.yaml").write_text(yaml.safe_dump({**info, **damage}))
+    run = _update(tmp_path, monkeypatch, client, "--model", "m", "--input", "new", "--output", "out")
+    assert run.returncode == 2 and re.search(pattern, run.stderr.strip().splitlines()[-1]), run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_url_no_file_system_takes_is_one_error_line(tmp_path, monkeypatch, client):
+    run = _update(tmp_path, monkeypatch, client, "--model", "nosuchprotocol://x/m", "--input", "new", "--output", "o")
+    assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].startswith(
+        "error: --model 'nosuchprotocol://x/m': cannot open it"
+    ), run.stderr
+
+
+def test_an_update_takes_at_least_one_iteration():
+    rng = np.random.default_rng(43)
+    model = GaussianMixture(3, random_state=0).fit(_mixture_rows(rng, 300)).set_params(max_iter=0)
+    with pytest.raises(ValueError, match="update takes at least one iteration: max_iter is 0"):
+        model.update(_mixture_rows(rng, 100))

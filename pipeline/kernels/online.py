@@ -1,12 +1,14 @@
 """Learning that goes on: EM on new rows on top of the moments of rows learnt before, which are not read again.
 
-Two uses of one :class:`~pipeline.kernels.steps.Step`, :class:`IncrementalStep`:
+Uses of one :class:`~pipeline.kernels.steps.Step`, :class:`IncrementalStep`:
 
+* **Every EM fit** (nothing learnt before): the same arithmetic as :class:`~pipeline.kernels.algorithms.EMStep`,
+  and the state keeps the moments of its last M-step, so that a fitted model can learn more.
 * **Stepwise online EM** (Cappé & Moulines 2009, JRSS-B 71(3); Liang & Klein 2009), ``partial_fit``: the
   running moments ``s`` are an average per unit weight; a batch's E-step under the current parameters gives its
   moments ``s_b`` (per unit weight), ``s <- (1 - rho) s + rho s_b``, and the M-step is taken from ``s`` counted as
   every row seen so far.
-* **Incremental EM with frozen statistics** (Neal & Hinton 1998), ``gmm update``: the old rows count through the
+* **Incremental EM with frozen statistics** (Neal & Hinton 1998), ``update``: the old rows count through the
   moments stored at the last fit (their responsibilities frozen there, scaled by a forgetting factor); EM runs
   over the new rows only, each M-step from the old moments plus the new rows' moments under the current
   parameters.
