@@ -128,6 +128,27 @@ def test_an_update_survives_save_and_load_bit_for_bit(tmp_path):
     assert info["n_samples"] == 2_800
 
 
+def test_a_dask_update_gives_the_same_bits_on_a_cluster_and_in_this_process(client):
+    import dask
+    import dask.array as da
+
+    rng = np.random.default_rng(44)
+    old, new = (da.from_array(_mixture_rows(rng, 3_000), chunks=700) for _ in range(2))
+
+    def fit_then_update():
+        return (
+            GaussianMixture(3, covariance_type="tied", prior="default", random_state=1).fit(old).update(new, decay=0.5)
+        )
+
+    with client.as_current():
+        on_cluster = fit_then_update()
+    with dask.config.set(scheduler="synchronous"):
+        here = fit_then_update()
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(on_cluster, name), getattr(here, name), err_msg=name)
+    assert on_cluster.lower_bounds_ == here.lower_bounds_ and on_cluster.n_iter_ > 1
+
+
 def test_a_stream_can_be_updated():
     rng = np.random.default_rng(26)
     model = GaussianMixture(3, random_state=0)
