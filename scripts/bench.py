@@ -235,6 +235,41 @@ def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True
     return result
 
 
+def profile_pass(root, name, shape, repeats, top=8):
+    """Where a pass's arithmetic spends its time: the statistics kernel over shape ``name``'s first partition, one
+    thread, in this process, under cProfile.  Each kernel function's own time (the NumPy work it does inline: an
+    ``@`` or a ufunc is not a call cProfile sees) as a share of the kernel's, the largest ``top``, and the rest."""
+    import cProfile
+    import pstats
+
+    from threadpoolctl import threadpool_limits
+
+    path = dataset_for(root, name, shape)
+    start = start_params(path, shape["cov"], shape["k"])
+    names = [f"x{j}" for j in range(shape["d"])]
+    first = sorted(path.glob("*.parquet"), key=lambda p: data._natural_key(str(p)))[0]
+    X = np.asfortranarray(np.column_stack([pq.read_table(first, columns=names).column(n).to_numpy() for n in names]))
+    prep = kernels.prepare(start)
+    with threadpool_limits(limits=1, user_api="blas"):
+        kernels.block_statistics(X, None, prep)  # warm: buffers, BLAS
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        for _ in range(repeats):
+            kernels.block_statistics(X, None, prep)
+        profiler.disable()
+        seconds = (time.perf_counter() - started) / repeats
+    own = {}
+    for (filename, _, function), (_, _, tottime, _, _) in pstats.Stats(profiler).stats.items():
+        where = f"{Path(filename).stem}.{function}" if "pipeline" in filename else "other (NumPy, Python)"
+        own[where] = own.get(where, 0.0) + tottime
+    total = sum(own.values())
+    ranked = sorted(own.items(), key=lambda item: -item[1])
+    shares = {where: t / total for where, t in ranked[:top]}
+    shares["the rest"] = sum(t for _, t in ranked[top:]) / total
+    return {"rows": X.shape[0], "seconds_per_pass_of_the_partition": seconds, "shares": shares}
+
+
 ONLINE = dict(batch_rows=10_000, n_batches=20)
 
 
@@ -486,6 +521,9 @@ def main(argv=None):
         "--online", action="store_true", help="also partial_fit's rows/s beside MiniBatchKMeans.partial_fit's"
     )
     parser.add_argument(
+        "--profile", action="store_true", help="also where a pass's arithmetic spends its time, per shape"
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="every step on tiny shapes, in seconds: a check that the bench runs"
     )
     args = parser.parse_args(argv)
@@ -520,6 +558,15 @@ def main(argv=None):
                 )
             report["results"] = results
             print_table(results, gemm_rate)
+            if args.profile:
+                report["profile"] = {}
+                for name in args.shapes.split(","):
+                    report["profile"][name] = p = profile_pass(root, name, SHAPES[name], max(3, args.repeats))
+                    shares = ", ".join(f"{where} {share:.0%}" for where, share in p["shares"].items())
+                    print(
+                        f"profile {name} ({p['rows']:,} rows, 1 thread, "
+                        f"{p['seconds_per_pass_of_the_partition'] * 1e3:.1f} ms a pass): {shares}"
+                    )
             print(f"machine float32 GEMM: {report['gemm_float32_gflops']:.1f} GFLOP/s (2 threads)")
             if args.missing:
                 report["missing"] = m = bench_missing(root, client, args.repeats)

@@ -39,7 +39,9 @@ def bench(cwd, *args):
 
 
 def test_the_bench_runs_every_step_and_writes_its_figures(tmp_path):
-    run = bench(tmp_path, "--shapes", "A,C", "--missing", "--online", "--extras", "--output", "out/bench.json")
+    run = bench(
+        tmp_path, "--shapes", "A,C", "--missing", "--online", "--extras", "--profile", "--output", "out/bench.json"
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     report = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert set(report["results"]) == {"A", "C"}  # full and diag
@@ -50,6 +52,10 @@ def test_the_bench_runs_every_step_and_writes_its_figures(tmp_path):
     assert math.isfinite(report["missing"]["per_incomplete_row_us"])
     assert report["scoring"]["rows_per_s"] > 0 and report["select"]["ratio"] > 0
     assert report["online"]["ours_rows_per_s"] > 0 and report["online"]["minibatch_kmeans_rows_per_s"] > 0
+    for profile in report["profile"].values():
+        assert abs(sum(profile["shares"].values()) - 1.0) < 1e-9 and any(
+            k.startswith(("estep.", "stats.")) for k in profile["shares"]
+        )
     update = report["online"]["update"]
     assert update["update_s"]["median"] > 0 and math.isfinite(update["mean_log_likelihood_gap"])
     assert "speedup" in run.stdout and "scoring:" in run.stdout and "nan_policy marginalize" in run.stdout
