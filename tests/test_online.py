@@ -331,16 +331,25 @@ def test_only_a_model_that_keeps_what_it_learnt_is_written_in_the_newer_format(t
     assert info["variational"]["format_version"] == 2 and "lineage" not in info["variational"]
 
 
-def test_a_stream_record_without_its_moments_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("how", "damage", "pattern"),
+    [
+        ("partial_fit", lambda a: a.update(moments_means=a["moments_means"][:2]), r"moments_means has shape \(2, 3\)"),
+        ("fit", lambda a: a.update(moments_nk=a["moments_nk"] * 2.0), r"moments_nk sums to .*, not to the weight"),
+        ("fit", lambda a: a.update(moments_counts=np.array([0.0, 1.0])), r"moments_counts must be two finite numbers"),
+    ],
+    ids=["stream-shape", "fit-weights", "fit-counts"],
+)
+def test_moments_that_are_not_a_models_are_refused(tmp_path, how, damage, pattern):
     rng = np.random.default_rng(15)
-    GaussianMixture(3, random_state=0).partial_fit(_mixture_rows(rng, 400)).save(tmp_path / "m")
+    getattr(GaussianMixture(3, random_state=0), how)(_mixture_rows(rng, 400)).save(tmp_path / "m")
     with np.load(tmp_path / "m" / "model.npz") as npz:
         arrays = {name: npz[name] for name in npz.files}
-    arrays["moments_means"] = arrays["moments_means"][:2]
+    damage(arrays)
     content = npz_bytes(arrays)
     (tmp_path / "m" / "model.npz").write_bytes(content)
     text = (tmp_path / "m" / "model.yaml").read_text()
     old = yaml.safe_load(text)["arrays"]["sha256"]
     (tmp_path / "m" / "model.yaml").write_text(text.replace(old, hashlib.sha256(content).hexdigest()))
-    with pytest.raises(InputError, match=r"model\.npz: moments_means has shape \(2, 3\), expected \(3, 3\)"):
+    with pytest.raises(InputError, match=r"model\.npz: " + pattern):
         load_model(tmp_path / "m")

@@ -69,7 +69,8 @@ def moments_from_arrays(arrays: Mapping[str, Array], covariance_type: str) -> Co
 
 def check_moments(moments: ComponentMoments, n_components: int, n_features: int) -> None:
     """ValueError, naming the array, unless ``moments`` are those of ``n_components`` components in
-    ``n_features`` dimensions: shapes, finite values, counts above 0, component weights not below 0."""
+    ``n_features`` dimensions: shapes, finite values, counts above 0, component weights not below 0 and adding up
+    to the weight."""
     from pipeline.kernels.covtypes import layout_of
 
     k, d = n_components, n_features
@@ -87,6 +88,9 @@ def check_moments(moments: ComponentMoments, n_components: int, n_features: int)
         raise ValueError("moments_counts must be two finite numbers above 0 (rows, weight)")
     if (moments.nk < 0).any():
         raise ValueError("moments_nk has negative weights")
+    # the components' weights add up to the weight (but for the empty-component floor: far below this tolerance)
+    if not abs(float(moments.nk.sum()) - moments.weight_sum) <= 1e-6 * moments.weight_sum:
+        raise ValueError(f"moments_nk sums to {float(moments.nk.sum())!r}, not to the weight {moments.weight_sum!r}")
 
 
 @dataclass(frozen=True)
