@@ -212,18 +212,32 @@ def _is_numeric(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
 
 
-def _select_columns(first: _Footer, columns, weight_column) -> list[str]:
+@dataclass(frozen=True)
+class Naming:
+    """How the user gave the columns, for messages: the config's keys, or the model's features (``gmm score``,
+    ``gmm update``)."""
+
+    columns: str = "data.columns"
+    weight_column: str = "data.weight_column"
+
+
+CONFIG_COLUMNS = Naming()
+MODEL_COLUMNS = Naming("the model's features", "the model's weight column (its config's data.weight_column)")
+
+
+def _select_columns(first: _Footer, columns, weight_column, naming: Naming = CONFIG_COLUMNS) -> list[str]:
     schema = first.schema
     names = schema.names
     if weight_column is not None:
         if weight_column not in names:
             raise InputError(
-                f"{first.path}: data.weight_column {weight_column!r} not found; available columns: {', '.join(names)}"
+                f"{first.path}: {naming.weight_column} {weight_column!r} not found; available columns: "
+                f"{', '.join(names)}"
             )
         _check_unique(first, [weight_column])
         if not _is_numeric(schema.field(weight_column).type):
             raise InputError(
-                f"{first.path}: data.weight_column {weight_column!r} is "
+                f"{first.path}: {naming.weight_column} {weight_column!r} is "
                 f"{schema.field(weight_column).type}, expected a numeric column of weights"
             )
     if columns is None:
@@ -242,7 +256,7 @@ def _select_columns(first: _Footer, columns, weight_column) -> list[str]:
     for name in columns:
         if name not in names:
             raise InputError(
-                f"{first.path}: column {name!r} of data.columns not found; available columns: {', '.join(names)}"
+                f"{first.path}: column {name!r} of {naming.columns} not found; available columns: {', '.join(names)}"
             )
         _check_unique(first, [name])
         if not _is_numeric(schema.field(name).type):
@@ -334,11 +348,13 @@ def open_dataset(
     weight_column: str | None = None,
     nan_policy: str = "error",
     passthrough: list[str] = (),
+    naming: Naming = CONFIG_COLUMNS,
 ) -> ParquetDataset:
     """List, check and project a Parquet dataset (reads footers, and a sample when ``columns`` is None).
 
     ``where`` is a Place from :func:`resolve`, or a path resolved by it without storage options.
-    ``passthrough`` columns (of any type) must exist in every file too.  With
+    ``passthrough`` columns (of any type) must exist in every file too; ``naming`` says how the user gave the
+    columns (the config's keys, or the model's features).  With
     ``columns=None`` every numeric column but the weight column is a feature,
     and integer columns that look like an identifier or a label (judged on the
     first rows, see :func:`_column_warnings`) are named in the dataset's
@@ -354,7 +370,7 @@ def open_dataset(
     fs, files = place.fs, list_files(place)
     with ThreadPoolExecutor(max_workers=8) as pool:
         footers = list(pool.map(lambda f: _read_footer(fs, f), files))
-    names = _select_columns(footers[0], columns, weight_column)
+    names = _select_columns(footers[0], columns, weight_column, naming)
     for name in passthrough:
         if name not in footers[0].schema.names:
             raise InputError(

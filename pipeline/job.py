@@ -68,9 +68,10 @@ class SelectOutcome:
     skipped: bool = False  # the output already held this selection, chosen by this criterion
 
 
-def _open(config: Config) -> data.ParquetDataset:
+def _open(config: Config, naming: data.Naming = data.CONFIG_COLUMNS) -> data.ParquetDataset:
     d = config.data
-    return data.open_dataset(data.resolve(d.path, d.storage_options), d.columns, d.weight_column, d.nan_policy)
+    place = data.resolve(d.path, d.storage_options)
+    return data.open_dataset(place, d.columns, d.weight_column, d.nan_policy, naming=naming)
 
 
 def _init_directory(config: Config) -> str | None:
@@ -184,6 +185,7 @@ class _Command(Protocol):
     candidates: list[Candidate]
     inputs: dict[str, str | None]
     output_key: str
+    naming: data.Naming  # how the user gave the data's columns
 
     def identity(self, fingerprint: str | None) -> dict[str, Any]: ...
 
@@ -202,7 +204,7 @@ def _fit_and_write(config: Config, command: _Command, scheduler: str | None, emi
     """
     started = time.perf_counter()
     cluster.check(config.cluster, scheduler)
-    dataset = _open(config)
+    dataset = _open(config, command.naming)
     fitting.check_given_priors(config, command.candidates, dataset.feature_names)
     identity = command.identity(dataset.fingerprint)
     output = outputs.resolve(config.output.path, command.output_key, config.output_storage_options)
@@ -261,6 +263,7 @@ class _Fit:
     config: Config
     force: bool
     output_key: str = "output.path"
+    naming: data.Naming = data.CONFIG_COLUMNS
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -497,6 +500,7 @@ class _Select:
     criterion: str
     force: bool
     output_key: str = "output.path"
+    naming: data.Naming = data.CONFIG_COLUMNS
 
     @property
     def inputs(self) -> dict[str, str | None]:
@@ -686,6 +690,7 @@ class _Update:
     decay: float
     force: bool
     output_key: str = "--output"
+    naming: data.Naming = data.MODEL_COLUMNS
 
     @property
     def candidates(self) -> list[Candidate]:

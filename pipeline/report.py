@@ -43,7 +43,7 @@ NAME_CHARS = 24
 
 def _sample_rows(path: str, feature_names: list[str], rows: int = SAMPLE_ROWS) -> np.ndarray:
     """Up to ``rows`` complete rows spread over the files (the first row group's worth of each)."""
-    dataset = data.open_dataset(path, columns=feature_names)
+    dataset = data.open_dataset(path, columns=feature_names, naming=data.MODEL_COLUMNS)
     per_file = max(1, rows // len(dataset.files))
     parts = []
     for name in dataset.files:

@@ -173,7 +173,7 @@ def score(
     clash = [c for c in keep if c in every or c.startswith("prob_")]
     if clash:
         raise InputError(f"--keep {clash[0]!r} would collide with an output column of the same name")
-    dataset = data.open_dataset(input_path, columns=names, passthrough=list(keep))
+    dataset = data.open_dataset(input_path, columns=names, passthrough=list(keep), naming=data.MODEL_COLUMNS)
     root = _input_root(input_path, dataset.fs)
     marker = json.dumps(
         {

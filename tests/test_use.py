@@ -85,7 +85,7 @@ def test_score_needs_the_models_features_by_name(scored_setup, tmp_path):
     root = scored_setup[0]
     pq.write_table(pa.table({"x0": [1.0], "x1": [2.0], "y": [3.0]}), tmp_path / "other.parquet")
     run = gmm(root, "score", "--model", "m", "--input", tmp_path / "other.parquet", "--output", tmp_path / "out")
-    assert_user_error(run, r"column 'x2' of data\.columns not found; available columns: x0, x1, y", tmp_path)
+    assert_user_error(run, r"column 'x2' of the model's features not found; available columns: x0, x1, y", tmp_path)
 
 
 def test_select_fits_all_candidates_in_shared_passes(tmp_path):
