@@ -62,6 +62,14 @@ CONFIG_OPTION = click.Option(
     "are checked but not used.",
 )
 MODEL_DIR = click.Argument(["model_dir"], metavar="DIR")
+MODEL_OPTION = click.Option(
+    ["--model", "model_dir"], required=True, metavar="DIR", help="A fitted model directory (read, never changed)."
+)
+INPUT = click.Option(["--input", "input_path"], required=True, metavar="DATA", help="Parquet file, directory or glob.")
+OUTPUT_DIR = click.Option(["--output", "output_dir"], required=True, metavar="DIR", help="Directory to write.")
+REQUIRE_CONVERGENCE = click.Option(
+    ["--require-convergence"], is_flag=True, help="Exit 3 if EM stops at max_iter without converging."
+)
 
 
 class _OptionValueError(click.BadParameter):
@@ -215,9 +223,8 @@ def main() -> None:
     """Distributed Gaussian-mixture EM on partitioned Parquet with Dask."""
 
 
-@main.command(params=[CONFIG, SET, SCHEDULER, LOG_FORMAT])
+@main.command(params=[CONFIG, SET, SCHEDULER, LOG_FORMAT, REQUIRE_CONVERGENCE])
 @click.option("--force", is_flag=True, help="Refit even if the output already holds this fit.")
-@click.option("--require-convergence", is_flag=True, help="Exit 3 if EM stops at max_iter without converging.")
 def fit(config_path, overrides, scheduler, log_format, force, require_convergence):
     """Fit a Gaussian mixture and write the model directory."""
     console = _setup(log_format)
@@ -318,10 +325,7 @@ def _score_cluster(console: Console, config_path: str | None, overrides: tuple[s
     return None if settings is None else settings.cluster
 
 
-@main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT])
-@click.option("--model", "model_dir", required=True, metavar="DIR", help="A fitted model directory.")
-@click.option("--input", "input_path", required=True, metavar="DATA", help="Parquet file, directory or glob.")
-@click.option("--output", "output_dir", required=True, metavar="DIR", help="Directory to write.")
+@main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT, MODEL_OPTION, INPUT, OUTPUT_DIR])
 @click.option("--keep", default="", metavar="COL,...", help="Input columns to pass through.")
 @click.option("--probabilities", is_flag=True, help="Also write prob_0 .. prob_{K-1}.")
 @click.option(
@@ -373,12 +377,7 @@ def score(
     )
 
 
-@main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT])
-@click.option("--model", "model_dir", required=True, metavar="DIR", help="The fitted model directory (not changed).")
-@click.option(
-    "--input", "input_path", required=True, metavar="DATA", help="The new data: Parquet file, directory, glob."
-)
-@click.option("--output", "output_dir", required=True, metavar="DIR", help="Directory to write the updated model to.")
+@main.command(params=[CONFIG_OPTION, SET, SCHEDULER, LOG_FORMAT, MODEL_OPTION, INPUT, OUTPUT_DIR, REQUIRE_CONVERGENCE])
 @click.option(
     "--decay",
     type=click.FloatRange(0, 1, min_open=True),
@@ -387,7 +386,6 @@ def score(
     help="Factor of what the model learnt before, in (0, 1]: 1 keeps all of it, below 1 forgets it geometrically.",
 )
 @click.option("--force", is_flag=True, help="Update even if the output already holds this update.")
-@click.option("--require-convergence", is_flag=True, help="Exit 3 if EM stops at max_iter without converging.")
 def update(
     config_path,
     overrides,

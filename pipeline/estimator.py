@@ -14,7 +14,7 @@ from pipeline import em, engine, kernels, storage
 from pipeline.bayesian import BayesianGaussianMixture
 from pipeline.engine import Candidate, Warm
 from pipeline.errors import CollapsedComponentsWarning, InputError
-from pipeline.inputs import check_feature_names, check_rows, check_sample_weight, feature_names
+from pipeline.inputs import check_feature_names, feature_names
 from pipeline.kernels.covtypes import layout_of
 from pipeline.kernels.mstep import ComponentMoments
 from pipeline.kernels.online import Learned, moments_arrays, moments_from_arrays, stepwise_rate
@@ -329,23 +329,15 @@ class GaussianMixture(MixtureEstimator):
             ``covariance_type`` changed since the model was fitted.
         """
         self._check_parameters()
-        name = type(self).__name__
         fitted = self.__sklearn_is_fitted__()
         names = feature_names(X)
         if fitted:
             check_feature_names(self, X)
             self._check_same_model()
-        X = check_rows(
-            X,
-            name,
-            min_samples=1 if fitted else 2,
-            n_features=self.n_features_in_ if fitted else None,
-            allow_nan=self._policy().accepts_nan,
-            nan_policy=self._nan_policy_parameter(),
+        d, source, summary, n_dropped = self._rows(
+            X, sample_weight, min_samples=1 if fitted else 2, n_features=self.n_features_in_ if fitted else None
         )
-        sample_weight = check_sample_weight(sample_weight, X)
-        source, summary, n_dropped = self._source(X, sample_weight)
-        naming, candidate = self._naming(X.shape[1]), Candidate(self.n_components, self.covariance_type)
+        naming, candidate = self._naming(d), Candidate(self.n_components, self.covariance_type)
         spec = self._spec()
         # before weight_sum is used; a batch after the first may have fewer rows than components, and no value in a
         # column (under marginalize)
@@ -376,7 +368,7 @@ class GaussianMixture(MixtureEstimator):
         ).outcomes
         run = outcome.run
         run.n_iter, run.history, run.converged = steps + 1, history + run.history, False
-        self._set_fitted(run, X.shape[1])
+        self._set_fitted(run, d)
         self._online, self._kept = _Online(run.state.moments, seen, steps + 1), None
         self._missing_values = self._what_nan_policy_did(
             summary, n_dropped, getattr(self, "_missing_values", None) if online is not None else None
@@ -446,29 +438,20 @@ class GaussianMixture(MixtureEstimator):
         check_feature_names(self, X)
         self._check_same_model()
         past = self._what_was_learnt()
-        X = check_rows(
-            X,
-            type(self).__name__,
-            min_samples=1,
-            n_features=self.n_features_in_,
-            allow_nan=self._policy().accepts_nan,
-            nan_policy=self._nan_policy_parameter(),
-        )
-        sample_weight = check_sample_weight(sample_weight, X)
-        source, summary, n_dropped = self._source(X, sample_weight)
+        d, source, summary, n_dropped = self._rows(X, sample_weight, min_samples=1, n_features=self.n_features_in_)
         prior = getattr(self, "prior_", None)
         (outcome,) = engine.fit(
             source,
             summary,
             self._spec(),
             [Candidate(self.n_components, self.covariance_type)],
-            self._naming(X.shape[1]),
+            self._naming(d),
             warm=Warm(Learned(self._params(), None)),
             learning=engine.Learning(past.moments.scaled(float(decay)), prior=prior),
             on_iteration=self._verbose_reporter(),
             with_criteria=False,
         ).outcomes
-        self._finish(outcome, X.shape[1], None, summary, n_dropped, past=past, decay=float(decay))
+        self._finish(outcome, d, None, summary, n_dropped, past=past, decay=float(decay))
         return self
 
     def _what_was_learnt(self) -> Kept:

@@ -210,8 +210,21 @@ class MixtureEstimator:
                 HYPERPARAMETERS[name].check(getattr(self, name), type(self).__name__)
 
     # ------------------------------------------------------------------ fitting
-    def _source(self, X, sample_weight) -> tuple[BlockSource, kernels.Summary, int]:
-        """The rows as a persisted BlockSource, scanned; the summary, and the rows dropped (``nan_policy``)."""
+    def _rows(
+        self, X, sample_weight, min_samples: int, n_features: int | None = None
+    ) -> tuple[int, BlockSource, kernels.Summary, int]:
+        """X and ``sample_weight`` checked as scikit-learn checks them (at least ``min_samples`` rows, and
+        ``n_features`` columns if given), then as a persisted BlockSource, scanned: the number of columns, the
+        source, the summary, and the rows dropped (``nan_policy``)."""
+        X = check_rows(
+            X,
+            type(self).__name__,
+            min_samples=min_samples,
+            n_features=n_features,
+            allow_nan=self._policy().accepts_nan,
+            nan_policy=self._nan_policy_parameter(),
+        )
+        sample_weight = check_sample_weight(sample_weight, X)
         source = blocks_from_arrays(X, sample_weight, nan_policy=self.nan_policy).persist()
         n_given = sum(source.n_rows)
         source, summary = scan(source)
@@ -221,7 +234,7 @@ class MixtureEstimator:
                 f"Input X contains NaN ({summary.n_missing} values). {name} does not accept missing values "
                 f"encoded as NaN: {nan_advice(name, self._nan_policy_parameter())}."
             )
-        return source, summary, n_given - sum(summary.n_rows)
+        return X.shape[1], source, summary, n_given - sum(summary.n_rows)
 
     def _naming(self, n_features: int) -> Naming:
         """scikit-learn's words for the core's messages: parameters by name, columns by position."""
@@ -406,26 +419,18 @@ class MixtureEstimator:
         """
         self._check_parameters()
         names = feature_names(X)
-        X = check_rows(
-            X,
-            type(self).__name__,
-            min_samples=2,
-            allow_nan=self._policy().accepts_nan,
-            nan_policy=self._nan_policy_parameter(),
-        )
-        sample_weight = check_sample_weight(sample_weight, X)
-        source, summary, n_dropped = self._source(X, sample_weight)
+        d, source, summary, n_dropped = self._rows(X, sample_weight, min_samples=2)
         (outcome,) = engine.fit(
             source,
             summary,
             self._spec(),
             [Candidate(self.n_components, self.covariance_type)],
-            self._naming(X.shape[1]),
+            self._naming(d),
             warm=self._start(),
             on_iteration=self._verbose_reporter(),
             with_criteria=False,
         ).outcomes
-        self._finish(outcome, X.shape[1], names, summary, n_dropped)
+        self._finish(outcome, d, names, summary, n_dropped)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
