@@ -21,7 +21,7 @@ from pipeline.kernels.online import Learned, moments_arrays, moments_from_arrays
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.prior import PRIOR_KEYS
 from pipeline.mixture import FITTED, MixtureEstimator, n_rows
-from pipeline.model import YAML_NAME, Kept, SavedModel, StreamRecord, load_saved_model
+from pipeline.model import YAML_NAME, Kept, SavedModel, StreamRecord, load_saved_model, what_nan_policy_did
 from pipeline.spec import ModelSpec
 
 __all__ = ["BayesianGaussianMixture", "GaussianMixture", "load_model"]
@@ -370,8 +370,8 @@ class GaussianMixture(MixtureEstimator):
         run.n_iter, run.history, run.converged = steps + 1, history + run.history, False
         self._set_fitted(run, d)
         self._online, self._kept = _Online(run.state.moments, seen, steps + 1), None
-        self._missing_values = self._what_nan_policy_did(
-            summary, n_dropped, getattr(self, "_missing_values", None) if online is not None else None
+        self._missing_values = what_nan_policy_did(
+            self.nan_policy, summary, n_dropped, getattr(self, "_missing_values", None) if online is not None else None
         )
         before = (self.n_samples_, self.weight_sum_) if online is not None else (0, 0.0)
         self.n_samples_ = before[0] + sum(summary.n_rows)

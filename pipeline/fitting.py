@@ -19,7 +19,7 @@ from pipeline.config import Config, recorded
 from pipeline.engine import Candidate, Emit, Fitted, Naming, Outcome, Warm
 from pipeline.errors import InputError
 from pipeline.kernels.online import MOMENT_ARRAYS
-from pipeline.model import Learnt, MissingValues, ModelInfo, describe, learnt
+from pipeline.model import Learnt, ModelInfo, describe, learnt, what_nan_policy_did
 from pipeline.secrets import scrub
 from pipeline.spec import ModelSpec
 
@@ -205,14 +205,7 @@ def model_info(
             )
         }
     )
-    missing = None
-    if dataset.nan_policy != "error":
-        missing = MissingValues(
-            nan_policy=dataset.nan_policy,
-            n_missing_values=summary.n_missing,
-            n_incomplete_rows=summary.n_incomplete,
-            n_dropped_rows=dataset.n_rows - fitted.n_rows,
-        )
+    missing = what_nan_policy_did(dataset.nan_policy, summary, dataset.n_rows - fitted.n_rows)
     variational = config.model.algorithm == "variational"
     lineage = None
     if MOMENT_ARRAYS[0] in outcome.extra_arrays:  # EM keeps what it learnt, to learn more (gmm update)

@@ -38,6 +38,7 @@ from pipeline.model import (
     open_place,
     read_npz,
     save_model,
+    what_nan_policy_did,
 )
 from pipeline.storage import Place
 
@@ -735,16 +736,8 @@ class _Update:
             decay=self.decay,
             update_of=info.arrays.sha256,
         )
-        old_missing, new_missing = info.missing, summary
-        missing = None
-        if old_missing is not None:
-            missing = old_missing.model_copy(
-                update={
-                    "n_missing_values": old_missing.n_missing_values + new_missing.n_missing,
-                    "n_incomplete_rows": old_missing.n_incomplete_rows + new_missing.n_incomplete,
-                    "n_dropped_rows": old_missing.n_dropped_rows + opened.dataset.n_rows - fitted.n_rows,
-                }
-            )
+        dropped = opened.dataset.n_rows - fitted.n_rows
+        missing = what_nan_policy_did(opened.dataset.nan_policy, summary, dropped, info.missing)
         described = fitting.model_info(
             self.config,
             opened.dataset,

@@ -32,7 +32,7 @@ from pipeline.inputs import (
     is_dask,
     nan_advice,
 )
-from pipeline.model import Kept, MissingValues, describe, is_model_directory, learnt, save_model
+from pipeline.model import Kept, describe, is_model_directory, learnt, save_model, what_nan_policy_did
 from pipeline.passes import BlockSource, blocks_from_arrays, scan
 from pipeline.spec import HYPERPARAMETERS, ModelSpec, dtype_name
 
@@ -310,21 +310,6 @@ class MixtureEstimator:
         """The subclass's own fitted attributes: the resolved prior, the variational posterior."""
         raise NotImplementedError
 
-    def _what_nan_policy_did(
-        self, summary: kernels.Summary, n_dropped: int, before: MissingValues | None
-    ) -> MissingValues | None:
-        """What ``nan_policy`` did to these rows, added to what it did ``before`` (a stream's earlier batches), for
-        save; None under ``error``."""
-        if not self._policy().accepts_nan:
-            return None
-        before = before or MissingValues(nan_policy=self.nan_policy)
-        return MissingValues(
-            nan_policy=self.nan_policy,
-            n_missing_values=before.n_missing_values + summary.n_missing,
-            n_incomplete_rows=before.n_incomplete_rows + summary.n_incomplete,
-            n_dropped_rows=before.n_dropped_rows + n_dropped,
-        )
-
     def _finish(
         self,
         outcome: Outcome,
@@ -344,10 +329,10 @@ class MixtureEstimator:
         self._kept = None if moments is None else Kept(moments, (past.lineage if past else []) + [entry])
         if past is None:
             self.n_samples_, self.weight_sum_ = n_rows, summary.weight_sum
-            self._missing_values = self._what_nan_policy_did(summary, n_dropped, None)
+            self._missing_values = what_nan_policy_did(self.nan_policy, summary, n_dropped)
         else:  # every row learnt from; the weight the model counts now (the past's times decay, and the new)
             self.n_samples_, self.weight_sum_ = self.n_samples_ + n_rows, moments.weight_sum
-            self._missing_values = self._what_nan_policy_did(summary, n_dropped, self._missing_values)
+            self._missing_values = what_nan_policy_did(self.nan_policy, summary, n_dropped, self._missing_values)
         if past is None and names is not None:
             self.feature_names_in_ = names
         elif past is None and hasattr(self, "feature_names_in_"):

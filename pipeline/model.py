@@ -76,6 +76,22 @@ class MissingValues(_Strict):
     n_dropped_rows: int = 0
 
 
+def what_nan_policy_did(
+    nan_policy: str, summary: kernels.Summary, n_dropped: int, before: MissingValues | None = None
+) -> MissingValues | None:
+    """What ``nan_policy`` did to the rows ``summary`` describes (``n_dropped`` left out), added to what it did
+    ``before`` (the rows a model learnt from earlier: a stream's batches, an update's past); None under ``error``."""
+    if nan_policy == "error":
+        return None
+    before = before or MissingValues(nan_policy=nan_policy)
+    return MissingValues(
+        nan_policy=nan_policy,
+        n_missing_values=before.n_missing_values + summary.n_missing,
+        n_incomplete_rows=before.n_incomplete_rows + summary.n_incomplete,
+        n_dropped_rows=before.n_dropped_rows + n_dropped,
+    )
+
+
 class StreamRecord(_Strict):
     """Where a stream of ``partial_fit`` calls stands (its running moments are model.npz's ``moments_*``)."""
 
