@@ -6,7 +6,8 @@ expanded (fast)
     Every row ``x`` gives quadratic features ``z = [1, x', q(x')]`` about a
     shift ``c`` shared by all components (the mixture's mean), ``x' = x - c``,
     where ``q`` holds the products the covariance type needs: ``x'_i x'_j``
-    for ``i <= j`` (full, tied), ``x'_i^2`` (diag) or ``|x'|^2`` (spherical).
+    for ``i <= j`` (full, tied; in the order of :func:`quadratic_pairs`),
+    ``x'_i^2`` (diag) or ``|x'|^2`` (spherical).
     Every component's log density is linear in ``z``, so one matrix product
     gives all of them for a chunk, and the M-step moments of all components
     are one more product (see ``stats``).
@@ -24,7 +25,12 @@ float32
     (:data:`MAX_SHIFT_DISTANCE2_FLOAT32`); otherwise in float64.
 
 Work happens on chunks of rows in the layout of columns (features by rows), so
-that reductions run along the long axis.  All temporaries live in a
+that reductions run along the long axis.  On the expanded route a chunk's
+features stay in the core's own cache (L2) while both products read them: those
+products are skinny (a row of coefficients per component), and measured on an
+EPYC they ran at 50 GFLOP/s on one thread from L2 and at 20-25 from L3.  The
+features are built a few chunks at a time (a *fill*), since each build is about
+twenty NumPy calls whatever its length.  All temporaries live in a
 :class:`Workspace` kept per thread and reused chunk after chunk and block after
 block: a fresh large allocation costs page faults, and Dask workers return freed
 memory to the system eagerly.
@@ -40,17 +46,21 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.kernels.arrays import Array, Floats
+from pipeline.kernels.arrays import Array, Floats, IntArray
 from pipeline.kernels.covtypes import layout_of
 from pipeline.kernels.missing import MarginalModel, marginal_model
 from pipeline.kernels.missing import log_resp as missing_log_resp
 from pipeline.kernels.params import Params
 
 _LOG_2PI = math.log(2.0 * math.pi)
-# Temporaries of a chunk take about this many bytes: within the last-level cache, and long enough rows for the
-# products (measured best from 4 to 16 MiB on the benchmark shapes).  Narrow data reach the row cap first: 8192
-# rows (about 1.7 MiB for 8 features, diag) made shape C's kernel 35% faster than 16384 on an EPYC (2026-12-03).
-_CHUNK_BYTES = 8 << 20
+# Expanded route: a chunk's features take about _CHUNK_BYTES (within a core's L2 with the rest of the chunk), and
+# are built _FILL_BYTES at a time (within L3).  Measured on an EPYC with 1 MiB of L2 a core (2026-12-03), shape A
+# (16 features, 153 values a row): 512-row chunks built 2048 rows at a time took 13.6 ms a partition against 22 ms
+# for 8192-row chunks.
+_CHUNK_BYTES, _FILL_BYTES = 640 << 10, 5 << 19
+# Centred route: its temporaries (K whitened copies of the chunk) take about this many bytes.  Narrow data reach
+# the row cap first.
+_CENTRED_BYTES = 8 << 20
 _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 256, 8192
 # Largest squared Mahalanobis distance of a component's mean from the shared shift for the expanded route:
 # its cancellation then costs at most ~6 of 16 digits.
@@ -146,12 +156,23 @@ def n_quadratic(covariance_type: str, n_features: int) -> int:
     return layout_of(covariance_type).n_quadratic(n_features)
 
 
+def quadratic_pairs(n_features: int) -> tuple[IntArray, IntArray]:
+    """``(i, j)`` with ``i <= j`` of the dense types' quadratic features ``x'_i x'_j``, in their order.
+
+    Diagonal by diagonal (``j - i = 0, 1, ...``): each diagonal is one product
+    of two slices of the chunk, ``x'[:D-o] * x'[o:]``, which NumPy runs about
+    1.6 times as fast as the row-by-row ``x'_i * x'[i:]`` (a broadcast).
+    """
+    offsets = np.repeat(np.arange(n_features), np.arange(n_features, 0, -1))
+    rows = np.concatenate([np.arange(n_features - o) for o in range(n_features)]).astype(np.intp)
+    return rows, rows + offsets
+
+
 def _quadratic_coefficients(prec_chol: Array, covariance_type: str, k: int) -> Array:
     """(K, n_quadratic): the log density's coefficients of ``q(x')``, ``-P_ij / 2`` (off-diagonal twice)."""
     layout = layout_of(covariance_type)
     if layout.dense:
-        d = prec_chol.shape[-1]
-        rows, cols = np.triu_indices(d)
+        rows, cols = quadratic_pairs(prec_chol.shape[-1])
         precision = prec_chol @ np.swapaxes(prec_chol, -1, -2)
         coef = -0.5 * np.where(rows == cols, 1.0, 2.0) * precision[..., rows, cols]
         return np.broadcast_to(coef, (k, rows.size))
@@ -221,8 +242,10 @@ def _prepare(
     ct, u = params.covariance_type, params.precisions_cholesky
     k, d = params.n_components, params.n_features
     offset = log_weights + log_det_cholesky(u, ct, d) - 0.5 * d * _LOG_2PI
-    centre = params.weights @ params.means / params.weights.sum()
-    whitened = _whitened(params.means - centre, u, ct)
+    # BLAS sums in an order that follows the memory layout: in C order the bits depend on the values only
+    means, u = np.ascontiguousarray(params.means), np.ascontiguousarray(u)
+    centre = params.weights @ means / params.weights.sum()
+    whitened = _whitened(means - centre, u, ct)
     distance2 = np.square(whitened).sum(axis=1)
     if allow_expanded and distance2.max() <= MAX_SHIFT_DISTANCE2:
         matrix = np.hstack([_linear_coefficients(whitened, u, ct), _quadratic_coefficients(u, ct, k)])
@@ -246,13 +269,13 @@ def _prepare(
     if layout == "full":
         # The ones row of the chunk turns the subtraction of U_k^T mu_k into part of the product.
         stacked = np.transpose(u, (0, 2, 1)).reshape(k * d, d)
-        shifts = _whitened(params.means, u, ct).reshape(k * d, 1)
+        shifts = _whitened(means, u, ct).reshape(k * d, 1)
         matrix, centres = np.ascontiguousarray(np.hstack([stacked, -shifts])), None
     elif layout == "tied":
-        matrix, centres = np.ascontiguousarray(u.T), _whitened(params.means, u, ct)[:, :, None]
+        matrix, centres = np.ascontiguousarray(u.T), _whitened(means, u, ct)[:, :, None]
     else:
-        matrix, centres = u, params.means[:, :, None]
-    return Prepared(ct, k, d, False, params.means, offset[:, None], matrix, centres, u, with_entropy=with_entropy)
+        matrix, centres = u, means[:, :, None]
+    return Prepared(ct, k, d, False, means, offset[:, None], matrix, centres, u, with_entropy=with_entropy)
 
 
 _THREAD = threading.local()
@@ -264,15 +287,23 @@ class Workspace:
     """Named buffers for chunks of up to ``rows`` rows, reused chunk after chunk and block after block.
 
     ``views(n)`` gives contiguous arrays of shape ``(*leading, n)`` for every
-    name in ``leading``.  The memory is kept per thread (a few MiB) for the
-    next block: Dask workers hand freed large arrays back to the system at
-    once, so a fresh allocation per block would pay its page faults every time.
+    name in ``leading``, and ``(n, *leading)`` for the names in ``rows_first``.
+    The memory is kept per thread (a few MiB) for the next block: Dask workers
+    hand freed large arrays back to the system at once, so a fresh allocation
+    per block would pay its page faults every time.
     """
 
-    def __init__(self, leading: dict[str, tuple[int, ...]], rows: int, dtype: np.dtype[np.floating]):
+    def __init__(
+        self,
+        leading: dict[str, tuple[int, ...]],
+        rows: int,
+        dtype: np.dtype[np.floating],
+        rows_first: tuple[str, ...] = (),
+    ):
         pool: dict[tuple[str, np.dtype[np.floating]], Floats]
         pool = _THREAD.__dict__.setdefault("buffers", {})
         self._leading = leading
+        self._rows_first = rows_first
         self._flat = {}
         for name, lead in leading.items():
             size = math.prod(lead) * rows
@@ -281,32 +312,64 @@ class Workspace:
             self._flat[name] = pool[(name, dtype)]
 
     def views(self, n: int) -> Buffers:
-        return {name: self._flat[name][: math.prod(lead) * n].reshape(*lead, n) for name, lead in self._leading.items()}
+        return {
+            name: self._flat[name][: math.prod(lead) * n].reshape(
+                (n, *lead) if name in self._rows_first else (*lead, n)
+            )
+            for name, lead in self._leading.items()
+        }
 
 
 def _buffers(prep: Prepared) -> dict[str, tuple[int, ...]]:
+    """A chunk's buffers but its features ``z``: (K, n) log densities and responsibilities, (n, K) the
+    responsibilities again by rows (for the moments' product, see ``stats``), (n,) the log-sum-exp's."""
     k, d = prep.n_components, prep.n_features
-    common = {"weighted": (k,), "resp": (k,), "top": (), "norm": ()}
+    common = {"weighted": (k,), "resp": (k,), "resp_rows": (k,), "top": (), "norm": ()}
     if prep.expanded:
-        return {"z": (1 + d + n_quadratic(prep.covariance_type, d),), **common}
-    return {"z": (d + 1,), "y": (k, d), "tmp": (d,), **common}
+        return common
+    return {"y": (k, d), "tmp": (d,), **common}
+
+
+def _n_values(prep: Prepared) -> int:
+    """Values of a row in the chunk's features ``z``."""
+    d = prep.n_features
+    return 1 + d + n_quadratic(prep.covariance_type, d) if prep.expanded else d + 1
 
 
 def _fill_expanded(z: Floats, columns: Array, prep: Prepared) -> None:
     d = prep.n_features
+    z[0] = 1.0
     x = z[1 : d + 1]
     np.subtract(columns, prep.shift[0][:, None], out=x)
     q = z[d + 1 :]
     layout = layout_of(prep.covariance_type)
-    if layout.dense:  # x'_i x'_j for i <= j, in np.triu_indices order (stats._unpack_quadratic reads it so)
+    if layout.dense:  # x'_i x'_j in the order of quadratic_pairs: diagonal by diagonal
         start = 0
-        for i in range(d):
-            np.multiply(x[i], x[i:], out=q[start : start + d - i])
-            start += d - i
+        for o in range(d):
+            np.multiply(x[: d - o], x[o:], out=q[start : start + d - o])
+            start += d - o
     elif layout.isotropic:
         np.einsum("dn,dn->n", x, x, out=q[0])
     else:
         np.square(x, out=q)
+
+
+def _fill_centred(z: Floats, columns: Array, prep: Prepared) -> None:
+    np.copyto(z[:-1], columns)
+    z[-1] = 1.0
+
+
+def _sizes(prep: Prepared, n_rows: int) -> tuple[int, int]:
+    """Rows of a chunk, and rows of a fill (a multiple of the chunk's), for a block of ``n_rows``."""
+    itemsize = prep.dtype.itemsize
+    if prep.expanded:
+        row = _n_values(prep) * itemsize
+        step = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CHUNK_BYTES // row))
+        fill = step * max(1, _FILL_BYTES // (step * row))
+    else:
+        row = (_n_values(prep) + sum(math.prod(lead) for lead in _buffers(prep).values())) * itemsize
+        step = fill = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CENTRED_BYTES // row))
+    return max(1, min(step, n_rows)), max(1, min(fill, n_rows))
 
 
 def chunks(X: Array, prep: Prepared) -> Iterator[tuple[slice, Buffers]]:
@@ -318,25 +381,22 @@ def chunks(X: Array, prep: Prepared) -> Iterator[tuple[slice, Buffers]]:
     buffers : dict of ndarray
         The workspace's views for this chunk; ``z`` holds the chunk: the
         features ``[1; x'; q(x')]`` (expanded) or ``[x; 1]`` (centred), each of
-        shape (n_values, n).
+        shape (n_values, n) (a view of the fill's columns: not contiguous).
     """
     n_rows = X.shape[0]
-    leading = _buffers(prep)
-    per_row = sum(math.prod(lead) for lead in leading.values())
-    step = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CHUNK_BYTES // (per_row * prep.dtype.itemsize)))
-    workspace = Workspace(leading, max(1, min(step, n_rows)), prep.dtype)
+    step, fill = _sizes(prep, n_rows)
+    workspace = Workspace(_buffers(prep), step, prep.dtype, rows_first=("resp_rows",))
+    features = Workspace({"z": (_n_values(prep),)}, fill, prep.dtype)
+    build = _fill_expanded if prep.expanded else _fill_centred
     columns = X.T
-    for start in range(0, n_rows, step):
-        rows = slice(start, min(start + step, n_rows))
-        buffers = workspace.views(rows.stop - start)
-        z = buffers["z"]
-        if prep.expanded:
-            z[0] = 1.0
-            _fill_expanded(z, columns[:, rows], prep)
-        else:
-            np.copyto(z[:-1], columns[:, rows])
-            z[-1] = 1.0
-        yield rows, buffers
+    for first in range(0, n_rows, fill):
+        filled = features.views(min(fill, n_rows - first))["z"]
+        build(filled, columns[:, first : first + filled.shape[1]], prep)
+        for start in range(0, filled.shape[1], step):
+            n = min(step, filled.shape[1] - start)
+            buffers = workspace.views(n)
+            buffers["z"] = filled[:, start : start + n]
+            yield slice(first + start, first + start + n), buffers
 
 
 def _whiten_full(z: Floats, prep: Prepared, y: Floats, tmp: Floats) -> None:
