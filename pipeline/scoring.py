@@ -198,7 +198,7 @@ def score(
             target.parent.mkdir(parents=True, exist_ok=True)
             tasks.append(dask.delayed(score_file, pure=False)(dataset.fs, path, str(target), shared))
         futures = client.compute(tasks)
-        results = [passes.await_result(client, future, settings.worker_timeout) for future in futures]
+        results = passes.await_results(client, futures, settings.worker_timeout)
         errors = [r for r in results if isinstance(r, BlockError)]
         if errors:
             raise InputError(errors[0].message)

@@ -168,8 +168,8 @@ def test_persisted_blocks_are_folded_by_one_task_per_worker_thread(client, monke
             stats = source.run(
                 em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples
             )
-    # one fold task per worker thread, carrying the E-step constants, and one task joining them: nothing else
-    assert len(stream.data) == 3
+    # one fold task per worker thread, carrying the E-step constants, joined on the client: nothing else
+    assert len(stream.data) == 2
     single = split_source(X, [0, X.shape[0]]).run(
         em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples
     )
@@ -180,7 +180,7 @@ def test_persisted_blocks_are_folded_by_one_task_per_worker_thread(client, monke
         shared = source.run(
             em._em_block, (kernels.prepare(sklearn_start_params(X, 3, "full")),), combine=passes.add_tuples
         )
-    assert len(stream.data) == 4  # and one more: the shared arguments
+    assert len(stream.data) == 3  # and one more: the shared arguments
     np.testing.assert_array_equal(shared[0].s2, stats[0].s2)
 
 
