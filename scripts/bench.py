@@ -31,6 +31,7 @@ SHAPES = {
     "B": dict(n=200_000, d=64, k=16, cov="full", parts=8),
     "C": dict(n=4_000_000, d=8, k=4, cov="diag", parts=32),
     "D": dict(n=200_000, d=16, k=64, cov="full", parts=8),
+    "E": dict(n=1_000_000, d=64, k=64, cov="diag", parts=16),  # not run by default (--shapes A,B,C,D,E)
 }
 SMOKE = False
 SELECT_SHAPE = dict(n=200_000, d=16, k=5, cov="full", parts=8)
