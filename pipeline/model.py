@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline import kernels, storage, yamlfile
-from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES
+from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES, NanPolicy
 from pipeline.errors import InputError
 from pipeline.kernels.mstep import ComponentMoments
 from pipeline.kernels.online import MOMENT_ARRAYS, check_moments, moments_from_arrays
@@ -81,7 +81,7 @@ def what_nan_policy_did(
 ) -> MissingValues | None:
     """What ``nan_policy`` did to the rows ``summary`` describes (``n_dropped`` left out), added to what it did
     ``before`` (the rows a model learnt from earlier: a stream's batches, an update's past); None under ``error``."""
-    if nan_policy == "error":
+    if not NanPolicy(nan_policy).accepts_nan:
         return None
     before = before or MissingValues(nan_policy=nan_policy)
     return MissingValues(

@@ -207,6 +207,8 @@ def await_results(client, futures: list, worker_timeout: float) -> list:
     import threading
     from concurrent.futures import CancelledError
 
+    if not futures:
+        return []
     done = threading.Event()
     lock, pending = threading.Lock(), [len(futures)]
 
@@ -216,8 +218,6 @@ def await_results(client, futures: list, worker_timeout: float) -> list:
             if pending[0] == 0:
                 done.set()
 
-    if not futures:
-        return []
     for future in futures:
         future.add_done_callback(one_done)
     without_workers = None

@@ -1,5 +1,7 @@
 """The NumPy kernels against naive references (scipy.stats, explicit weighted sums)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from helpers import COVARIANCE_TYPES, in_type_shape, make_blobs, random_params, whitened_errors
@@ -224,8 +226,6 @@ def test_chunks_of_seven_rows_give_the_statistics_of_one_chunk(covariance_type, 
 def test_the_statistics_bits_follow_the_values_not_their_memory_layout(covariance_type):
     # A model loaded from model.npz (C order) must score and resume exactly as the one in memory did, whatever
     # order the M-step's arrays came in: BLAS sums in an order that follows the layout.
-    from dataclasses import replace
-
     params = random_params(covariance_type)
     transposed = replace(params, means=np.asfortranarray(params.means))
     X = make_blobs(5, n_per=300)

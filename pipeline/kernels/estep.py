@@ -321,16 +321,16 @@ class Workspace:
 
 
 def _buffers(prep: Prepared) -> dict[str, tuple[int, ...]]:
-    """A chunk's buffers but its features ``z``: (K, n) log densities and responsibilities, (n, K) the
-    responsibilities again by rows (for the moments' product, see ``stats``), (n,) the log-sum-exp's."""
+    """A chunk's buffers but its features ``z``: (K, n) log densities and responsibilities, (n,) the log-sum-exp's;
+    expanded route: (n, K) the responsibilities again by rows (for the moments' product, see ``stats``)."""
     k, d = prep.n_components, prep.n_features
-    common = {"weighted": (k,), "resp": (k,), "resp_rows": (k,), "top": (), "norm": ()}
+    common = {"weighted": (k,), "resp": (k,), "top": (), "norm": ()}
     if prep.expanded:
-        return common
+        return {"resp_rows": (k,), **common}
     return {"y": (k, d), "tmp": (d,), **common}
 
 
-def _n_values(prep: Prepared) -> int:
+def n_values(prep: Prepared) -> int:
     """Values of a row in the chunk's features ``z``."""
     d = prep.n_features
     return 1 + d + n_quadratic(prep.covariance_type, d) if prep.expanded else d + 1
@@ -363,11 +363,11 @@ def _sizes(prep: Prepared, n_rows: int) -> tuple[int, int]:
     """Rows of a chunk, and rows of a fill (a multiple of the chunk's), for a block of ``n_rows``."""
     itemsize = prep.dtype.itemsize
     if prep.expanded:
-        row = _n_values(prep) * itemsize
+        row = n_values(prep) * itemsize
         step = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CHUNK_BYTES // row))
         fill = step * max(1, _FILL_BYTES // (step * row))
     else:
-        row = (_n_values(prep) + sum(math.prod(lead) for lead in _buffers(prep).values())) * itemsize
+        row = (n_values(prep) + sum(math.prod(lead) for lead in _buffers(prep).values())) * itemsize
         step = fill = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CENTRED_BYTES // row))
     return max(1, min(step, n_rows)), max(1, min(fill, n_rows))
 
@@ -386,7 +386,7 @@ def chunks(X: Array, prep: Prepared) -> Iterator[tuple[slice, Buffers]]:
     n_rows = X.shape[0]
     step, fill = _sizes(prep, n_rows)
     workspace = Workspace(_buffers(prep), step, prep.dtype, rows_first=("resp_rows",))
-    features = Workspace({"z": (_n_values(prep),)}, fill, prep.dtype)
+    features = Workspace({"z": (n_values(prep),)}, fill, prep.dtype)
     build = _fill_expanded if prep.expanded else _fill_centred
     columns = X.T
     for first in range(0, n_rows, fill):

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from pipeline.kernels.arrays import Array, Floats, IntArray
 from pipeline.kernels.covtypes import layout_of
-from pipeline.kernels.estep import Buffers, Prepared, chunk_log_prob, chunks, normalise, quadratic_pairs
+from pipeline.kernels.estep import Buffers, Prepared, chunk_log_prob, chunks, n_values, normalise, quadratic_pairs
 from pipeline.kernels.missing import HoleRule, pattern_sums, soft
 from pipeline.kernels.missing import log_resp as missing_log_resp
 from pipeline.kernels.params import covariance_shape, solve_triangular_stack
@@ -163,7 +163,7 @@ class _Accumulator:
     def __post_init__(self) -> None:
         k, d, layout = self.prep.n_components, self.prep.n_features, layout_of(self.prep.covariance_type)
         if self.prep.expanded:  # nk, s1 and q's moments in one (1 + D + n_quadratic, K) product per chunk
-            width = 1 + d + layout.n_quadratic(d)
+            width = n_values(self.prep)
             self.moments, self.product = np.zeros((width, k)), np.empty((width, k), self.prep.dtype)
             self.by_rows = k <= _BY_ROWS_COMPONENTS and _BY_ROWS_VALUES[0] <= width <= _BY_ROWS_VALUES[1]
         else:
@@ -180,10 +180,11 @@ class _Accumulator:
                 self.resp_log_resp += _weighted_sum(np.einsum("kn,kn->n", resp, weighted) - log_prob_norm, sw)
         a = resp if sw is None else np.multiply(resp, sw, out=resp)
         if self.prep.expanded:
+            by_rows = a.T
             if self.by_rows:
-                np.copyto(buffers["resp_rows"], a.T)
-                a = buffers["resp_rows"].T
-            self.moments += np.matmul(buffers["z"], a.T, out=self.product)
+                by_rows = buffers["resp_rows"]
+                np.copyto(by_rows, a.T)
+            self.moments += np.matmul(buffers["z"], by_rows, out=self.product)
         else:
             self.nk += a.sum(axis=1)
             dense = layout_of(self.prep.covariance_type).dense
@@ -192,7 +193,7 @@ class _Accumulator:
     def stats(self, n_rows: int, weight_sum: float) -> Stats:
         ct, d = self.prep.covariance_type, self.prep.n_features
         if self.prep.expanded:
-            m = np.ascontiguousarray(self.moments.T)  # as the centred route's: later sums' bits follow layouts
+            m = np.ascontiguousarray(self.moments.T)  # (K, ...) in C order, as the M-step has always had them
             nk, s1, s2 = m[:, 0], m[:, 1 : d + 1], _unpack_quadratic(m[:, d + 1 :], ct, d)
         else:
             nk, (s1, s2) = self.nk, _unwhiten(self.s1, self.s2, self.prep)
