@@ -7,6 +7,8 @@ INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 # Arithmetic the E-step can run in (see ``kernels.prepare``).
 DTYPES = ("float64", "float32")
 ALGORITHMS = ("em", "variational")
+# How EM's iteration is accelerated (see ``kernels.acceleration``).
+ACCELERATIONS = ("none", "squarem")
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 CRITERIA = ("bic", "aic", "icl")
 # The variational mixture's priors (scikit-learn's BayesianGaussianMixture parameters); None takes its default.

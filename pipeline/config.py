@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline import secrets, yamlfile
 from pipeline.choices import (
+    ACCELERATIONS,
     ALGORITHMS,
     COVARIANCE_TYPES,
     DTYPES,
@@ -103,6 +104,7 @@ class ModelConfig(_Section):
     dtype: Literal[DTYPES] = _declared("dtype")
     prior: Literal["default"] | PriorConfig | None = Field(None, description="mclust's conjugate prior (MAP EM)")
     algorithm: Literal[ALGORITHMS] = "em"
+    acceleration: Literal[ACCELERATIONS] = _declared("acceleration")
     weight_concentration_prior_type: Literal[WEIGHT_PRIOR_TYPES] = _declared("weight_concentration_prior_type")
     weight_concentration_prior: float | None = _declared("weight_concentration_prior")
     mean_precision_prior: float | None = _declared("mean_precision_prior")
@@ -130,6 +132,11 @@ class ModelConfig(_Section):
             given = [key for key in _VARIATIONAL_KEYS if getattr(self, key) != type(self).model_fields[key].default]
             if given:
                 raise ValueError(f"model.{given[0]} applies only with model.algorithm: variational")
+        elif self.acceleration != "none":
+            raise ValueError(
+                f"model.acceleration: {self.acceleration} applies only with model.algorithm: em (the variational "
+                "mixture runs plain iterations)"
+            )
         elif self.prior is not None:
             raise ValueError(
                 "model.prior applies only with model.algorithm: em "

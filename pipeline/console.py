@@ -36,6 +36,7 @@ def _iteration(event: dict[str, Any]) -> str:
         f"iteration {event['iteration']}: {candidate}lower_bound={event['lower_bound']:.6f} "
         f"change={event['change']:.3g} seconds={event['seconds']:.3f}"
         + (f" dtype={event['dtype']}" if "dtype" in event else "")
+        + (f" extrapolation={event['extrapolation']}" if "extrapolation" in event else "")
     )
 
 

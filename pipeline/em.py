@@ -66,6 +66,7 @@ class IterationReport:
     changes: list[float]
     seconds: float
     dtypes: list[str]  # the arithmetic of each run's E-step: float64 where float32 was asked but not accurate enough
+    kinds: list[str]  # what each run's pass was (:class:`pipeline.kernels.steps.Scores`' ``kind``)
 
 
 def _em_block(X, sample_weight, row_offset, preps):
@@ -129,13 +130,12 @@ def run_em(
             started = time.perf_counter()
             preps = tuple(r.algorithm.prepare(r.state, dtype) for r in active)  # once, here, not on every block
             all_stats = source.run(_em_block, preps, combine=add_tuples)
-            changes = []
+            changes, kinds = [], []
             for run, prep, stats in zip(active, preps, all_stats):
                 _check_finite(stats, run.n_iter + 1)
-                new_state = run.algorithm.m_step(stats, prep.shift)
+                new_state, scores = run.algorithm.advance(stats, prep.shift, run.state)
                 if data_variance is not None:
                     check_supported(run.algorithm.params(new_state), data_variance, run.algorithm.reg_covar)
-                scores = run.algorithm.scores(stats, run.state, new_state)
                 if not (math.isfinite(scores.lower_bound) and math.isfinite(scores.objective)):
                     raise NumericalError(
                         f"iteration {run.n_iter + 1}: the lower bound is not finite "
@@ -145,11 +145,13 @@ def run_em(
                 run.state, run.lower_bound, run.objective = new_state, scores.lower_bound, scores.objective
                 run.history.append(scores.lower_bound)
                 run.n_iter += 1
-                run.converged = abs(changes[-1]) < tol
+                run.converged = scores.kind == "em" and abs(changes[-1]) < tol
+                kinds.append(scores.kind)
             if on_iteration is not None:
                 iteration = max(r.n_iter for r in active)
                 dtypes = [prep.dtype.name for prep in preps]
-                on_iteration(IterationReport(iteration, active, changes, time.perf_counter() - started, dtypes))
+                seconds = time.perf_counter() - started
+                on_iteration(IterationReport(iteration, active, changes, seconds, dtypes, kinds))
 
 
 def best_run(runs: list[EMRun]) -> EMRun:

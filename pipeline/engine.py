@@ -23,6 +23,7 @@ import numpy as np
 from pipeline import em, init, kernels
 from pipeline.checkpoint import Checkpoint, SavedRun
 from pipeline.errors import InputError
+from pipeline.kernels.acceleration import Cycle, Squarem
 from pipeline.kernels.algorithms import EMStep, collapsed_components
 from pipeline.kernels.online import IncrementalStep, Learned
 from pipeline.kernels.prior import Prior, check_prior, default_prior
@@ -294,9 +295,14 @@ def fit(
     Fitted
     """
     check_summary(summary, spec, naming, None if learning is not None else max(c.n_components for c in candidates))
+    accelerated = _accelerated(spec, learning)
     groups = _resume(spec, candidates, checkpoint, naming, emit, learning) if checkpoint is not None else None
     if groups is None:
         groups = _start(source, spec, candidates, naming, warm, feature_names, summary.column_mean, learning)
+        if accelerated:
+            groups = [
+                [em.EMRun(Squarem(r.algorithm), Cycle(r.state), r.lower_bound, r.objective) for r in g] for g in groups
+            ]
     hyper = [g[0].algorithm.hyperparameters() for g in groups]
 
     def report(rep: em.IterationReport) -> None:
@@ -319,6 +325,9 @@ def fit(
         data_variance=summary.variance,
         on_iteration=report,
     )
+    for run in (r for g in groups for r in g):
+        if isinstance(run.algorithm, Squarem):  # the model is what EM reached, not the cycle around it
+            run.algorithm, run.state = run.algorithm.inner, run.state.state
     # with max_iter=0 no run has a bound: the last start stands, as scikit-learn's
     bests = [em.best_run(g) if any(r.n_iter for r in g) else g[-1] for g in groups]
     fits: list[kernels.Fit | None] = list(em.final_fits(source, bests)) if with_criteria else [None] * len(bests)
@@ -399,6 +408,11 @@ def _start(
     return groups
 
 
+def _accelerated(spec: ModelSpec, learning: Learning | None) -> bool:
+    """Whether the runs' EM is accelerated (SQUAREM): if asked, and not while learning from earlier moments."""
+    return spec.acceleration == "squarem" and not spec.variational and learning is None
+
+
 def _keeping_moments(step, learning: Learning | None):
     """EM (or MAP EM) whose state keeps the moments of its last M-step, so that the model can keep learning
     (:class:`~pipeline.kernels.online.IncrementalStep`: the same arithmetic as ``step`` when nothing was learnt
@@ -428,11 +442,17 @@ def _resume(
             _keeping_moments(make_step(spec, c, None, naming, h), learning)
             for c, h in zip(candidates, resumed.hyperparameters, strict=True)
         ]
+        if _accelerated(spec, learning):
+            steps = [Squarem(step) for step in steps]
         groups: list[list[em.EMRun]] = [[] for _ in candidates]
         for saved in resumed.runs:
             step = steps[saved.candidate]
             state = step.from_arrays(saved.arrays)
-            if isinstance(step, IncrementalStep) and state.moments is None:
+            if (
+                isinstance(step, Squarem)
+                and state.state.moments is None
+                or (isinstance(step, IncrementalStep) and state.moments is None)
+            ):
                 raise ValueError("written by an earlier version, which kept no statistics")
             params = step.params(state)
             kernels.check_params(params)

@@ -125,6 +125,12 @@ class GaussianMixture(MixtureEstimator):
         ValueError, ``"drop"`` leaves them out of the fit, ``"marginalize"`` fits each by its observed values
         (a row with none observed is left out) and lets the predictions and scores take NaN too.  See
         :doc:`/guide/missing-values`.
+    acceleration : {"none", "squarem"}, default="none"
+        Extra: ``"squarem"`` extrapolates EM's iteration (SQUAREM, Varadhan & Roland 2008), with a safeguard
+        that rejects a step lowering the objective: fewer passes over the data to the same optimum where
+        components overlap.  Every pass counts in ``n_iter_``; the convergence test is made on plain EM steps
+        only, so ``tol`` means what it means for ``"none"``.  Not for :meth:`partial_fit`.  See
+        :doc:`/guide/fitting-at-scale`.
     learning_offset : float, default=10.0
         Extra, for :meth:`partial_fit`: at least 1; the ``t``-th batch after the first has the weight
         ``rho_t = (learning_offset + t) ** -learning_decay`` (scikit-learn's ``LatentDirichletAllocation`` names
@@ -230,6 +236,7 @@ class GaussianMixture(MixtureEstimator):
         dtype="float64",
         prior=None,
         nan_policy="error",
+        acceleration="none",
         learning_offset=10.0,
         learning_decay=0.7,
     ):
@@ -252,6 +259,7 @@ class GaussianMixture(MixtureEstimator):
         self.precisions_init = precisions_init
         self.prior = prior
         self.nan_policy = nan_policy
+        self.acceleration = acceleration
         self.learning_offset = learning_offset
         self.learning_decay = learning_decay
 
@@ -273,6 +281,7 @@ class GaussianMixture(MixtureEstimator):
         return replace(
             super()._spec(),
             prior=self.prior,
+            acceleration=self.acceleration,
             weights_init=self.weights_init,
             means_init=self.means_init,
             precisions_init=self.precisions_init,

@@ -43,6 +43,7 @@ def spec_of(config: Config) -> ModelSpec:
         dtype=m.dtype,
         nan_policy=config.data.nan_policy,
         algorithm=m.algorithm,
+        acceleration=m.acceleration,
         prior=prior,
         variational_priors={
             "weight_concentration_prior_type": m.weight_concentration_prior_type,
@@ -92,7 +93,7 @@ def estimator_parameters(config: Config, weight_sum: float, hyperparameters: dic
     if spec.variational:
         parameters.update(hyperparameters or {})
     else:
-        parameters.update(prior=hyperparameters, nan_policy=spec.nan_policy)
+        parameters.update(prior=hyperparameters, nan_policy=spec.nan_policy, acceleration=spec.acceleration)
     return parameters
 
 
@@ -114,6 +115,9 @@ def _iteration_event(
         )
     if dtype != "float64":  # what the iteration ran in: float64 where float32 is not accurate enough
         event["dtype"] = "float32" if all(d == "float32" for d in rep.dtypes) else "float64"
+    kind = rep.kinds[[id(r) for r in rep.runs].index(id(best))]
+    if kind != "em":  # a pass at an extrapolated point (model.acceleration), kept or not
+        event["extrapolation"] = "kept" if kind == "extrapolated" else "rejected"
     return event
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.choices import (
+    ACCELERATIONS,
     COVARIANCE_TYPES,
     DTYPES,
     INIT_METHODS,
@@ -209,6 +210,14 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
             choices=DTYPES,
         ),
         Hyperparameter(
+            "acceleration",
+            "choice",
+            "none",
+            "none: plain EM, one step a pass; squarem: EM extrapolated (SQUAREM), fewer passes to the same optimum "
+            "(EM and MAP EM)",
+            choices=ACCELERATIONS,
+        ),
+        Hyperparameter(
             "nan_policy",
             "choice",
             "error",
@@ -277,6 +286,8 @@ class ModelSpec:
     nan_policy : NanPolicy
         "error", "drop" or "marginalize" (given as either).
     algorithm : {"em", "variational"}
+    acceleration : {"none", "squarem"}
+        SQUAREM's extrapolation of EM's iteration (EM and MAP EM, not while learning from earlier moments).
     prior : None, "default" or dict
         mclust's conjugate prior (EM only); a dict holds the hyperparameters given, each in place of the default.
     variational_priors : dict
@@ -299,6 +310,7 @@ class ModelSpec:
     dtype: str
     nan_policy: NanPolicy
     algorithm: str = "em"
+    acceleration: str = "none"
     prior: Any = None
     variational_priors: dict[str, Any] | None = None
     weights_init: Any = None

@@ -1,4 +1,5 @@
-"""Benchmark: time per EM iteration against scikit-learn, GFLOP/s, out-of-core, Dask overhead, memory.
+"""Benchmark: time per EM iteration against scikit-learn, GFLOP/s, out-of-core, Dask overhead, memory; with
+``--converge``, passes and seconds to a converged model (:mod:`converge`).
 
 Run through ``scripts/bench`` (after ``scripts/test`` has set up .venv/).  Each
 figure is the median of ``--repeats`` runs with min and max; both sides run in
@@ -517,6 +518,11 @@ def main(argv=None):
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--extras", action="store_true", help="also scoring throughput and select vs fits")
     parser.add_argument("--scaling", action="store_true", help="only the scaling curves (and docs/scaling.png)")
+    parser.add_argument(
+        "--converge",
+        action="store_true",
+        help="only passes and seconds to a converged model (plain EM, SQUAREM, scikit-learn; scripts/converge.py)",
+    )
     parser.add_argument("--missing", action="store_true", help="also shape A with 10%% of rows missing values")
     parser.add_argument(
         "--online", action="store_true", help="also partial_fit's rows/s beside MiniBatchKMeans.partial_fit's"
@@ -544,7 +550,11 @@ def main(argv=None):
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
-        if args.scaling:
+        if args.converge:
+            from converge import bench_converge
+
+            report["converge"] = bench_converge(root, SHAPES["A"], smoke=args.smoke)
+        elif args.scaling:
             report["scaling"] = bench_scaling(root, client, max(1, args.repeats))
             png = Path(args.output).with_name("scaling.png") if args.smoke else Path("docs/scaling.png")
             png.parent.mkdir(parents=True, exist_ok=True)
@@ -604,7 +614,9 @@ def main(argv=None):
                     f"select --k 2..9: {se['select_s']:.1f} s; eight separate fits: {se['eight_fits_s']:.1f} s "
                     f"(ratio {se['ratio']:.2f})"
                 )
-    out = Path(args.output if not args.scaling else Path(args.output).with_name("scaling.json"))
+    out = Path(args.output)
+    if args.scaling or args.converge:
+        out = out.with_name("scaling.json" if args.scaling else "converge.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwritten to {out}")

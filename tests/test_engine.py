@@ -20,6 +20,12 @@ ALGORITHMS = {
         {"prior": "default"},
         lambda ct: GaussianMixture(3, covariance_type=ct, random_state=0, max_iter=30, tol=1e-6, prior="default"),
     ),
+    "squarem": (
+        {"acceleration": "squarem"},
+        lambda ct: GaussianMixture(
+            3, covariance_type=ct, random_state=0, max_iter=30, tol=1e-6, acceleration="squarem"
+        ),
+    ),
     "variational": (
         {"algorithm": "variational"},
         # the CLI's tol is per row, the estimator's on the total bound: 0 in both stops at max_iter alike

@@ -44,6 +44,7 @@ def test_a_saved_model_loads_with_its_parameters_and_refits_bit_identically(tmp_
         random_state=11,
         prior={"shrinkage": 0.02},
         nan_policy="drop",
+        acceleration="squarem",
         verbose_interval=5,
     ).fit(X)
     gm.save(tmp_path / "m")
@@ -123,7 +124,14 @@ def test_a_model_of_format_1_loads_with_what_it_recorded(tmp_path):
 @pytest.mark.parametrize(
     "model",
     [
-        {"prior": "default", "covariance_type": "tied", "reg_covar": 1e-4, "tol": 1e-6, "random_state": 3},
+        {
+            "prior": "default",
+            "covariance_type": "tied",
+            "reg_covar": 1e-4,
+            "tol": 1e-6,
+            "random_state": 3,
+            "acceleration": "squarem",
+        },
         {"algorithm": "variational", "covariance_type": "full", "n_components": 6, "tol": 1e-4, "max_iter": 300},
     ],
     ids=["map", "variational"],
@@ -153,6 +161,7 @@ def test_a_gmm_fit_model_loads_with_the_resolved_config_and_refits_alike(tmp_pat
         assert all(params[key] is not None for key in ("weight_concentration_prior", "mean_prior", "covariance_prior"))
     else:
         assert set(params["prior"]) == {"shrinkage", "mean", "dof", "scale"}  # the numbers used, from the data
+        assert params["acceleration"] == "squarem"
     refit = clone(loaded).fit(X)
     for name in FITTED:  # other blocks than the Parquet files' row groups: equal to round-off, not to the bit
         np.testing.assert_allclose(getattr(refit, name), getattr(loaded, name), rtol=1e-7, atol=1e-9, err_msg=name)

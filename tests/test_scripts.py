@@ -70,3 +70,19 @@ def test_the_bench_draws_its_scaling_curves(tmp_path):
     assert all(len(points) == 3 and all(math.isfinite(p["seconds"]) for p in points) for points in scaling.values())
     assert (tmp_path / "out" / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # not over docs/'s
     assert not (tmp_path / "docs").exists()
+
+
+def test_the_bench_measures_passes_to_a_converged_model(tmp_path):
+    run = bench(tmp_path, "--converge", "--output", "out/bench.json")
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = json.loads((tmp_path / "out" / "converge.json").read_text())["converge"]
+    assert set(results) == {"A", "overlapping", "wine", "digits"}
+    for result in results.values():
+        for method in ("none", "squarem"):
+            fit = result[method]
+            assert fit["passes"] >= 1 and fit["seconds"] > 0 and math.isfinite(fit["lower_bound"])
+            assert "passes" in fit["to_optimum"]  # None: not within 1e-6 of plain EM's optimum (another one)
+        assert result["none"]["to_optimum"]["passes"] is not None  # plain EM reaches its own
+        assert result["sklearn"]["passes"] >= 1
+    assert set(results["A"]["persist_none"]) == {"none", "squarem"}
+    assert "acceleration squarem" in run.stdout and "scikit-learn (tol" in run.stdout

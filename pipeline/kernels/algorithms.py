@@ -20,12 +20,12 @@ from pipeline.kernels.prior import Prior, log_prior
 from pipeline.kernels.stats import Stats
 
 # Re-exported: the seam is declared in its own module (pipeline.kernels.steps), imported from here too.
-from pipeline.kernels.steps import Hyperparameters, Scores
+from pipeline.kernels.steps import Advances, Hyperparameters, Scores
 from pipeline.kernels.steps import Step as Step
 
 
 @dataclass(frozen=True)
-class EMStep:
+class EMStep(Advances):
     """Maximum-likelihood EM, or MAP EM under mclust's conjugate prior.
 
     ``lower_bound`` is the mean log-likelihood per unit weight at the E-step

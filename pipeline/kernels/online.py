@@ -29,7 +29,7 @@ from pipeline.kernels.estep import Prepared
 from pipeline.kernels.mstep import ComponentMoments, m_step_moments
 from pipeline.kernels.params import PARAM_ARRAYS, Params
 from pipeline.kernels.stats import Stats
-from pipeline.kernels.steps import Hyperparameters, Scores
+from pipeline.kernels.steps import Advances, Hyperparameters, Scores
 
 # The moments' arrays in model.npz and checkpoints: counts (n_rows, weight_sum), nk, means, scatter.
 MOMENT_ARRAYS = ("moments_counts", "moments_nk", "moments_means", "moments_scatter")
@@ -103,7 +103,7 @@ class Learned:
 
 
 @dataclass(frozen=True)
-class IncrementalStep:
+class IncrementalStep(Advances):
     """EM (or MAP EM) on new rows on top of the moments of rows learnt before.
 
     Each M-step takes ``past + weight * (moments of the new rows under the current parameters)``, counted

@@ -26,10 +26,31 @@ Hyperparameters = dict[str, object]
 @dataclass(frozen=True)
 class Scores:
     """What an iteration reports: ``lower_bound`` (as scikit-learn's ``lower_bound_``) and the objective
-    whose change is tested against ``tol`` (the same, or the log-posterior under a prior)."""
+    whose change is tested against ``tol`` (the same, or the log-posterior under a prior).
+
+    ``kind`` says what the pass was: "em", a step of the algorithm from the state it reached (the only kind whose
+    change is tested against ``tol``); "extrapolated", a pass at an extrapolated point, kept; "rejected", a pass at
+    an extrapolated point whose objective fell, reporting the scores of the state the run goes on from
+    (:mod:`~pipeline.kernels.acceleration`).
+    """
 
     lower_bound: float
     objective: float
+    kind: str = "em"
+
+
+class _Stepping(Protocol[State]):
+    def m_step(self, stats: Stats, shift: Array) -> State: ...
+
+    def scores(self, stats: Stats, state: State, new_state: State) -> Scores: ...
+
+
+class Advances:
+    """``advance`` as the M-step and its scores: what every algorithm but an accelerated one does."""
+
+    def advance(self: _Stepping[State], stats: Stats, shift: Array, state: State) -> tuple[State, Scores]:
+        new_state = self.m_step(stats, shift)
+        return new_state, self.scores(stats, state, new_state)
 
 
 class Step(Protocol[State]):
@@ -53,6 +74,10 @@ class Step(Protocol[State]):
 
     def scores(self, stats: Stats, state: State, new_state: State) -> Scores:
         """What the iteration from ``state`` (whose E-step gave ``stats``) to ``new_state`` reports."""
+        ...
+
+    def advance(self, stats: Stats, shift: Array, state: State) -> tuple[State, Scores]:
+        """The state after a pass from ``state`` gave ``stats``, and its scores (:class:`Advances`: the M-step)."""
         ...
 
     def params(self, state: State) -> Params:

@@ -30,7 +30,7 @@ from pipeline.kernels.mstep import add_to_diagonal, component_moments, ml_covari
 from pipeline.kernels.params import PARAM_ARRAYS, Params, compute_precision_cholesky
 from pipeline.kernels.prior import brief, check_count
 from pipeline.kernels.stats import Stats
-from pipeline.kernels.steps import Hyperparameters, Scores
+from pipeline.kernels.steps import Advances, Hyperparameters, Scores
 
 VARIATIONAL_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom")
 
@@ -260,7 +260,7 @@ def _log_wishart_norm(nu: Array, log_det_chol: Array, d: int) -> Array:
 
 
 @dataclass(frozen=True)
-class VariationalStep:
+class VariationalStep(Advances):
     """The variational mixture's iteration: a :class:`~pipeline.kernels.steps.Step` over its posterior."""
 
     covariance_type: str
