@@ -18,7 +18,8 @@ results.  Notation follows scikit-learn: ``X`` is (n_samples, n_features),
 - :mod:`~pipeline.kernels.variational`: the variational (Dirichlet-process) mixture's priors, posterior, bound;
 - :mod:`~pipeline.kernels.missing`: rows with missing values, marginalised (E-step, statistics, imputation);
 - :mod:`~pipeline.kernels.steps`: the :class:`~pipeline.kernels.steps.Step` protocol the EM driver runs;
-- :mod:`~pipeline.kernels.algorithms`: maximum-likelihood and MAP EM as a step, and the collapse checks.
+- :mod:`~pipeline.kernels.algorithms`: maximum-likelihood and MAP EM as a step, and the collapse checks;
+- :mod:`~pipeline.kernels.acceleration`: SQUAREM around EM's step (``model.acceleration: squarem``).
 """
 
 from pipeline.kernels.estep import (
