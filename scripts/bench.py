@@ -194,7 +194,7 @@ def sklearn_per_iteration(X, start, repeats, low=1, high=3):
     return out
 
 
-def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True):
+def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True, spark=None):
     path = dataset_for(root, name, shape)
     dataset = data.open_dataset(str(path))
     start = start_params(path, shape["cov"], shape["k"])
@@ -234,6 +234,12 @@ def bench_shape(name, shape, root, client, repeats, gemm_rate, with_sklearn=True
         result["sklearn_s"] = stats_of(sklearn_per_iteration(X, start, repeats))
         result["speedup_vs_sklearn"] = result["sklearn_s"]["median"] / result["ours_s"]["median"]
         result["float32_speedup_vs_sklearn"] = result["sklearn_s"]["median"] / result["ours_float32_s"]["median"]
+    if spark is not None and name == "A":
+        import spark_mllib
+
+        spark_s = spark_mllib.per_iteration(spark, path, shape["d"], shape["k"], max(1, repeats // 2))
+        result["spark_mllib_s"] = stats_of(spark_s)
+        result["speedup_vs_spark_mllib"] = result["spark_mllib_s"]["median"] / result["ours_s"]["median"]
     return result
 
 
@@ -495,6 +501,12 @@ def print_table(results, gemm_rate):
             f"{none:>11.3f}{read:>8.3f}{none / read:>10.2f}{r['worker_baseline_rss_mb']:>9.0f}"
             f"{r['peak_worker_rss_mb_none']:>9.0f}{r['largest_partition_mb']:>9.1f}"
         )
+    for name, r in results.items():
+        if "spark_mllib_s" in r:
+            print(
+                f"{name}: Spark MLlib GaussianMixture (local[2], same Parquet) "
+                f"{r['spark_mllib_s']['median']:.3f} s/it; ours {r['speedup_vs_spark_mllib']:.1f}x faster"
+            )
 
 
 def _shrink_to_smoke() -> None:
@@ -531,9 +543,21 @@ def main(argv=None):
         "--profile", action="store_true", help="also where a pass's arithmetic spends its time, per shape"
     )
     parser.add_argument(
+        "--spark",
+        action="store_true",
+        help="also Spark MLlib's GaussianMixture (shape A; with --converge, the overlapping mixture): the bench extra",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="every step on tiny shapes, in seconds: a check that the bench runs"
     )
     args = parser.parse_args(argv)
+    spark = None
+    if args.spark:
+        try:
+            import spark_mllib
+        except ImportError:
+            parser.error("--spark needs the bench extra: pip install -e '.[bench]' (pyspark; Java 17 or later)")
+        spark = spark_mllib.session()
     if args.smoke:
         _shrink_to_smoke()
     root = Path(args.data)
@@ -553,7 +577,7 @@ def main(argv=None):
         if args.converge:
             from converge import bench_converge
 
-            report["converge"] = bench_converge(root, SHAPES["A"], smoke=args.smoke)
+            report["converge"] = bench_converge(root, SHAPES["A"], smoke=args.smoke, spark=spark)
         elif args.scaling:
             report["scaling"] = bench_scaling(root, client, max(1, args.repeats))
             png = Path(args.output).with_name("scaling.png") if args.smoke else Path("docs/scaling.png")
@@ -565,7 +589,14 @@ def main(argv=None):
             for name in args.shapes.split(","):
                 print(f"shape {name}: {SHAPES[name]}", file=sys.stderr, flush=True)
                 results[name] = bench_shape(
-                    name, SHAPES[name], root, client, args.repeats, gemm_rate, with_sklearn=not args.no_sklearn
+                    name,
+                    SHAPES[name],
+                    root,
+                    client,
+                    args.repeats,
+                    gemm_rate,
+                    with_sklearn=not args.no_sklearn,
+                    spark=spark,
                 )
             report["results"] = results
             print_table(results, gemm_rate)

@@ -8,7 +8,8 @@ same persisted blocks; ours run on the bench's 2-worker LocalCluster.  Reported 
   EM's at ``TIGHT``, from each method's run at ``TIGHT`` (the pass found in its history, the seconds summed to it);
 - scikit-learn's iterations and seconds at ``TOL`` (its own loop, one process, on the NumPy array);
 - with ``persist: none`` (every pass reads the Parquet files), passes and seconds at ``TOL`` for bench shape A and
-  the overlapping mixture.
+  the overlapping mixture;
+- with ``--spark``, Spark MLlib's iterations and seconds on the overlapping mixture (its own start and rule).
 
 Start passes are none here (an explicit start); a k-means start adds two passes (a sample, the first statistics)
 to every method alike.
@@ -160,8 +161,9 @@ def _sklearn(X: np.ndarray, start: kernels.Params, tol: float) -> dict:
     }
 
 
-def bench_converge(root: Path, shape_a: dict, smoke: bool = False) -> dict:
-    """Every data set's figures (see the module's docstring)."""
+def bench_converge(root: Path, shape_a: dict, smoke: bool = False, spark=None) -> dict:
+    """Every data set's figures (see the module's docstring); with a SparkSession, Spark MLlib's on the overlapping
+    mixture (its own start and rule: :func:`spark_mllib.to_convergence`)."""
     results = {}
     for name, spec in datasets(root, shape_a, smoke).items():
         dataset = data.open_dataset(str(spec["path"]))
@@ -184,6 +186,10 @@ def bench_converge(root: Path, shape_a: dict, smoke: bool = False) -> dict:
             result[m] = {**at_tol, "to_optimum": _to_optimum(fits[m, TIGHT], optimum)}
             result[m]["tight_lower_bound"] = fits[m, TIGHT]["lower_bound"]
         del source
+        if spark is not None and name == "overlapping":
+            import spark_mllib
+
+            result["spark_mllib"] = spark_mllib.to_convergence(spark, spec["path"], X.shape[1], spec["k"], TOL)
         if name in ("A", "overlapping"):
             unpersisted = data.block_source(dataset)
             result["persist_none"] = {
@@ -215,5 +221,11 @@ def print_converge(name: str, r: dict) -> None:
             f"{gap:+.1e} from plain EM's"
         )
     print(f"  scikit-learn (tol {TOL:g}): {cell(sk)}")
+    if "spark_mllib" in r:
+        s = r["spark_mllib"]
+        print(
+            f"  Spark MLlib (local[2], its own start; total log-likelihood change <= {s['tol_total']:g}): {cell(s)}, "
+            f"mean log-likelihood {s['mean_log_likelihood']:.8g}"
+        )
     for m, f in r.get("persist_none", {}).items():
         print(f"  persist none, acceleration {m}: to tol {TOL:g}: {cell(f)}")
