@@ -229,3 +229,18 @@ def test_squarem_is_refused_with_the_variational_mixture(tmp_path):
     assert run.returncode == 2 and "model.acceleration" in run.stderr and "squarem" in run.stderr
     with pytest.raises(ValueError, match="The 'acceleration' parameter of GaussianMixture must be a str among"):
         GaussianMixture(acceleration="SQUAREM").fit(overlapping(6, n=400))
+
+
+def test_a_selection_fits_each_candidate_as_its_own_fit_would(parquet, tmp_path):
+    model = {"tol": 1e-6, "max_iter": 200, "acceleration": "squarem"}
+    write_config(tmp_path / "s.yaml", data={"path": str(parquet)}, model=model, output={"path": "sel"})
+    selected = gmm(tmp_path, "select", "s.yaml", "--k", "3..4", "--covariance-types", "full,diag")
+    assert selected.returncode == 0, selected.stderr
+    best = yaml.safe_load((tmp_path / "sel" / "model.yaml").read_text())
+    k, ct = best["n_components"], best["covariance_type"]
+    one = {**model, "n_components": k, "covariance_type": ct}
+    write_config(tmp_path / "f.yaml", data={"path": str(parquet)}, model=one, output={"path": "fit"})
+    assert gmm(tmp_path, "fit", "f.yaml").returncode == 0
+    with np.load(tmp_path / "sel" / "model.npz") as a, np.load(tmp_path / "fit" / "model.npz") as b:
+        for name in ("weights", "means", "covariances"):
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
