@@ -142,10 +142,6 @@ class Squarem:
         at = state.state if state.point is None else Learned(state.point, None)
         return self.inner.prepare(at, dtype)
 
-    def m_step(self, stats: Stats, shift: Array) -> Cycle:
-        """EM's M-step, as the start of a cycle (what a start's statistics give)."""
-        return Cycle(self.inner.m_step(stats, shift))
-
     def advance(self, stats: Stats, shift: Array, state: Cycle) -> tuple[Cycle, Scores]:
         new = self.inner.m_step(stats, shift)
         if state.phase == 2:

@@ -1,10 +1,12 @@
 """The seam between the EM driver and an algorithm: the :class:`Step` protocol and what an iteration reports.
 
 The driver (:mod:`pipeline.em`) advances runs of any algorithm the same way: the E-step constants of a run's state
-(``prepare``) go to every block, the merged statistics come back to the M-step (``m_step``), and ``scores`` give the
-numbers it reports and tests for convergence.  Maximum likelihood and MAP EM
-(:class:`~pipeline.kernels.algorithms.EMStep`) keep :class:`~pipeline.kernels.params.Params` as their state; the
-variational mixture (:class:`~pipeline.kernels.variational.VariationalStep`) keeps its posterior.
+(``prepare``) go to every block, and the merged statistics come back to ``advance``, which gives the next state and
+the :class:`Scores` the driver reports and tests for convergence.  An algorithm of one M-step a pass
+(:class:`OneStep`) advances by that M-step (:class:`Advances`): maximum likelihood and MAP EM
+(:class:`~pipeline.kernels.algorithms.EMStep`) keep :class:`~pipeline.kernels.params.Params` as their state, the
+variational mixture (:class:`~pipeline.kernels.variational.VariationalStep`) its posterior.  SQUAREM
+(:class:`~pipeline.kernels.acceleration.Squarem`) advances around EM's steps by a cycle of its own.
 """
 
 from __future__ import annotations
@@ -39,16 +41,24 @@ class Scores:
     kind: str = "em"
 
 
-class _Stepping(Protocol[State]):
-    def m_step(self, stats: Stats, shift: Array) -> State: ...
+class OneStep(Protocol[State]):
+    """An algorithm that makes one M-step a pass (EM, MAP EM, the variational mixture): its state from merged
+    statistics, and what an iteration reports.  :class:`Advances` makes its ``advance`` of them."""
 
-    def scores(self, stats: Stats, state: State, new_state: State) -> Scores: ...
+    def m_step(self, stats: Stats, shift: Array) -> State:
+        """The next state from the merged statistics of all rows (a start's, or an iteration's), taken about
+        ``shift`` (K, D)."""
+        ...
+
+    def scores(self, stats: Stats, state: State, new_state: State) -> Scores:
+        """What the iteration from ``state`` (whose E-step gave ``stats``) to ``new_state`` reports."""
+        ...
 
 
 class Advances:
     """``advance`` as the M-step and its scores: what every algorithm but an accelerated one does."""
 
-    def advance(self: _Stepping[State], stats: Stats, shift: Array, state: State) -> tuple[State, Scores]:
+    def advance(self: OneStep[State], stats: Stats, shift: Array, state: State) -> tuple[State, Scores]:
         new_state = self.m_step(stats, shift)
         return new_state, self.scores(stats, state, new_state)
 
@@ -68,16 +78,9 @@ class Step(Protocol[State]):
         """The E-step's constants of ``state``, sent to every block (``dtype``: the chunks' arithmetic)."""
         ...
 
-    def m_step(self, stats: Stats, shift: Array) -> State:
-        """The next state from the merged statistics of all rows, taken about ``shift`` (K, D)."""
-        ...
-
-    def scores(self, stats: Stats, state: State, new_state: State) -> Scores:
-        """What the iteration from ``state`` (whose E-step gave ``stats``) to ``new_state`` reports."""
-        ...
-
     def advance(self, stats: Stats, shift: Array, state: State) -> tuple[State, Scores]:
-        """The state after a pass from ``state`` gave ``stats``, and its scores (:class:`Advances`: the M-step)."""
+        """The state after a pass from ``state`` gave ``stats``, and its scores (:class:`Advances`: the M-step;
+        an accelerated algorithm also chooses where the next pass goes)."""
         ...
 
     def params(self, state: State) -> Params:
