@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import em
-from pipeline.choices import VARIATIONAL_PRIOR_KEYS
+from pipeline.choices import SKLEARN_COVARIANCE_TYPES, VARIATIONAL_PRIOR_KEYS
 from pipeline.engine import Warm
 from pipeline.kernels.params import PARAM_ARRAYS
 from pipeline.kernels.variational import (
@@ -195,6 +195,14 @@ class BayesianGaussianMixture(MixtureEstimator):
         self.mean_prior = mean_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.covariance_prior = covariance_prior
+
+    def _check_parameters(self) -> None:
+        super()._check_parameters()
+        if self.covariance_type not in SKLEARN_COVARIANCE_TYPES:  # mclust's models are not the variational mixture's
+            raise ValueError(
+                f"The 'covariance_type' parameter of BayesianGaussianMixture must be a str among "
+                f"{list(SKLEARN_COVARIANCE_TYPES)}. Got {self.covariance_type!r} instead."
+            )
 
     def _spec(self) -> ModelSpec:
         priors = {key: getattr(self, key) for key in ("weight_concentration_prior_type", *VARIATIONAL_PRIOR_KEYS)}

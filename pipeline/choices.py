@@ -2,7 +2,26 @@
 
 import enum
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+# scikit-learn's four, then mclust's models (volume, shape, orientation: Equal, Variable or I); EVE and VVE to come.
+SKLEARN_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EEV", "VEV", "EVV", "VVV")
+COVARIANCE_TYPES = SKLEARN_COVARIANCE_TYPES + MCLUST_MODELS
+
+
+def covariance_in_words(covariance_type: str) -> str:
+    """An mclust model in words, as its letters say ("diagonal: variable volume, equal shape" for ``VEI``); a
+    scikit-learn type as its name."""
+    if covariance_type not in MCLUST_MODELS:
+        return covariance_type
+    volume, shape, orientation = covariance_type
+    family = "spherical" if shape == "I" else "diagonal" if orientation == "I" else "ellipsoidal"
+    word = {"E": "equal", "V": "variable"}
+    parts = [f"{word[volume]} volume"]
+    parts += [f"{word[shape]} shape"] if shape != "I" else []
+    parts += [f"{word[orientation]} orientation"] if orientation != "I" else []
+    return f"{covariance_type} ({family}: {', '.join(parts)})"
+
+
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 # Arithmetic the E-step can run in (see ``kernels.prepare``).
 DTYPES = ("float64", "float32")

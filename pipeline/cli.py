@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline import jsonlog, selection
-from pipeline.choices import COVARIANCE_TYPES, CRITERIA
+from pipeline.choices import COVARIANCE_TYPES, CRITERIA, MCLUST_MODELS
 from pipeline.console import Console, echo, strict_json, summary_lines
 from pipeline.errors import EnvironmentFault, InputError
 from pipeline.stopping import Stopped, StoppingConsole, stopped_by_signals
@@ -110,19 +110,22 @@ class KsParamType(click.ParamType):
 
 
 class CovarianceTypesParamType(click.ParamType):
-    """``--covariance-types``: ``full,diag,...`` as a list of distinct covariance types, in the order given; an
-    empty value is the empty list (the config's ``model.covariance_type`` then, as without the option)."""
+    """``--covariance-types``: ``full,diag,...`` as a list of distinct covariance types, in the order given, where
+    ``all`` stands for mclust's models; an empty value is the empty list (the config's ``model.covariance_type``
+    then, as without the option)."""
 
     name = "covariance_types"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
         if isinstance(value, list) or not value:
             return list(value or [])
-        types = list(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
+        named = [t.strip() for t in value.split(",") if t.strip()]
+        types = list(dict.fromkeys(m for t in named for m in (MCLUST_MODELS if t == "all" else (t,))))
         unknown = [t for t in types if t not in COVARIANCE_TYPES]
         if unknown or not types:
             raise _OptionValueError(
-                f"--covariance-types: {unknown[0] if unknown else value!r} is not one of {', '.join(COVARIANCE_TYPES)}",
+                f"--covariance-types: {unknown[0] if unknown else value!r} is not one of "
+                f"{', '.join(COVARIANCE_TYPES)} (or all: mclust's models)",
                 ctx,
                 param,
             )
@@ -252,7 +255,7 @@ def fit(config_path, overrides, scheduler, log_format, force, require_convergenc
     type=CovarianceTypesParamType(),
     default=None,
     metavar="full,diag,...",
-    help="Candidate covariance types (default: model.covariance_type of the config).",
+    help="Candidate covariance types; all: mclust's models, EII to VVV (default: model.covariance_type of the config).",
 )
 @click.option("--force", is_flag=True, help="Fit every candidate even if the output already holds this selection.")
 def select(config_path, overrides, scheduler, log_format, ks, criterion, covariance_types, force):

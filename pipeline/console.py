@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from pipeline.choices import covariance_in_words
 from pipeline.secrets import scrub
 
 
@@ -134,7 +135,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     """
     lines = [
         f"model {summary['path']}: {summary['n_components']} components x {summary['n_features']} features, "
-        f"covariance {summary['covariance_type']}" + (", variational" if summary["algorithm"] == "variational" else "")
+        f"covariance {covariance_in_words(summary['covariance_type'])}"
+        + (", variational" if summary["algorithm"] == "variational" else "")
     ]
     if summary.get("n_iter") is not None and summary.get("converged") is not None:
         state = "converged" if summary["converged"] else "not converged"

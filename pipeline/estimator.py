@@ -12,6 +12,7 @@ import numpy as np
 
 from pipeline import em, engine, kernels, storage
 from pipeline.bayesian import BayesianGaussianMixture
+from pipeline.choices import SKLEARN_COVARIANCE_TYPES
 from pipeline.engine import Candidate, Warm
 from pipeline.errors import CollapsedComponentsWarning, InputError
 from pipeline.inputs import check_feature_names, feature_names
@@ -609,6 +610,8 @@ class GaussianMixture(MixtureEstimator):
         seed = self.random_state if isinstance(self.random_state, (int, type(None))) else None
         theirs = inspect.signature(SkGaussianMixture).parameters  # ours but the extras (dtype, prior, ...)
         ours = {name: value for name, value in self.get_params().items() if name in theirs}
+        if ours["covariance_type"] not in SKLEARN_COVARIANCE_TYPES:  # mclust's models: (K, D, D) as full's
+            ours["covariance_type"] = "full"
         sk = SkGaussianMixture(**{**ours, "random_state": seed})
         for attr in FITTED:
             if hasattr(self, attr):

@@ -74,7 +74,7 @@ def fit(tmp_path, client, data=None, model=None, extra_args=()):
         ("data: {path: data}\nmodel: {n_init: 0}\n", r"model\.n_init: Input should be greater than or equal to 1"),
         (
             "data: {path: data}\nmodel: {covariance_type: round}\n",
-            r"model\.covariance_type: Input should be 'full', 'tied', 'diag' or 'spherical'",
+            r"model\.covariance_type: Input should be 'full', 'tied', 'diag', 'spherical', 'EII', .* or 'VVV'",
         ),
         ("data: {path: data}\nmodel: {dtype: float16}\n", r"model\.dtype: Input should be 'float64' or 'float32'"),
         ("data: {path: data}\nmodel:\n  n_components: 3\n   tol: 1\n", r"c\.yaml:4:\d+: invalid YAML"),

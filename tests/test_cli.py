@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
 from pipeline import job, kernels, load_model
+from pipeline.choices import MCLUST_MODELS
 from pipeline.config import load_config
 from pipeline.errors import InputError
 from pipeline.model import describe, save_model
@@ -383,6 +384,7 @@ def test_covariance_types_keep_their_order_once_each_and_an_empty_value_is_the_c
 
     assert CovarianceTypesParamType().convert("diag, full,diag", None, None) == ["diag", "full"]
     assert CovarianceTypesParamType().convert("", None, None) == []
+    assert CovarianceTypesParamType().convert("full,all,VVV", None, None) == ["full", *MCLUST_MODELS]
 
 
 @pytest.mark.parametrize(
@@ -392,7 +394,8 @@ def test_covariance_types_keep_their_order_once_each_and_an_empty_value_is_the_c
         (("--k", "0,2"), "error: --k '0,2': needs at least one K, each >= 1"),
         (
             ("--k", "2", "--covariance-types", "full,fulll"),
-            "error: --covariance-types: 'fulll' is not one of full, tied, diag, spherical",
+            "error: --covariance-types: 'fulll' is not one of full, tied, diag, spherical, EII, VII, EEI, VEI, EVI, "
+            "VVI, EEE, VEE, EEV, VEV, EVV, VVV (or all: mclust's models)",
         ),
     ],
 )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.choices import COVARIANCE_TYPES
 from pipeline.config import Config
 from pipeline.model import ModelInfo
 
@@ -95,7 +96,7 @@ def test_problems_finds_a_note_without_a_key_and_a_key_without_a_meaning():
 def test_the_reference_table_shows_types_ranges_and_defaults():
     rows = {row.key: row for row in st.rows(Config)}
     assert rows["model.n_components"].type == "int, ≥ 1"
-    assert rows["model.covariance_type"].type == "full | tied | diag | spherical"
+    assert rows["model.covariance_type"].type == " | ".join(COVARIANCE_TYPES)
     assert rows["data.path"].default == "(required)"
     assert rows["model.reg_covar"].default == "1.0e-06"
     assert rows["cluster.dashboard"].default == "true"

@@ -7,6 +7,7 @@ results.  Notation follows scikit-learn: ``X`` is (n_samples, n_features),
 (n_components,).
 
 - :mod:`~pipeline.kernels.covtypes`: the covariance types in one table (layout, parameter count, M-steps);
+- :mod:`~pipeline.kernels.mclust`: mclust's covariance models' maximum-likelihood covariances;
 - :mod:`~pipeline.kernels.params`: parameters, Cholesky factors of the precisions, their checks;
 - :mod:`~pipeline.kernels.estep`: log densities and responsibilities, in log space;
 - :mod:`~pipeline.kernels.stats`: block statistics and their merge, block log-likelihoods;

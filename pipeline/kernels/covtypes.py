@@ -19,9 +19,11 @@ the Cholesky factors, the checks and the priors' shapes ask only the layout; wha
 layout is in their :class:`CovarianceType` entry: the parameter count and the M-steps (maximum likelihood, mclust's
 MAP under the conjugate prior, the variational Gaussian-Wishart posterior), each a pure function.
 
-Adding a type (mclust's models by volume, shape and orientation, e.g. ``EEI`` or ``VEV``) is one entry in
-:data:`COVARIANCE_TYPES` over one of the four layouts (``EEI``: diag with equal rows; ``VEV``: full), with its
-parameter count and its M-steps, and its name in :data:`pipeline.choices.COVARIANCE_TYPES`.
+mclust's fourteen models (:mod:`~pipeline.kernels.mclust`: ``EII`` ... ``VVV``) are entries over the ``full``
+layout, as mclust and the issue that asked for them store them: every covariance a (D, D) matrix, estimated from
+the components' scatter matrices under the model's constraints.  No MAP or variational M-step yet (None: a fit
+that asks for one is refused before it starts).  Adding a type is one entry in :data:`COVARIANCE_TYPES` with its
+layout, parameter count and M-steps, and its name in :data:`pipeline.choices.COVARIANCE_TYPES`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Protocol
 
 import numpy as np
 
+from pipeline.kernels import mclust
 from pipeline.kernels.arrays import Array
 
 
@@ -172,8 +175,10 @@ class CovarianceType:
     layout : Layout
     covariance_parameters : callable
         ``(n_components, n_features) -> float``: free parameters of the covariances (for BIC and AIC).
-    map_covariances : MapCovariances
-    wishart : WishartPosterior
+    map_covariances : MapCovariances or None
+        None: no conjugate prior for this type.
+    wishart : WishartPosterior or None
+        None: not a type of the variational mixture.
     ml : MlCovariances, optional
         None (the four of scikit-learn): the layout's reduction of full, see :meth:`ml_covariances`.
     """
@@ -181,8 +186,8 @@ class CovarianceType:
     name: str
     layout: Layout
     covariance_parameters: _Count
-    map_covariances: MapCovariances
-    wishart: WishartPosterior
+    map_covariances: MapCovariances | None
+    wishart: WishartPosterior | None
     ml: MlCovariances | None = None
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
@@ -287,6 +292,17 @@ COVARIANCE_TYPES: dict[str, CovarianceType] = {
         CovarianceType("tied", TIED, lambda k, d: d * (d + 1) / 2.0, _map_tied, _wishart_tied),
         CovarianceType("diag", DIAG, lambda k, d: k * d, _map_diag, _wishart_diag),
         CovarianceType("spherical", SPHERICAL, lambda k, d: k, _map_spherical, _wishart_spherical),
+        *(
+            CovarianceType(
+                name,
+                FULL,
+                lambda k, d, name=name: mclust.covariance_parameters(name, k, d),
+                None,
+                None,
+                lambda nk, scatter, d, estimate=estimate: estimate(nk, scatter),
+            )
+            for name, estimate in mclust.ESTIMATORS.items()
+        ),
     )
 }
 

@@ -135,7 +135,10 @@ def default_prior(
 
 
 def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
-    """ValueError naming the hyperparameter that is out of its range or of the wrong shape."""
+    """ValueError naming the hyperparameter that is out of its range or of the wrong shape, or the covariance type
+    that takes no prior."""
+    if covtypes.get(covariance_type).map_covariances is None:
+        raise ValueError(no_prior_for(covariance_type))
     d, dense = n_features, layout_of(covariance_type).dense
     if not (math.isfinite(prior.shrinkage) and prior.shrinkage >= 0):
         raise ValueError(f"prior shrinkage must be a finite number >= 0, got {prior.shrinkage}")
@@ -204,11 +207,21 @@ def map_covariances(nk: Array, centred: Array, scatter: Array, covariance_type: 
     flat = 1.0 if kappa > 0 else 0.0  # a flat prior on the means has no log-determinant term of its own
     gain = nk * kappa / (nk + kappa) if kappa > 0 else np.zeros_like(nk)
     entry = covtypes.get(covariance_type)
+    if entry.map_covariances is None:  # refused before any work by check_prior
+        raise ValueError(no_prior_for(covariance_type))
     if entry.layout.dense:
         pull = gain[:, None, None] * centred[:, :, None] * centred[:, None, :]  # C_k
     else:
         pull = gain[:, None] * np.square(centred)
     return entry.map_covariances(nk, scatter, pull, flat, prior.scale, prior.dof)
+
+
+def no_prior_for(covariance_type: str) -> str:
+    """Why a covariance type takes no prior."""
+    return (
+        f"the conjugate prior is not available with covariance_type {covariance_type!r} (only with full, tied, "
+        "diag and spherical so far)"
+    )
 
 
 def map_means(nk: Array, data_means: Array, prior: Prior) -> Array:

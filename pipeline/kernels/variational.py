@@ -103,6 +103,10 @@ def resolve_priors(
     ValueError
         Naming the prior and what is wrong with it.
     """
+    if covtypes.get(covariance_type).wishart is None:
+        raise ValueError(
+            f"the variational mixture takes covariance_type full, tied, diag or spherical, not {covariance_type!r}"
+        )
     d, layout = moments.mean.shape[0], layout_of(covariance_type)
     defaults = {
         "weight_concentration_prior": 1.0 / n_components,
@@ -284,7 +288,9 @@ class VariationalStep(Advances):
             concentration = p.weight_concentration_prior + nk
         beta = p.mean_precision_prior + nk
         means = (p.mean_precision_prior * p.mean_prior + nk[:, None] * xk) / beta[:, None]
-        nu, cov = covtypes.get(ct).wishart(
+        wishart = covtypes.get(ct).wishart
+        assert wishart is not None  # refused by resolve_priors
+        nu, cov = wishart(
             nk, sk, xk - p.mean_prior, beta, p.covariance_prior, p.degrees_of_freedom_prior, p.mean_precision_prior
         )
         params = Params(
