@@ -13,16 +13,19 @@ import json
 import warnings
 from pathlib import Path
 
+import dask.dataframe as dd
 import numpy as np
 import pytest
 import reference_mclust as ref
 import yaml
+from click.testing import CliRunner
 from helpers import gmm, make_blobs, write_config, write_parquet
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from pipeline import BayesianGaussianMixture, GaussianMixture, kernels
+from pipeline import BayesianGaussianMixture, GaussianMixture, kernels, load_model
 from pipeline.choices import MCLUST_MODELS
+from pipeline.cli import main
 from pipeline.errors import ConvergenceWarning
 from pipeline.kernels import mclust
 
@@ -152,3 +155,26 @@ def test_gmm_fit_and_select_take_the_models(tmp_path):
         (k, ct) for ct in ("EII", "VVI", "EEV", "VVV") for k in (2, 3)
     ]
     assert all(float(r["bic"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize("model", ["VEI", "EEV"])
+def test_gmm_fit_and_the_estimator_give_the_same_bits_with_missing_values(tmp_path, monkeypatch, client, model):
+    X = make_blobs(21, n_per=400)
+    X[np.random.default_rng(0).uniform(size=X.shape) < 0.03] = np.nan
+    write_parquet(tmp_path / "data", X, n_files=3)
+    spec = {"n_components": 3, "covariance_type": model, "max_iter": 30, "tol": 1e-6}
+    write_config(
+        tmp_path / "c.yaml",
+        data={"path": "data", "nan_policy": "marginalize"},
+        model=spec,
+        output={"path": "out"},
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["fit", "c.yaml", "--scheduler", client.scheduler.address])
+    assert result.exit_code == 0, result.stderr
+    cli = load_model(tmp_path / "out")
+    with client.as_current():
+        ours = GaussianMixture(random_state=0, nan_policy="marginalize", **spec).fit(dd.read_parquet("data"))
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(ours, name), getattr(cli, name), err_msg=name)
+    assert ours.covariances_.shape == (3, 3, 3)
