@@ -26,7 +26,7 @@ from scipy.stats import multivariate_normal
 from pipeline import BayesianGaussianMixture, GaussianMixture, kernels, load_model
 from pipeline.choices import MCLUST_MODELS
 from pipeline.cli import main
-from pipeline.errors import ConvergenceWarning
+from pipeline.errors import ComponentCollapseError, ConvergenceWarning
 from pipeline.kernels import mclust
 
 FIXTURES = {
@@ -104,7 +104,7 @@ def test_a_fit_keeps_the_models_constraints_and_never_lowers_its_bound(model):
     gm = GaussianMixture(3, covariance_type=model, random_state=0, tol=1e-10, max_iter=300).fit(X)
     assert gm.converged_ and gm.covariances_.shape == (3, 3, 3)
     assert np.all(np.diff(gm.lower_bounds_) >= -1e-12 * np.abs(gm.lower_bounds_[1:]))
-    cov = gm.covariances_ - 1e-6 * np.eye(3)  # reg_covar's part
+    cov = gm.covariances_  # reg_covar is in the scatter, so the constraints hold exactly
     values, vectors = np.linalg.eigh(cov)
     volume, orientation = model[0], model[2]
     volumes = np.exp(np.linalg.slogdet(cov)[1] / 3)
@@ -178,3 +178,19 @@ def test_gmm_fit_and_the_estimator_give_the_same_bits_with_missing_values(tmp_pa
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(ours, name), getattr(cli, name), err_msg=name)
     assert ours.covariances_.shape == (3, 3, 3)
+
+
+@pytest.mark.parametrize("model", ["EVI", "EVV", "VEV"])
+def test_a_component_on_two_points_is_held_up_by_reg_covar_in_its_scatter(model):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 3)), [[50.0, 50.0, 50.0], [50.1, 50.0, 50.0]]])
+    start = {"means_init": [[0.0, 0.0, 0.0], [50.0, 50.0, 50.0]], "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no division by a zero determinant
+        gm = GaussianMixture(2, covariance_type=model, **start).fit(X)
+        assert gm.converged_ and np.isfinite(gm.covariances_).all()
+        volumes = np.exp(np.linalg.slogdet(gm.covariances_)[1] / 3)
+        assert np.allclose(volumes, volumes[0], rtol=1e-9) == (model[0] == "E")  # the constraint holds exactly
+        if model[1] == "V":  # its own shape needs its own scatter's determinant (VEV's shape is shared: it fits)
+            with pytest.raises(ComponentCollapseError, match="increase reg_covar"):
+                GaussianMixture(2, covariance_type=model, reg_covar=0.0, **start).fit(X)

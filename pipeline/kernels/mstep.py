@@ -129,17 +129,31 @@ def m_step_moments(moments: ComponentMoments, reg_covar: float, prior: Prior | N
     k, d = data_means.shape
     if prior is None:
         means = data_means
-        cov = ml_covariances(nk, scatter, covariance_type, d)
+        cov = ml_covariances(nk, scatter, covariance_type, d, reg_covar)
     else:
         means = map_means(nk, data_means, prior)
         cov = map_covariances(nk, data_means - prior.mean, scatter, covariance_type, prior)
-    cov = add_to_diagonal(cov, reg_covar, covariance_type)
+        cov = add_to_diagonal(cov, reg_covar, covariance_type)
     return Params(nk / nk.sum(), means, cov, compute_precision_cholesky(cov, covariance_type), covariance_type)
 
 
-def ml_covariances(nk: Array, scatter: Array, covariance_type: str, n_features: int) -> Array:
-    """Maximum-likelihood covariances (:meth:`~pipeline.kernels.covtypes.CovarianceType.ml_covariances`)."""
-    return covtypes.get(covariance_type).ml_covariances(nk, scatter, n_features)
+def ml_covariances(nk: Array, scatter: Array, covariance_type: str, n_features: int, reg_covar: float) -> Array:
+    """Maximum-likelihood covariances (:meth:`~pipeline.kernels.covtypes.CovarianceType.ml_covariances`), with
+    ``reg_covar`` added to each one's diagonal; for a type with constraints of its own (mclust's models), added
+    to each scatter ``W_k`` as ``n_k reg_covar I`` before the estimate instead, so that the constraints hold
+    exactly and a singular scatter is no obstacle (for an unconstrained type the two are the same)."""
+    entry = covtypes.get(covariance_type)
+    if entry.ml is None:
+        return add_to_diagonal(entry.ml_covariances(nk, scatter, n_features), reg_covar, covariance_type)
+    per_row = (reg_covar * nk)[:, None]  # each component's n_k reg_covar on its variances
+    if entry.layout.dense:
+        regularised = np.array(scatter)
+        idx = np.arange(n_features)
+        regularised[:, idx, idx] += per_row
+    else:
+        regularised = scatter + per_row
+    with np.errstate(divide="ignore", invalid="ignore"):  # a singular scatter without reg_covar: not finite, which
+        return entry.ml_covariances(nk, regularised, n_features)  # the precisions' check reports as a collapse
 
 
 def add_to_diagonal(cov: Array, value: float, covariance_type: str) -> Array:

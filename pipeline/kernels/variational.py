@@ -26,7 +26,7 @@ from pipeline.kernels.arrays import Array
 from pipeline.kernels.covtypes import Layout, layout_of
 from pipeline.kernels.estep import Prepared, log_det_cholesky, prepare
 from pipeline.kernels.moments import DataMoments
-from pipeline.kernels.mstep import add_to_diagonal, component_moments, ml_covariances
+from pipeline.kernels.mstep import component_moments, ml_covariances
 from pipeline.kernels.params import PARAM_ARRAYS, Params, compute_precision_cholesky
 from pipeline.kernels.prior import brief, check_count
 from pipeline.kernels.stats import Stats
@@ -279,7 +279,7 @@ class VariationalStep(Advances):
         ct, p = self.covariance_type, self.priors
         nk, xk, scatter = component_moments(stats, shift, ct)
         d = xk.shape[1]
-        sk = add_to_diagonal(ml_covariances(nk, scatter, ct, d), self.reg_covar, ct)
+        sk = ml_covariances(nk, scatter, ct, d, self.reg_covar)
         if p.weight_concentration_prior_type == "dirichlet_process":
             concentration = np.stack(
                 [1.0 + nk, p.weight_concentration_prior + np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))]
