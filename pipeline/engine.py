@@ -448,11 +448,8 @@ def _resume(
         for saved in resumed.runs:
             step = steps[saved.candidate]
             state = step.from_arrays(saved.arrays)
-            if (
-                isinstance(step, Squarem)
-                and state.state.moments is None
-                or (isinstance(step, IncrementalStep) and state.moments is None)
-            ):
+            learned = state.state if isinstance(state, Cycle) else state
+            if isinstance(learned, Learned) and learned.moments is None:
                 raise ValueError("written by an earlier version, which kept no statistics")
             params = step.params(state)
             kernels.check_params(params)
