@@ -167,24 +167,29 @@ def _peak_rss_mb():
         return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
-def sklearn_per_iteration(X, start, repeats, low=1, high=3):
-    from sklearn.exceptions import ConvergenceWarning
+def sklearn_from(start: kernels.Params, tol: float, max_iter: int):
+    """scikit-learn's GaussianMixture (unfitted) that starts from ``start``'s weights, means and precisions."""
     from sklearn.mixture import GaussianMixture as SkGMM
 
-    precisions = kernels.precisions_from_cholesky(start.precisions_cholesky, start.covariance_type)
+    return SkGMM(
+        start.n_components,
+        covariance_type=start.covariance_type,
+        weights_init=start.weights,
+        means_init=start.means,
+        precisions_init=kernels.precisions_from_cholesky(start.precisions_cholesky, start.covariance_type),
+        tol=tol,
+        max_iter=max_iter,
+    )
+
+
+def sklearn_per_iteration(X, start, repeats, low=1, high=3):
+    from sklearn.exceptions import ConvergenceWarning
+
     out = []
     for _ in range(repeats):
         times = {}
         for n_iter in (low, high):
-            sk = SkGMM(
-                start.n_components,
-                covariance_type=start.covariance_type,
-                weights_init=start.weights,
-                means_init=start.means,
-                precisions_init=precisions,
-                tol=0,
-                max_iter=n_iter,
-            )
+            sk = sklearn_from(start, tol=0, max_iter=n_iter)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 started = time.perf_counter()

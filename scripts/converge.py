@@ -136,18 +136,9 @@ def _to_optimum(fit: dict, optimum: float) -> dict:
 
 
 def _sklearn(X: np.ndarray, start: kernels.Params, tol: float) -> dict:
-    from sklearn.mixture import GaussianMixture as SkGMM
+    from bench import sklearn_from
 
-    precisions = kernels.precisions_from_cholesky(start.precisions_cholesky, start.covariance_type)
-    sk = SkGMM(
-        start.n_components,
-        covariance_type=start.covariance_type,
-        weights_init=start.weights,
-        means_init=start.means,
-        precisions_init=precisions,
-        tol=tol,
-        max_iter=MAX_ITER,
-    )
+    sk = sklearn_from(start, tol, MAX_ITER)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         started = time.perf_counter()
