@@ -47,9 +47,9 @@ def _from_diagonals(diagonals: Array) -> Array:
 
 
 def _rotate(orientation: Array, diagonals: Array) -> Array:
-    """``D diag(a_k) D^T`` for each row ``a_k`` of ``diagonals`` (K, D); ``orientation`` (D, D) or (K, D, D)."""
-    scaled = orientation * diagonals[:, None, :]
-    return scaled @ np.swapaxes(np.broadcast_to(orientation, scaled.shape), 1, 2)
+    """``D_k diag(a_k) D_k^T`` for each component: ``orientation`` (K, D, D), ``diagonals`` (K, D)."""
+    rotated: Array = (orientation * diagonals[:, None, :]) @ np.swapaxes(orientation, 1, 2)
+    return rotated
 
 
 def _iterate(first: Array, step: Callable[[Array], Array]) -> Array:
