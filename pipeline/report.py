@@ -29,12 +29,9 @@ from pipeline.model import SELECTION_FILE, YAML_NAME, ModelInfo, load_saved_mode
 from pipeline.secrets import scrub
 
 SAMPLE_ROWS = 5000
-# Criterion: its name, line style, marker and colour (the one that chose the model is drawn bold and black).
-CRITERIA_STYLE = {
-    "bic": ("BIC", "-", "s", "tab:blue"),
-    "aic": ("AIC", "--", "^", "tab:green"),
-    "icl": ("ICL", ":", "o", "tab:purple"),
-}
+# Markers and line styles of the covariance types' lines (with tab20's colours: no two of mclust's 14 alike).
+MODEL_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h", "p", "8", "d", "*")
+MODEL_LINES = ("-", "--", "-.", ":")
 # Text properties for anything the user wrote: drawn as it is, never read as mathtext or TeX ("$" is a dollar).
 PLAIN_TEXT = {"parse_math": False, "usetex": False}
 # Longest feature name an axis label shows in full (longer ones are cut, with "…"; the HTML table has them all).
@@ -182,47 +179,76 @@ def _convergence(ax, info: ModelInfo):
         )
 
 
+def _model_styles(types: list[str]) -> dict[str, tuple[object, str, str]]:
+    """A colour, marker and line style for each covariance type of a selection, none two alike (up to 14)."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.cm.tab20(np.arange(len(types)) % 20)
+    return {
+        ct: (colours[i], MODEL_MARKERS[i % len(MODEL_MARKERS)], MODEL_LINES[i % len(MODEL_LINES)])
+        for i, ct in enumerate(types)
+    }
+
+
 def _selection(axes, selection: list[dict], info: ModelInfo, params: kernels.Params):
-    """One panel per covariance type, all on one y-scale (the axes share it), each criterion its own line style."""
+    """One panel per criterion, one line per covariance type against K (as mclust's ``plot(BIC)``), the chosen
+    candidate starred on the criterion that chose it; one legend of the types beside the last panel."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     criterion = info.selection.criterion
     types = list(dict.fromkeys(row["covariance_type"] for row in selection))
-    for ax, ct in zip(axes, types):
-        rows = sorted((r for r in selection if r["covariance_type"] == ct), key=lambda r: r["n_components"])
-        ks = [r["n_components"] for r in rows]
-        for key, (label, style, marker, colour) in CRITERIA_STYLE.items():
-            if key not in rows[0]:
-                continue
-            chosen = key == criterion
+    styles = _model_styles(types)
+    keys = [key for key in CRITERIA if key in selection[0]]  # a panel each, in this order
+    for ax, key in zip(axes, keys):
+        for ct in types:
+            rows = sorted((r for r in selection if r["covariance_type"] == ct), key=lambda r: r["n_components"])
+            colour, marker, style = styles[ct]
+            chosen = ct == params.covariance_type
             ax.plot(
-                ks,
+                [r["n_components"] for r in rows],
                 [r[key] for r in rows],
                 linestyle=style,
                 marker=marker,
-                markersize=6 if chosen else 5,
-                linewidth=2.2 if chosen else 1.2,
-                label=f"{label}{' (chose the model)' if chosen else ''}",
-                color="black" if chosen else colour,
-                zorder=2 if chosen else 3,  # the others' markers stay visible where the lines coincide
+                markersize=6 if chosen else 4.5,
+                linewidth=2.4 if chosen else 1.1,
+                label=ct,
+                color=colour,
+                zorder=3 if chosen else 2,
             )
-        if ct == params.covariance_type:
-            best = next(r for r in rows if r["n_components"] == params.n_components)
+        label = key.upper()
+        if key == criterion:
+            best = next(
+                r
+                for r in selection
+                if (r["n_components"], r["covariance_type"]) == (params.n_components, params.covariance_type)
+            )
             ax.plot(
                 [params.n_components],
-                [best[criterion]],
+                [best[key]],
                 marker="*",
-                markersize=16,
+                markersize=18,
                 color="tab:orange",
+                markeredgecolor="black",
                 linestyle="none",
-                label=f"chosen: K={params.n_components} {ct}",
+                label=f"chosen: K={params.n_components} {params.covariance_type}",
+                zorder=4,
             )
+            label += " (chose the model)"
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.6g}"))
-        ylabel = "criterion (lower is better)" if ax is axes[0] else ""  # the panels share the first one's scale
-        ax.set(title=f"{ct} covariances", xlabel="n_components (K)", ylabel=ylabel)
+        ax.set(title=label, xlabel="n_components (K)", ylabel=f"{key.upper()} (lower is better)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    handles, labels = axes[keys.index(criterion)].get_legend_handles_labels()
+    axes[len(keys) - 1].legend(
+        handles,
+        labels,
+        title="covariance type",
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        ncol=2 if len(types) > 8 else 1,
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def _components(ax, params: kernels.Params, info: ModelInfo, sample: np.ndarray, log_weights: np.ndarray | None):
@@ -294,18 +320,18 @@ def draw(model_dir: str, data_path: str | None = None):
     params, info = saved.params, saved.info
     selection = _read_selection(place, info)
     sample = _sample_rows(data_path, info.feature_names) if data_path else np.empty((0, params.n_features))
-    n_types = len({row["covariance_type"] for row in selection}) if selection else 0
-    fig = plt.figure(figsize=(max(14.0, 4.6 * n_types), 5.8 * (2 if selection else 1)), layout="constrained")
+    n_criteria = sum(key in selection[0] for key in CRITERIA) if selection else 0
+    fig = plt.figure(figsize=(16.0, 5.8 * (2 if selection else 1)), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1]) if selection else (fig, None)
     left, right = top.subplots(1, 2, width_ratios=[1, 1.6])
     _convergence(left, info)
     log_weights = saved.log_weights()  # a variational model predicts with its expectations, as gmm score does
     _components(right, params, info, sample, log_weights)
     if selection:
-        _selection(bottom.subplots(1, n_types, squeeze=False, sharey=True)[0], selection, info, params)
+        _selection(bottom.subplots(1, n_criteria, squeeze=False)[0], selection, info, params)
         bottom.suptitle(
             f"Model selection by {info.selection.criterion.upper()} over {len(selection)} candidates "
-            "(lower is better; the bold line is the criterion that chose the model; one y-scale for all panels)",
+            "(lower is better; one line per covariance type, the chosen one bold and starred)",
             fontsize=12,
             weight="bold",
         )

@@ -100,23 +100,28 @@ def test_the_figure_reads_at_a_glance(selected):
     # integer iteration ticks, no offset or scientific notation on the convergence axis
     assert all(float(t).is_integer() for t in convergence.get_xticks())
     assert convergence.yaxis.get_offset_text().get_text() == ""
-    # one panel per covariance type, the criterion named, the chosen model marked
-    assert [p.get_title() for p in panels] == [f"{ct} covariances" for ct in ("full", "tied", "diag", "spherical")]
+    # one panel per criterion, the one that chose the model named, the chosen candidate starred on it
+    assert [p.get_title() for p in panels] == ["BIC", "AIC", "ICL (chose the model)"]
     assert "selection by ICL" in fig.subfigs[1]._suptitle.get_text()
-    labels = [t.get_text() for p in panels for t in p.get_legend().get_texts()]
-    assert "ICL (chose the model)" in labels and any(label.startswith("chosen: K=") for label in labels)
-    # BIC, AIC and ICL look different (line style and marker) and the legend says which is which
+    chosen = f"chosen: K={info.n_components} {info.covariance_type}"
+    assert [line.get_label() for line in panels[2].get_lines()][-1] == chosen
+    # one line per covariance type in every panel (as mclust's plot(BIC)), each type drawn alike in every panel
+    # and unlike the others, the chosen type's line the boldest; one legend of the types, beside the panels
+    types = ["full", "tied", "diag", "spherical"]
+    looks = []
     for panel in panels:
-        lines = {line.get_label().split()[0]: line for line in panel.get_lines() if line.get_linestyle() != "None"}
-        assert sorted(lines) == ["AIC", "BIC", "ICL"]
-        assert len({line.get_linestyle() for line in lines.values()}) == 3
-        assert len({line.get_marker() for line in lines.values()}) == 3
-        assert [t.get_text().split()[0] for t in panel.get_legend().get_texts()][:3] == ["BIC", "AIC", "ICL"]
-    # one y-scale for every covariance type, holding every panel's values
-    assert len({panel.get_ylim() for panel in panels}) == 1
-    low, high = panels[0].get_ylim()
-    values = [v for panel in panels for line in panel.get_lines() for v in line.get_ydata()]
-    assert low <= min(values) and max(values) <= high
+        lines = [line for line in panel.get_lines() if line.get_linestyle() != "None"]
+        assert [line.get_label() for line in lines] == types
+        looks.append([(tuple(line.get_color()), line.get_marker(), line.get_linestyle()) for line in lines])
+        widths = {line.get_label(): line.get_linewidth() for line in lines}
+        assert max(widths, key=widths.get) == info.covariance_type
+    assert looks[0] == looks[1] == looks[2] and len(set(looks[0])) == len(types)
+    legend = panels[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [*types, chosen]
+    # each panel holds its criterion's values for every candidate
+    for panel, key in zip(panels, ("bic", "aic", "icl")):
+        low, high = panel.get_ylim()
+        assert low <= min(row[key] for row in selection) and max(row[key] for row in selection) <= high
     # legends sit outside the data area
     for ax in [convergence, components, *panels]:
         legend = ax.get_legend()
@@ -314,8 +319,31 @@ def test_a_hand_made_selection_is_drawn(tmp_path, monkeypatch):
     saved_model(tmp_path / "m", selection=SELECTION)
     assert invoke(tmp_path, monkeypatch, "report", "m", "--output", "r.html").returncode == 0
     fig, _, selection = report.draw(str(tmp_path / "m"))
-    assert [panel.get_title() for panel in fig.axes[-2:]] == ["full covariances", "diag covariances"]
+    assert [panel.get_title() for panel in fig.axes[-3:]] == ["BIC (chose the model)", "AIC", "ICL"]
+    assert [line.get_label() for line in fig.axes[-3].get_lines()] == ["full", "diag", "chosen: K=2 full"]
     assert len(selection) == 5 and "<td>500.25</td>" in (tmp_path / "r.html").read_text()
+
+
+def test_mclusts_fourteen_models_and_sklearns_four_are_told_apart_in_one_figure(tmp_path):
+    from pipeline.choices import COVARIANCE_TYPES
+
+    rows = [
+        f"{k},{ct},-9.0,{500 + 10 * i + k},{490 + 10 * i + k},{505 + 10 * i + k},3,True"
+        for i, ct in enumerate(COVARIANCE_TYPES)
+        for k in (1, 2, 3)
+    ]
+    saved_model(tmp_path / "m", selection="\n".join([SELECTION.splitlines()[0], *rows]) + "\n")
+    fig, _, _ = report.draw(str(tmp_path / "m"))
+    fig.canvas.draw()
+    assert fig.get_figwidth() == 16.0  # not a panel per type
+    panel = fig.axes[-3]
+    lines = [line for line in panel.get_lines() if line.get_linestyle() != "None"]
+    assert [line.get_label() for line in lines] == list(COVARIANCE_TYPES)
+    looks = {(tuple(line.get_color()), line.get_marker(), line.get_linestyle()) for line in lines}
+    assert len(looks) == len(COVARIANCE_TYPES)
+    legend = fig.axes[-1].get_legend()
+    assert not legend.get_window_extent().overlaps(fig.axes[-1].get_window_extent())
+    assert legend.get_window_extent().x1 <= fig.bbox.x1
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
