@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline import kernels, storage, yamlfile
 from pipeline.choices import ALGORITHMS, COVARIANCE_TYPES, NanPolicy
 from pipeline.errors import InputError
+from pipeline.kernels.mclust import inner_solver
 from pipeline.kernels.mstep import ComponentMoments
 from pipeline.kernels.online import MOMENT_ARRAYS, check_moments, moments_from_arrays
 from pipeline.kernels.params import PARAM_ARRAYS
@@ -167,6 +168,8 @@ class ModelInfo(_Strict):
     variational: dict[str, Any] | None = None
     missing: MissingValues | None = None
     collapsed_components: list[int] = []
+    # mclust's iterative models (VEI, VEE, VEV, ...): their M-step's inner method, tolerance and cap
+    covariance_solver: dict[str, Any] | None = None
     # The estimator's constructor parameters that give this fit (``load_model(d).get_params()``); arrays as lists.
     parameters: dict[str, Any] | None = None
     stream: StreamRecord | None = None
@@ -219,6 +222,7 @@ def describe(params: kernels.Params, feature_names: list[str], **fields: Any) ->
         weights=params.weights.tolist(),
         means=params.means.tolist(),
         versions=package_versions(),
+        covariance_solver=inner_solver(params.covariance_type),
         **fields,
     )
 

@@ -144,6 +144,7 @@ def test_gmm_fit_and_select_take_the_models(tmp_path):
     assert fitted.returncode == 0, fitted.stderr
     info = yaml.safe_load((tmp_path / "fit" / "model.yaml").read_text())
     assert info["covariance_type"] == "VEV"
+    assert info["covariance_solver"] == {"method": "alternation of volumes and shape", "tol": 1e-12, "max_iter": 1000}
     shown = gmm(tmp_path, "inspect", "fit")
     assert "covariance VEV (ellipsoidal: variable volume, equal shape, variable orientation)" in shown.stdout
     write_config(tmp_path / "s.yaml", data={"path": "data"}, output={"path": "sel"})
@@ -155,6 +156,8 @@ def test_gmm_fit_and_select_take_the_models(tmp_path):
         (k, ct) for ct in ("EII", "VVI", "EEV", "VVV") for k in (2, 3)
     ]
     assert all(float(r["bic"]) > 0 for r in rows)
+    chosen = yaml.safe_load((tmp_path / "sel" / "model.yaml").read_text())
+    assert ("covariance_solver" in chosen) == (chosen["covariance_type"] in mclust.ITERATIVE)
 
 
 @pytest.mark.parametrize("model", ["VEI", "EEV"])

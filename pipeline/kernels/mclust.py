@@ -10,7 +10,8 @@ Each function takes ``nk`` (K,) the components' weights and ``scatter`` (K, D, D
 ``W_k = sum_i s_i r_ik (x_i - xbar_k)(x_i - xbar_k)^T``, and returns the covariances (K, D, D) that maximise the
 likelihood under the model's constraints: in closed form where one exists, otherwise by mclust's alternations
 (``VEI``, ``VEE``, ``VEV``), each round lowering ``sum_k n_k log det Sigma_k + tr(Sigma_k^-1 W_k)``, until no
-entry changes by more than :data:`INNER_TOL` of the largest or :data:`INNER_MAX_ITER` rounds.  Every inner
+entry changes by more than :data:`INNER_TOL` of the largest or :data:`INNER_MAX_ITER` rounds (model.yaml records
+both: :func:`inner_solver`).  Every inner
 iteration starts from the same closed form, so the result depends on the statistics alone (bit-identical on any
 cluster).
 
@@ -29,6 +30,12 @@ from pipeline.kernels.arrays import Array
 
 INNER_TOL = 1e-12
 INNER_MAX_ITER = 1000
+# The models whose M-step iterates (no closed form), with what each iteration does.
+ITERATIVE = {
+    "VEI": "alternation of volumes and shape",
+    "VEE": "alternation of volumes and shape-orientation",
+    "VEV": "alternation of volumes and shape",
+}
 
 
 def _geometric_mean(values: Array) -> Array:
@@ -190,6 +197,13 @@ ESTIMATORS: dict[str, Callable[[Array, Array], Array]] = {
     "EVV": evv,
     "VVV": vvv,
 }
+
+
+def inner_solver(model: str) -> dict[str, object] | None:
+    """What model.yaml records of the model's M-step when it iterates (its method, tolerance and cap), else None."""
+    if model not in ITERATIVE:
+        return None
+    return {"method": ITERATIVE[model], "tol": INNER_TOL, "max_iter": INNER_MAX_ITER}
 
 
 def covariance_parameters(model: str, n_components: int, n_features: int) -> float:
