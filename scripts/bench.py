@@ -1,5 +1,6 @@
 """Benchmark: time per EM iteration against scikit-learn, GFLOP/s, out-of-core, Dask overhead, memory; with
-``--converge``, passes and seconds to a converged model (:mod:`converge`).
+``--converge``, passes and seconds to a converged model (:mod:`converge`); with ``--mclust``, ``gmm select
+--covariance-types all`` on a million rows beside R's Mclust (:mod:`mclust_scale`).
 
 Run through ``scripts/bench`` (after ``scripts/test`` has set up .venv/).  Each
 figure is the median of ``--repeats`` runs with min and max; both sides run in
@@ -540,6 +541,11 @@ def main(argv=None):
         action="store_true",
         help="only passes and seconds to a converged model (plain EM, SQUAREM, scikit-learn; scripts/converge.py)",
     )
+    parser.add_argument(
+        "--mclust",
+        action="store_true",
+        help="only gmm select over mclust's models on 1M rows, beside R's Mclust (scripts/mclust_scale.py)",
+    )
     parser.add_argument("--missing", action="store_true", help="also shape A with 10%% of rows missing values")
     parser.add_argument(
         "--online", action="store_true", help="also partial_fit's rows/s beside MiniBatchKMeans.partial_fit's"
@@ -567,6 +573,14 @@ def main(argv=None):
         _shrink_to_smoke()
     root = Path(args.data)
     root.mkdir(parents=True, exist_ok=True)
+    if args.mclust:  # gmm select starts its own cluster, as a user's would
+        from mclust_scale import bench_mclust
+
+        out = Path(args.output).with_name("mclust.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(bench_mclust(root.resolve(), smoke=args.smoke), indent=2))
+        print(f"\nwritten to {out}")
+        return
     gemm_rate = matmul_rate(2)
     report = {
         "date": dt.date.today().isoformat(),

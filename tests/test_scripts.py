@@ -11,6 +11,8 @@ from pathlib import Path
 
 from helpers import ROOT
 
+from pipeline.choices import MCLUST_MODELS
+
 
 def test_the_demos_commands_fit_and_inspect_the_demo(tmp_path):
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
@@ -86,3 +88,14 @@ def test_the_bench_measures_passes_to_a_converged_model(tmp_path):
         assert result["sklearn"]["passes"] >= 1
     assert set(results["A"]["persist_none"]) == {"none", "squarem"}
     assert "acceleration squarem" in run.stdout and "scikit-learn (tol" in run.stdout
+
+
+def test_the_bench_measures_mclusts_models_at_scale(tmp_path):
+    run = bench(tmp_path, "--mclust", "--output", "out/bench.json")
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads((tmp_path / "out" / "mclust.json").read_text())
+    for side, n_types in (("fourteen", len(MCLUST_MODELS)), ("four", 4)):
+        fit = result[side]
+        assert fit["candidates"] == 2 * n_types and fit["seconds"] > 0 and fit["peak_mb"] > 50
+    assert result["mclust"].get("not_run") or result["mclust"]["fits"][0]["rows"] == 500
+    assert "all fourteen: " in run.stdout and "R Mclust" in run.stdout
