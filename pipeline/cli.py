@@ -1,5 +1,5 @@
 """The ``gmm`` command: click commands over the jobs (:mod:`pipeline.job`, :mod:`pipeline.scoring`,
-:mod:`pipeline.report`, :mod:`pipeline.synthetic`).
+:mod:`pipeline.report`, :mod:`pipeline.synthetic`, :mod:`pipeline.export`).
 
 Exit codes: 0 done (or already done), 2 bad usage/config/data (one ``error:``
 line), 3 not converged with ``--require-convergence``, 1 anything else (one
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline import jsonlog, selection
-from pipeline.choices import COVARIANCE_TYPES, CRITERIA, MCLUST_MODELS
+from pipeline.choices import COVARIANCE_TYPES, CRITERIA, DTYPES, MCLUST_MODELS
 from pipeline.console import Console, echo, strict_json, summary_lines
 from pipeline.errors import EnvironmentFault, InputError
 from pipeline.stopping import Stopped, StoppingConsole, stopped_by_signals
@@ -448,6 +448,48 @@ def report(model_dir, data_path, output):
 
     _run(_setup(), write_report, model_dir, output, data_path)
     echo(f"report written to {output}")
+
+
+@main.command(params=[MODEL_DIR])
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["onnx"]),
+    default="onnx",
+    show_default=True,
+    help="The file's format: ONNX, for onnxruntime (C++, C#, Java, JavaScript, Python) and other ONNX runtimes.",
+)
+@click.option(
+    "--output",
+    required=True,
+    metavar="FILE.onnx",
+    help="The file to write; an existing one is replaced only if gmm export wrote it.",
+)
+@click.option(
+    "--outputs",
+    "graph_outputs",
+    default=None,
+    metavar="NAME,...",
+    help="The graph's outputs, comma-separated, among label, probabilities and log_likelihood (default: all three).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="float64",
+    show_default=True,
+    help="The graph's input and arithmetic (float32: faster, about 6 digits; see the guide).",
+)
+def export(model_dir, file_format, output, graph_outputs, dtype):
+    """Write the model as a graph that scores rows as gmm score does, to serve it elsewhere.
+
+    The graph takes one tensor X of shape (N, n_features), the features in the model's order (feature_names in the
+    graph's metadata), and gives label (int64), probabilities (N, n_components) and log_likelihood (N).
+    """
+    from pipeline.export import export as export_onnx
+
+    names = None if graph_outputs is None else [name.strip() for name in graph_outputs.split(",") if name.strip()]
+    chosen = _run(_setup(), export_onnx, model_dir, output, names, dtype)
+    echo(f"model {model_dir} exported to {output} ({file_format}, {dtype}; outputs {', '.join(chosen)})")
 
 
 @main.command()

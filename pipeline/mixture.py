@@ -707,6 +707,52 @@ class MixtureEstimator:
         recorded["dtype"] = dtype_name(self.dtype) or recorded["dtype"]
         return recorded
 
+    def to_onnx(self, outputs=None, dtype="float64"):
+        """An ONNX graph that scores rows as this estimator does, for onnxruntime (needs the ``onnx`` extra).
+
+        The graph takes one tensor ``X`` of shape (N, ``n_features_in_``): the features in the fit's order, as
+        ``feature_names_in_`` (recorded in the graph's metadata as ``feature_names``) names them.  Its outputs are
+        ``label`` (int64, as :meth:`predict`), ``probabilities`` (as :meth:`predict_proba`) and
+        ``log_likelihood`` (as :meth:`score_samples`); a row with NaN or infinity gets label -1 and NaN scores.
+        In float64 they equal this estimator's to 1e-9; see :doc:`/guide/export` for float32.
+
+        Parameters
+        ----------
+        outputs : list of str, optional
+            Some of ``"label"``, ``"probabilities"``, ``"log_likelihood"``; None: all three.
+        dtype : {"float64", "float32"} or numpy dtype, default="float64"
+            The graph's input and arithmetic.
+
+        Returns
+        -------
+        onnx.ModelProto
+            Save it with ``onnx.save(model, "model.onnx")``; ``gmm export`` writes the same graph from a model
+            directory.
+
+        Raises
+        ------
+        ImportError
+            The ``onnx`` package is not installed (``pip install 'gmm-pipeline[onnx]'``).
+        NotFittedError
+            The estimator is not fitted yet.
+        ValueError
+            An unknown output or dtype, or ``nan_policy="marginalize"``: the graph cannot score a row by its
+            observed values.
+        """
+        from pipeline.export import to_onnx
+
+        params = self._params()
+        names = getattr(self, "feature_names_in_", None)
+        return to_onnx(
+            params,
+            self._log_weights(),
+            [f"x{i}" for i in range(params.n_features)] if names is None else list(names),
+            nan_policy=self._policy(),
+            outputs=outputs,
+            dtype=dtype,
+            source=f"This {type(self).__name__}",
+        )
+
     def _save(self, path, storage_options, params: kernels.Params, extra_arrays=None, **fields) -> None:
         """Write the fitted model as a model directory; ``fields`` are the subclass's own model.yaml keys."""
         names = getattr(self, "feature_names_in_", None)

@@ -197,3 +197,26 @@ def test_a_component_on_two_points_is_held_up_by_reg_covar_in_its_scatter(model)
         if model[1] == "V":  # its own shape needs its own scatter's determinant (VEV's shape is shared: it fits)
             with pytest.raises(ComponentCollapseError, match="increase reg_covar"):
                 GaussianMixture(2, covariance_type=model, reg_covar=0.0, **start).fit(X)
+
+
+def test_from_our_own_starts_we_reach_mclusts_log_likelihood_in_most_cases():
+    """One k-means start (mclust starts from its hierarchical clustering): 84 of 96 fits reach mclust's optimum or
+    a better one; the others end at another local optimum (their EM converged), none below by more than 3%."""
+    reached, misses = 0, []
+    for name, doc in FIXTURES.items():
+        X = np.asarray(doc["X"], dtype=float)
+        for fit in doc["fits"]:
+            if not fit["fitted"] or fit["model"] not in MCLUST_MODELS:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                gm = GaussianMixture(
+                    fit["G"], covariance_type=fit["model"], tol=1e-10, max_iter=2000, reg_covar=0, random_state=0
+                ).fit(X)
+            gap = (gm.score(X) * len(X) - fit["loglik"]) / abs(fit["loglik"])
+            if gap >= -1e-7:
+                reached += 1
+            else:
+                misses.append((name, fit["model"], fit["G"], gap))
+                assert gm.converged_ and gap > -0.03, misses[-1]
+    assert reached / (reached + len(misses)) >= 0.85, misses
