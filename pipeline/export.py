@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ from pipeline.storage import Place
 OUTPUTS = ("label", "probabilities", "log_likelihood")
 INPUT = "X"
 PRODUCER = "gmm-pipeline"
-OPSET = 13  # every operator used is in it: runtimes from 2020 on (onnxruntime 1.6, onnxruntime-web) take the graph
+OPSET = 13  # ONNX 1.8's (2020): the lowest with every operator as used here (ReduceSum's, Squeeze's axes as inputs)
 INSTALL = "pip install 'gmm-pipeline[onnx]'"
 # A serialized ModelProto starts with field 1 (ir_version, a varint) and then field 2 (producer_name): the graphs
 # this module writes carry this within their first bytes, which is how an earlier export is told from other files.
@@ -80,7 +80,7 @@ def check_outputs(outputs: Sequence[str] | None, what: str) -> list[str]:
     unknown = [name for name in outputs if name not in OUTPUTS]
     if unknown or not outputs:
         shown = repr(unknown[0]) if unknown else "(nothing)"
-        raise InputError(f"{what} {shown}: not one of {', '.join(OUTPUTS)}; give one or more of them, comma-separated")
+        raise InputError(f"{what} {shown}: not one of {', '.join(OUTPUTS)}; give one or more of them")
     return [name for name in OUTPUTS if name in outputs]
 
 
@@ -263,8 +263,6 @@ def export(
     output_path: str,
     outputs: Sequence[str] | None = None,
     dtype: str = "float64",
-    *,
-    emit: Callable[[dict[str, Any]], None] = lambda event: None,
 ) -> list[str]:
     """``gmm export``: write the model directory's scoring graph as an ONNX file.
 
@@ -281,8 +279,6 @@ def export(
         Some of :data:`OUTPUTS`; None: all three.
     dtype : {"float64", "float32"}, default="float64"
         The graph's input and arithmetic.
-    emit : callable
-        Receives the ``exported`` event.
 
     Returns
     -------
@@ -307,12 +303,10 @@ def export(
         nan_policy=info.missing.nan_policy if info.missing is not None else "error",
         outputs=chosen,
         dtype=dtype,
-        source=str(model_path),
+        source=f"the model {str(model_path)!r}",
     )
     place = resolve(output_path, "--output")
     # one file, as a report is: replaced only when is_export proves it an earlier export
     with writing(place, "--output", "report", is_export, {"the model": str(model_path)}):
-        content = model.SerializeToString()
-        storage.write_bytes(place, content)
-    emit({"event": "exported", "output": output_path, "bytes": len(content), "outputs": chosen})
+        storage.write_bytes(place, model.SerializeToString())
     return chosen

@@ -23,7 +23,7 @@ FLOORS: dict[str, tuple[str, ...]] = {
     # the gmm command and the estimators
     "faces": ("__init__", "__main__", "cli", "stopping", "estimator", "bayesian", "mixture", "inputs"),
     # a command's work from start to end: outputs, the cluster's session, what is written
-    "jobs": ("job", "scoring", "report", "synthetic"),
+    "jobs": ("job", "scoring", "report", "synthetic", "export"),
     # fitting: starts, the EM loop, the fitted record, checkpoints, the selection table
     "core": ("fitting", "engine", "em", "init", "model", "checkpoint", "selection"),
     # Parquet data, passes over blocks, the cluster, bytes in and out
