@@ -21,8 +21,9 @@ MAP under the conjugate prior, the variational Gaussian-Wishart posterior), each
 
 mclust's fourteen models (:mod:`~pipeline.kernels.mclust`: ``EII`` ... ``VVV``) are entries over the ``full``
 layout, as mclust and the issue that asked for them store them: every covariance a (D, D) matrix, estimated from
-the components' scatter matrices under the model's constraints.  No MAP or variational M-step yet (None: a fit
-that asks for one is refused before it starts).  Adding a type is one entry in :data:`COVARIANCE_TYPES` with its
+the components' scatter matrices under the model's constraints; mclust's MAP M-steps for the ten it gives a prior
+(:mod:`~pipeline.kernels.mclust_prior`), no variational M-step (None: a fit that asks for one is refused before it
+starts).  Adding a type is one entry in :data:`COVARIANCE_TYPES` with its
 layout, parameter count and M-steps, and its name in :data:`pipeline.choices.COVARIANCE_TYPES`.
 """
 
@@ -33,7 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeline.kernels import mclust
+from pipeline.kernels import mclust, mclust_prior
 from pipeline.kernels.arrays import Array
 
 
@@ -159,6 +160,16 @@ class WishartPosterior(Protocol):
         ...
 
 
+class LogPriorDensity(Protocol):
+    """A type's own log prior density (up to a constant) for MAP EM's objective."""
+
+    def __call__(
+        self, means: Array, precisions: Array, log_dets: Array, mean: Array, shrinkage: float, scale: Array, dof: float
+    ) -> float:
+        """``means`` (K, D), ``precisions`` (K, D, D), ``log_dets`` (K,); the prior's hyperparameters."""
+        ...
+
+
 class _Count(Protocol):
     """A number of free parameters from (n_components, n_features)."""
 
@@ -181,6 +192,9 @@ class CovarianceType:
         None: not a type of the variational mixture.
     ml : MlCovariances, optional
         None (the four of scikit-learn): the layout's reduction of full, see :meth:`ml_covariances`.
+    log_prior : LogPriorDensity, optional
+        The prior's log density that :attr:`map_covariances` raises, where it is not the layout's conjugate one
+        (mclust's models: :class:`~pipeline.kernels.mclust_prior.LogPrior`).
     """
 
     name: str
@@ -189,6 +203,7 @@ class CovarianceType:
     map_covariances: MapCovariances | None
     wishart: WishartPosterior | None
     ml: MlCovariances | None = None
+    log_prior: LogPriorDensity | None = None
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """Free parameters of a mixture of this type: covariances, means and the weights (which sum to 1)."""
@@ -203,6 +218,12 @@ class CovarianceType:
         k, d, dense = nk.shape[0], n_features, self.layout.dense
         counts = np.broadcast_to(nk[:, None, None] if dense else nk[:, None], (k, d, d) if dense else (k, d))
         return scatter / self.layout.reduce(counts)
+
+    @property
+    def prior_scale_is_number(self) -> bool:
+        """The conjugate prior's scale is one number (``diag``, ``spherical``, mclust's axis-aligned models), not
+        a (D, D) matrix."""
+        return not self.layout.dense or self.name in mclust_prior.NUMBER_SCALE
 
 
 def _map_full(nk: Array, scatter: Array, pull: Array, flat: float, scale: Array, dof: float) -> Array:
@@ -297,9 +318,10 @@ COVARIANCE_TYPES: dict[str, CovarianceType] = {
                 name,
                 FULL,
                 lambda k, d, name=name: mclust.covariance_parameters(name, k, d),
-                None,
+                mclust_prior.MAP_ESTIMATORS.get(name),
                 None,
                 lambda nk, scatter, d, estimate=estimate: estimate(nk, scatter),
+                mclust_prior.LOG_PRIORS.get(name),
             )
             for name, estimate in mclust.ESTIMATORS.items()
         ),

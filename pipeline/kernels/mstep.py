@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -131,29 +132,40 @@ def m_step_moments(moments: ComponentMoments, reg_covar: float, prior: Prior | N
         means = data_means
         cov = ml_covariances(nk, scatter, covariance_type, d, reg_covar)
     else:
-        means = map_means(nk, data_means, prior)
-        cov = map_covariances(nk, data_means - prior.mean, scatter, covariance_type, prior)
-        cov = add_to_diagonal(cov, reg_covar, covariance_type)
+        means = map_means(nk, data_means, prior, covariance_type)
+        centred = data_means - prior.mean
+        cov = _regularised(
+            lambda s: map_covariances(nk, centred, s, covariance_type, prior), nk, scatter, covariance_type, reg_covar
+        )
     return Params(nk / nk.sum(), means, cov, compute_precision_cholesky(cov, covariance_type), covariance_type)
 
 
 def ml_covariances(nk: Array, scatter: Array, covariance_type: str, n_features: int, reg_covar: float) -> Array:
-    """Maximum-likelihood covariances (:meth:`~pipeline.kernels.covtypes.CovarianceType.ml_covariances`), with
-    ``reg_covar`` added to each one's diagonal; for a type with constraints of its own (mclust's models), added
-    to each scatter ``W_k`` as ``n_k reg_covar I`` before the estimate instead, so that the constraints hold
-    exactly and a singular scatter is no obstacle (for an unconstrained type the two are the same)."""
+    """Maximum-likelihood covariances (:meth:`~pipeline.kernels.covtypes.CovarianceType.ml_covariances`) with
+    ``reg_covar`` (:func:`_regularised`)."""
+    entry = covtypes.get(covariance_type)
+    return _regularised(lambda s: entry.ml_covariances(nk, s, n_features), nk, scatter, covariance_type, reg_covar)
+
+
+def _regularised(
+    estimate: Callable[[Array], Array], nk: Array, scatter: Array, covariance_type: str, reg_covar: float
+) -> Array:
+    """``estimate(scatter)`` with ``reg_covar`` added to each covariance's diagonal; for a type with constraints of
+    its own (mclust's models), added to each scatter ``W_k`` as ``n_k reg_covar I`` before the estimate instead, so
+    that the constraints hold exactly and a singular scatter is no obstacle (for an unconstrained type the two are
+    the same)."""
     entry = covtypes.get(covariance_type)
     if entry.ml is None:
-        return add_to_diagonal(entry.ml_covariances(nk, scatter, n_features), reg_covar, covariance_type)
+        return add_to_diagonal(estimate(scatter), reg_covar, covariance_type)
     per_row = (reg_covar * nk)[:, None]  # each component's n_k reg_covar on its variances
     if entry.layout.dense:
         regularised = np.array(scatter)
-        idx = np.arange(n_features)
+        idx = np.arange(scatter.shape[-1])
         regularised[:, idx, idx] += per_row
     else:
         regularised = scatter + per_row
     with np.errstate(divide="ignore", invalid="ignore"):  # a singular scatter without reg_covar: not finite, which
-        return entry.ml_covariances(nk, regularised, n_features)  # the precisions' check reports as a collapse
+        return estimate(regularised)  # the precisions' check reports as a collapse
 
 
 def add_to_diagonal(cov: Array, value: float, covariance_type: str) -> Array:

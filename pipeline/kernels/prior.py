@@ -25,6 +25,7 @@ import numpy as np
 from pipeline.kernels import covtypes
 from pipeline.kernels.arrays import Array
 from pipeline.kernels.covtypes import layout_of
+from pipeline.kernels.mclust_prior import UNSHRUNK_MEANS
 from pipeline.kernels.moments import DataMoments
 from pipeline.kernels.params import Params
 
@@ -60,9 +61,10 @@ class Prior:
         ``kappa >= 0``: how many rows' worth of weight the prior mean has (0: a flat prior on the means).
     mean : ndarray of shape (n_features,)
     dof : float
-        Degrees of freedom ``nu > n_features - 1`` (full, tied) or ``> 0`` (diag, spherical).
+        Degrees of freedom ``nu > n_features - 1`` with a matrix scale, else ``> 0``.
     scale : ndarray
-        (n_features, n_features) positive semi-definite (full, tied); a scalar > 0 (diag, spherical).
+        (n_features, n_features) positive semi-definite (full, tied, mclust's ellipsoidal models); a scalar > 0
+        (diag, spherical, mclust's axis-aligned models: ``CovarianceType.prior_scale_is_number``).
     """
 
     shrinkage: float
@@ -100,8 +102,8 @@ def default_prior(
     """mclust's ``defaultPrior``, with any hyperparameter in ``given`` taking the place of its default.
 
     shrinkage 0.01; mean the data's mean; dof ``d + 2``; scale
-    ``(1/G)^(2/d) var(X)`` (full, tied; its diagonal only when ``n <= d``)
-    or ``(1/G)^(2/d) sum_j var(X_j) / d`` (diag, spherical).
+    ``(1/G)^(2/d) var(X)`` (full, tied, mclust's ellipsoidal models; its diagonal only when ``n <= d``)
+    or ``(1/G)^(2/d) sum_j var(X_j) / d`` (diag, spherical, mclust's axis-aligned models: one number).
 
     Raises
     ------
@@ -111,7 +113,7 @@ def default_prior(
     """
     d = moments.mean.shape[0]
     factor = (1.0 / n_components) ** (2.0 / d)
-    if layout_of(covariance_type).dense:
+    if not covtypes.get(covariance_type).prior_scale_is_number:
         cov = moments.covariance if moments.weight_sum > d else np.diag(np.diag(moments.covariance))
         scale = factor * cov
     else:
@@ -137,9 +139,10 @@ def default_prior(
 def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
     """ValueError naming the hyperparameter that is out of its range or of the wrong shape, or the covariance type
     that takes no prior."""
-    if covtypes.get(covariance_type).map_covariances is None:
+    entry = covtypes.get(covariance_type)
+    if entry.map_covariances is None:
         raise ValueError(no_prior_for(covariance_type))
-    d, dense = n_features, layout_of(covariance_type).dense
+    d, matrix = n_features, not entry.prior_scale_is_number
     if not (math.isfinite(prior.shrinkage) and prior.shrinkage >= 0):
         raise ValueError(f"prior shrinkage must be a finite number >= 0, got {prior.shrinkage}")
     check_count("prior shrinkage", prior.shrinkage)
@@ -147,11 +150,11 @@ def check_prior(prior: Prior, covariance_type: str, n_features: int) -> None:
         raise ValueError(f"prior mean must be {d} numbers (one per feature), got shape {prior.mean.shape}")
     if not np.isfinite(prior.mean).all():
         raise ValueError(f"prior mean must be finite, got {brief(prior.mean)}")
-    least = d - 1 if dense else 0
+    least = d - 1 if matrix else 0
     if not (math.isfinite(prior.dof) and prior.dof > least):
         raise ValueError(f"prior dof must be > {least} for covariance_type {covariance_type!r}, got {prior.dof}")
     check_count("prior dof", prior.dof)
-    if dense:
+    if matrix:
         scale = prior.scale
         if scale.shape != (d, d):
             raise ValueError(
@@ -218,15 +221,20 @@ def map_covariances(nk: Array, centred: Array, scatter: Array, covariance_type: 
 
 def no_prior_for(covariance_type: str) -> str:
     """Why a covariance type takes no prior."""
+    with_prior = [name for name, entry in covtypes.COVARIANCE_TYPES.items() if entry.map_covariances is not None]
     return (
-        f"the conjugate prior is not available with covariance_type {covariance_type!r} (only with full, tied, "
-        "diag and spherical so far)"
+        f"the conjugate prior is not available with covariance_type {covariance_type!r} (mclust has none for it); "
+        f"it is with {', '.join(with_prior)}"
     )
 
 
-def map_means(nk: Array, data_means: Array, prior: Prior) -> Array:
-    """``(n_k xbar_k + kappa mean) / (n_k + kappa)``."""
-    return (nk[:, None] * data_means + prior.shrinkage * prior.mean) / (nk + prior.shrinkage)[:, None]
+def map_means(nk: Array, data_means: Array, prior: Prior, covariance_type: str) -> Array:
+    """``(n_k xbar_k + kappa mean) / (n_k + kappa)``; mclust's ``EEI`` keeps the data means ``xbar_k``
+    (:data:`~pipeline.kernels.mclust_prior.UNSHRUNK_MEANS`)."""
+    if covariance_type in UNSHRUNK_MEANS:
+        return data_means
+    means: Array = (nk[:, None] * data_means + prior.shrinkage * prior.mean) / (nk + prior.shrinkage)[:, None]
+    return means
 
 
 def log_prior(params: Params, prior: Prior) -> float:
@@ -238,6 +246,11 @@ def log_prior(params: Params, prior: Prior) -> float:
     """
     layout, k, d = layout_of(params.covariance_type), params.n_components, params.n_features
     u = layout.per_component(params.precisions_cholesky, k, d)
+    own = covtypes.get(params.covariance_type).log_prior
+    if own is not None:  # mclust's models: what their MAP update raises
+        log_dets = -2.0 * np.log(np.diagonal(u, axis1=1, axis2=2)).sum(axis=1)
+        precisions = u @ np.swapaxes(u, 1, 2)
+        return own(params.means, precisions, log_dets, prior.mean, prior.shrinkage, prior.scale, prior.dof)
     nu = prior.dof
     if layout.dense:
         log_det = -2.0 * np.log(np.diagonal(u, axis1=1, axis2=2)).sum(axis=1)  # log |Sigma_k|
