@@ -140,11 +140,12 @@ def test_the_models_are_refused_where_they_do_not_apply(tmp_path):
 
 def test_gmm_fit_and_select_take_the_models(tmp_path):
     write_parquet(tmp_path / "data", make_blobs(5, n_per=300), n_files=2)
-    write_config(tmp_path / "c.yaml", data={"path": "data"}, model={"covariance_type": "VEV"}, output={"path": "fit"})
+    model = {"covariance_type": "VEV", "prior": "default"}  # mclust gives VEV its prior, a matrix scale
+    write_config(tmp_path / "c.yaml", data={"path": "data"}, model=model, output={"path": "fit"})
     fitted = gmm(tmp_path, "fit", "c.yaml")
     assert fitted.returncode == 0, fitted.stderr
     info = yaml.safe_load((tmp_path / "fit" / "model.yaml").read_text())
-    assert info["covariance_type"] == "VEV"
+    assert info["covariance_type"] == "VEV" and np.shape(info["prior"]["scale"]) == (3, 3)
     assert info["covariance_solver"] == {"method": "alternation of volumes and shape", "tol": 1e-12, "max_iter": 1000}
     shown = gmm(tmp_path, "inspect", "fit")
     assert "covariance VEV (ellipsoidal: variable volume, equal shape, variable orientation)" in shown.stdout
