@@ -376,7 +376,12 @@ def bench_scoring(root, address, repeats):
             _timed(lambda: scoring.score(str(path / "_truth"), str(path), str(out), [], True, scheduler=address))
         )
     n = SHAPES["A"]["n"]
-    return {"seconds": stats_of(times), "rows_per_s": n / statistics.median(times), "n_rows": n}
+    from onnx_scoring import bench_onnx
+
+    work = root / "onnx-bench"
+    work.mkdir(exist_ok=True)
+    onnx = bench_onnx(path / "_truth", path, work, n, SHAPES["A"]["d"], repeats)
+    return {"seconds": stats_of(times), "rows_per_s": n / statistics.median(times), "n_rows": n, "onnx": onnx}
 
 
 def bench_missing(root, client, repeats):
@@ -659,6 +664,11 @@ def main(argv=None):
                 print(
                     f"\nscoring: {sc['rows_per_s']:,.0f} rows/s (median {sc['seconds']['median']:.2f} s for "
                     f"{sc['n_rows']:,} rows, min {sc['seconds']['min']:.2f}, max {sc['seconds']['max']:.2f})"
+                )
+                onnx = sc["onnx"].get("rows_per_s")
+                print(
+                    "onnxruntime (gmm export's graph, Parquet in and out, 2 threads; in memory, one batch): "
+                    + (", ".join(f"{k} {v:,.0f} rows/s" for k, v in onnx.items()) if onnx else sc["onnx"]["not_run"])
                 )
                 print(
                     f"select --k 2..9: {se['select_s']:.1f} s; eight separate fits: {se['eight_fits_s']:.1f} s "

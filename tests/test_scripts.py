@@ -53,6 +53,7 @@ def test_the_bench_runs_every_step_and_writes_its_figures(tmp_path):
         assert all(math.isfinite(x) for x in figures), result
     assert math.isfinite(report["missing"]["per_incomplete_row_us"])
     assert report["scoring"]["rows_per_s"] > 0 and report["select"]["ratio"] > 0
+    assert len(report["scoring"]["onnx"]["rows_per_s"]) == 6 and "onnxruntime (gmm export's graph" in run.stdout
     assert report["online"]["ours_rows_per_s"] > 0 and report["online"]["minibatch_kmeans_rows_per_s"] > 0
     for profile in report["profile"].values():
         assert abs(sum(profile["shares"].values()) - 1.0) < 1e-9 and any(
