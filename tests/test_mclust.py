@@ -149,6 +149,13 @@ def test_gmm_fit_and_select_take_the_models(tmp_path):
     assert info["covariance_solver"] == {"method": "alternation of volumes and shape", "tol": 1e-12, "max_iter": 1000}
     shown = gmm(tmp_path, "inspect", "fit")
     assert "covariance VEV (ellipsoidal: variable volume, equal shape, variable orientation)" in shown.stdout
+    scored = gmm(tmp_path, "score", "--model", "fit", "--input", "data", "--output", "scored", "--probabilities")
+    assert scored.returncode == 0, scored.stderr
+    rows = dd.read_parquet(tmp_path / "scored").compute()
+    X = dd.read_parquet(tmp_path / "data").compute()
+    model = load_model(tmp_path / "fit")
+    np.testing.assert_allclose(rows["log_likelihood"], model.score_samples(X), rtol=1e-12)
+    np.testing.assert_array_equal(rows["label"], model.predict(X))
     write_config(tmp_path / "s.yaml", data={"path": "data"}, output={"path": "sel"})
     selected = gmm(tmp_path, "select", "s.yaml", "--k", "2..3", "--covariance-types", "EII,VVI,EEV,VVV")
     assert selected.returncode == 0, selected.stderr
