@@ -547,6 +547,11 @@ def main(argv=None):
         help="only passes and seconds to a converged model (plain EM, SQUAREM, scikit-learn; scripts/converge.py)",
     )
     parser.add_argument(
+        "--tried",
+        action="store_true",
+        help="with --converge: also how far incremental EM and online epochs get (scripts/converge_tried.py)",
+    )
+    parser.add_argument(
         "--mclust",
         action="store_true",
         help="only gmm select over mclust's models on 1M rows, beside R's Mclust (scripts/mclust_scale.py)",
@@ -601,7 +606,7 @@ def main(argv=None):
         if args.converge:
             from converge import bench_converge
 
-            report["converge"] = bench_converge(root, SHAPES["A"], smoke=args.smoke, spark=spark)
+            report["converge"] = bench_converge(root, SHAPES["A"], smoke=args.smoke, spark=spark, tried=args.tried)
         elif args.scaling:
             report["scaling"] = bench_scaling(root, client, max(1, args.repeats))
             png = Path(args.output).with_name("scaling.png") if args.smoke else Path("docs/scaling.png")

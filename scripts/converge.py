@@ -152,9 +152,10 @@ def _sklearn(X: np.ndarray, start: kernels.Params, tol: float) -> dict:
     }
 
 
-def bench_converge(root: Path, shape_a: dict, smoke: bool = False, spark=None) -> dict:
+def bench_converge(root: Path, shape_a: dict, smoke: bool = False, spark=None, tried: bool = False) -> dict:
     """Every data set's figures (see the module's docstring); with a SparkSession, Spark MLlib's on the overlapping
-    mixture (its own start and rule: :func:`spark_mllib.to_convergence`)."""
+    mixture (its own start and rule: :func:`spark_mllib.to_convergence`); with ``tried``, how far the methods tried
+    and not kept get on it (:mod:`converge_tried`)."""
     results = {}
     for name, spec in datasets(root, shape_a, smoke).items():
         dataset = data.open_dataset(str(spec["path"]))
@@ -182,6 +183,10 @@ def bench_converge(root: Path, shape_a: dict, smoke: bool = False, spark=None) -
             import spark_mllib
 
             result["spark_mllib"] = spark_mllib.to_convergence(spark, spec["path"], X.shape[1], spec["k"], TOL)
+        if tried and name == "overlapping":
+            from converge_tried import bench_tried
+
+            result["tried"] = bench_tried(X, start, smoke)
         if name in ("A", "overlapping"):
             unpersisted = data.block_source(dataset)
             result["persist_none"] = {

@@ -76,7 +76,7 @@ def test_the_bench_draws_its_scaling_curves(tmp_path):
 
 
 def test_the_bench_measures_passes_to_a_converged_model(tmp_path):
-    run = bench(tmp_path, "--converge", "--output", "out/bench.json")
+    run = bench(tmp_path, "--converge", "--tried", "--output", "out/bench.json")
     assert run.returncode == 0, run.stderr[-4000:]
     results = json.loads((tmp_path / "out" / "converge.json").read_text())["converge"]
     assert set(results) == {"A", "overlapping", "wine", "digits"}
@@ -88,6 +88,9 @@ def test_the_bench_measures_passes_to_a_converged_model(tmp_path):
         assert result["none"]["to_optimum"]["passes"] is not None  # plain EM reaches its own
         assert result["sklearn"]["passes"] >= 1
     assert set(results["A"]["persist_none"]) == {"none", "squarem"}
+    tried = results["overlapping"]["tried"]
+    assert len(tried) == 4 and all(len(method["at_marks"]) == 5 for method in tried.values())
+    assert tried["plain EM"]["passes_to_plain_at_last_mark"] is not None
     assert "acceleration squarem" in run.stdout and "scikit-learn (tol" in run.stdout
 
 
