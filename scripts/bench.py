@@ -566,7 +566,8 @@ def main(argv=None):
     parser.add_argument(
         "--spark",
         action="store_true",
-        help="also Spark MLlib's GaussianMixture (shape A; with --converge, the overlapping mixture): the bench extra",
+        help="also Spark MLlib's GaussianMixture (shape A; with --converge, shape A and the overlapping mixture): the "
+        "bench extra",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="every step on tiny shapes, in seconds: a check that the bench runs"

@@ -9,7 +9,8 @@ same persisted blocks; ours run on the bench's 2-worker LocalCluster.  Reported 
 - scikit-learn's iterations and seconds at ``TOL`` (its own loop, one process, on the NumPy array);
 - with ``persist: none`` (every pass reads the Parquet files), passes and seconds at ``TOL`` for bench shape A and
   the overlapping mixture;
-- with ``--spark``, Spark MLlib's iterations and seconds on the overlapping mixture (its own start and rule).
+- with ``--spark``, Spark MLlib's iterations and seconds on shape A and the overlapping mixture (its own start
+  and rule; the data cached in Spark's memory, as ours are persisted).
 
 Start passes are none here (an explicit start); a k-means start adds two passes (a sample, the first statistics)
 to every method alike.
@@ -153,9 +154,9 @@ def _sklearn(X: np.ndarray, start: kernels.Params, tol: float) -> dict:
 
 
 def bench_converge(root: Path, shape_a: dict, smoke: bool = False, spark=None, tried: bool = False) -> dict:
-    """Every data set's figures (see the module's docstring); with a SparkSession, Spark MLlib's on the overlapping
-    mixture (its own start and rule: :func:`spark_mllib.to_convergence`); with ``tried``, how far the methods tried
-    and not kept get on it (:mod:`converge_tried`)."""
+    """Every data set's figures (see the module's docstring); with a SparkSession, Spark MLlib's on shape A and the
+    overlapping mixture (its own start and rule: :func:`spark_mllib.to_convergence`); with ``tried``, how far the
+    methods tried and not kept get on the overlapping mixture (:mod:`converge_tried`)."""
     results = {}
     for name, spec in datasets(root, shape_a, smoke).items():
         dataset = data.open_dataset(str(spec["path"]))
@@ -179,7 +180,7 @@ def bench_converge(root: Path, shape_a: dict, smoke: bool = False, spark=None, t
             result[m] = {**at_tol, "to_optimum": _to_optimum(fits[m, TIGHT], optimum)}
             result[m]["tight_lower_bound"] = fits[m, TIGHT]["lower_bound"]
         del source
-        if spark is not None and name == "overlapping":
+        if spark is not None and name in ("A", "overlapping"):
             import spark_mllib
 
             result["spark_mllib"] = spark_mllib.to_convergence(spark, spec["path"], X.shape[1], spec["k"], TOL)
