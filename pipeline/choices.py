@@ -2,9 +2,9 @@
 
 import enum
 
-# scikit-learn's four, then mclust's models (volume, shape, orientation: Equal, Variable or I); EVE and VVE to come.
+# scikit-learn's four, then mclust's fourteen models (volume, shape, orientation: Equal, Variable or I).
 SKLEARN_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EEV", "VEV", "EVV", "VVV")
+MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
 COVARIANCE_TYPES = SKLEARN_COVARIANCE_TYPES + MCLUST_MODELS
 
 

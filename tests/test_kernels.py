@@ -304,7 +304,7 @@ def test_each_layout_reduces_per_component_moments_as_the_tests_write_them_out(c
 def test_a_type_added_to_the_table_alone_fits_with_every_other_kernel(monkeypatch):
     # mclust's EEI (equal volume, equal shape, axis-aligned): one diagonal for all components, pooled over them,
     # stored in the diag layout with equal rows.  Only its entry is written: E-step, statistics and M-step follow.
-    def pooled_diagonal(nk, scatter, n_features):
+    def pooled_diagonal(nk, scatter, n_features, previous=None):
         return np.broadcast_to(scatter.sum(axis=0) / nk.sum(), scatter.shape).copy()
 
     diag = covtypes.get("diag")

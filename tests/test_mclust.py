@@ -9,6 +9,7 @@ The M-steps equal the reference of tests/reference_mclust.py, written from the p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -65,12 +66,18 @@ def test_one_iteration_from_mclusts_optimum_gives_it_back(name, i):
         warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
     assert gm.lower_bound_ * n == pytest.approx(fit["loglik"], rel=1e-9)  # the bound at mclust's parameters
-    np.testing.assert_allclose(gm.weights_, pro, rtol=0, atol=2e-5)
-    scale = X.std(axis=0)
-    np.testing.assert_allclose(gm.means_ / scale, mean / scale, rtol=0, atol=2e-5)
-    outer = np.outer(scale, scale)
     assert gm.covariances_.shape == (fit["G"], d, d)
-    np.testing.assert_allclose(gm.covariances_ / outer, sigma / outer, rtol=0, atol=2e-5)
+    if fit["model"] == "VVE":
+        # mclust's MM for VVE leaves 1/lambda_k out, so its fixed point is not the maximum-likelihood one: from it,
+        # our EM step (the exact orientation) climbs
+        assert gm.score(X) * n > fit["loglik"] + 1e-3
+    else:
+        atol = 5e-5 if fit["model"] == "EVE" else 2e-5  # mclust's MM for EVE stops early (banknote G=2: 2.2e-5 off)
+        np.testing.assert_allclose(gm.weights_, pro, rtol=0, atol=atol)
+        scale = X.std(axis=0)
+        np.testing.assert_allclose(gm.means_ / scale, mean / scale, rtol=0, atol=atol)
+        outer = np.outer(scale, scale)
+        np.testing.assert_allclose(gm.covariances_ / outer, sigma / outer, rtol=0, atol=atol)
     assert kernels.n_parameters(fit["model"], fit["G"], d) == fit["df"]
     # BIC in scikit-learn's sign (lower is better) is minus mclust's, at mclust's parameters
     at_optimum = GaussianMixture(fit["G"], covariance_type=fit["model"], reg_covar=0.0, max_iter=0, **start).fit(X)
@@ -88,14 +95,18 @@ def test_the_m_step_is_the_references(name, i):
     _, _, theirs = ref.m_step(fit["model"], X, resp, tol=1e-14, max_iter=10_000)
     # VEI, VEE and VEV iterate in both, each to its own stopping rule, on objectives flat in some directions (diabetes
     # VEE: 2e-6 apart in entries, 1e-16 in the objective): as good a minimum, and near; elsewhere equal to round-off
-    iterative = fit["model"] in ("VEI", "VEE", "VEV")
-    rtol = 1e-5 if iterative else 1e-9
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * 1e-3 * np.abs(theirs).max())
-    ours_value, theirs_value = ref.objective(ours, scatter, nk), ref.objective(theirs, scatter, nk)
-    assert ours_value <= theirs_value + 1e-12 * abs(theirs_value)
     assert mclust.covariance_parameters(fit["model"], fit["G"], X.shape[1]) + fit["G"] * X.shape[1] + fit["G"] - 1 == (
         ref.n_parameters(fit["model"], fit["G"], X.shape[1])
     )
+    ours_value, theirs_value = ref.objective(ours, scatter, nk), ref.objective(theirs, scatter, nk)
+    if fit["model"] in ("EVE", "VVE"):  # the reference's MM stops (tol 1e-14) short of the minimum ours reaches
+        assert ours_value <= theirs_value + 1e-12 * abs(theirs_value)
+        assert ours_value >= theirs_value - 1e-6 * abs(theirs_value)
+        return
+    iterative = fit["model"] in ("VEI", "VEE", "VEV")
+    rtol = 1e-5 if iterative else 1e-9
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * 1e-3 * np.abs(theirs).max())
+    assert ours_value <= theirs_value + 1e-12 * abs(theirs_value)
 
 
 @pytest.mark.parametrize("model", MCLUST_MODELS)
@@ -116,6 +127,30 @@ def test_a_fit_keeps_the_models_constraints_and_never_lowers_its_bound(model):
     if orientation == "E" and model[1] == "E":
         shapes = cov / volumes[:, None, None]  # one shape and orientation: equal after the volumes are divided out
         np.testing.assert_allclose(shapes, np.broadcast_to(shapes[0], shapes.shape), rtol=1e-6, atol=1e-12)
+    if orientation == "E":  # one orientation: the covariances share their eigenvectors, so they commute
+        for other in cov[1:]:
+            np.testing.assert_allclose(cov[0] @ other, other @ cov[0], rtol=0, atol=1e-9 * np.abs(cov).max() ** 2)
+
+
+@pytest.mark.parametrize("model", ["EVE", "VVE"])
+def test_every_m_step_of_a_common_orientation_starts_from_the_last(model, monkeypatch):
+    """EM's likelihood cannot fall for a minimum the orientation's search lost: each M-step is given the
+    covariances its E-step used (none at the start)."""
+    entry = kernels.covtypes.get(model)
+    given = []
+
+    def recording(nk, scatter, n_features, previous=None):
+        given.append(None if previous is None else previous.copy())
+        return entry.ml(nk, scatter, n_features, previous)
+
+    monkeypatch.setitem(kernels.covtypes.COVARIANCE_TYPES, model, dataclasses.replace(entry, ml=recording))
+    gm = GaussianMixture(3, covariance_type=model, random_state=0, tol=0, max_iter=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(make_blobs(3, n_per=100))
+    assert given[0] is None and len(given) == 5  # the start's M-step, then four iterations
+    for before, after in zip(given[1:], given[2:]):
+        assert before is not None and after is not None and not np.array_equal(before, after)
 
 
 def test_the_models_are_refused_where_they_do_not_apply(tmp_path):
@@ -209,7 +244,7 @@ def test_a_component_on_two_points_is_held_up_by_reg_covar_in_its_scatter(model)
 
 
 def test_from_our_own_starts_we_reach_mclusts_log_likelihood_in_most_cases():
-    """One k-means start (mclust starts from its hierarchical clustering): 84 of 96 fits reach mclust's optimum or
+    """One k-means start (mclust starts from its hierarchical clustering): 99 of 112 fits reach mclust's optimum or
     a better one; the others end at another local optimum (their EM converged), none below by more than 3%."""
     reached, misses = 0, []
     for name, doc in FIXTURES.items():

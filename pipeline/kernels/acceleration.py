@@ -143,7 +143,7 @@ class Squarem:
         return self.inner.prepare(at, dtype)
 
     def advance(self, stats: Stats, shift: Array, state: Cycle) -> tuple[Cycle, Scores]:
-        new = self.inner.m_step(stats, shift)
+        new = self.inner.m_step(stats, shift, state.state if state.point is None else Learned(state.point, None))
         if state.phase == 2:
             assert state.point is not None and state.fallback is not None
             scores = self.inner.scores(stats, Learned(state.point, None), new)

@@ -41,8 +41,9 @@ class EMStep(Advances):
     def prepare(self, state: Params, dtype: str = "float64") -> Prepared:
         return prepare(state, dtype=dtype, with_missing=self.missing)
 
-    def m_step(self, stats: Stats, shift: Array) -> Params:
-        return m_step(stats, shift, self.covariance_type, self.reg_covar, self.prior)
+    def m_step(self, stats: Stats, shift: Array, previous: Params | None = None) -> Params:
+        previous_covariances = None if previous is None else previous.covariances
+        return m_step(stats, shift, self.covariance_type, self.reg_covar, self.prior, previous_covariances)
 
     def scores(self, stats: Stats, state: Params, new_state: Params) -> Scores:
         mean = stats.log_likelihood / stats.weight_sum

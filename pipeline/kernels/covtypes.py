@@ -123,9 +123,10 @@ SPHERICAL = Layout("spherical", dense=False, isotropic=True)
 class MlCovariances(Protocol):
     """Maximum-likelihood covariances of a type that is not the layout's plain reduction (e.g. mclust's ``EEI``)."""
 
-    def __call__(self, nk: Array, scatter: Array, n_features: int) -> Array:
-        """``nk`` (K,) the components' weights, ``scatter`` about their data means in the layout's shape; returns
-        the covariances in the layout's shape."""
+    def __call__(self, nk: Array, scatter: Array, n_features: int, previous: Array | None = None) -> Array:
+        """``nk`` (K,) the components' weights, ``scatter`` about their data means in the layout's shape,
+        ``previous`` the covariances the E-step used (None at a start); returns the covariances in the layout's
+        shape."""
         ...
 
 
@@ -210,11 +211,11 @@ class CovarianceType:
         k, d = n_components, n_features
         return int(self.covariance_parameters(k, d) + k * d + k - 1)
 
-    def ml_covariances(self, nk: Array, scatter: Array, n_features: int) -> Array:
-        """Maximum-likelihood covariances: the type's own (:attr:`ml`), else the scatter (in the layout's shape)
-        over its weight, reduced alike."""
+    def ml_covariances(self, nk: Array, scatter: Array, n_features: int, previous: Array | None = None) -> Array:
+        """Maximum-likelihood covariances: the type's own (:attr:`ml`, given the ``previous`` covariances), else the
+        scatter (in the layout's shape) over its weight, reduced alike."""
         if self.ml is not None:
-            return self.ml(nk, scatter, n_features)
+            return self.ml(nk, scatter, n_features, previous)
         k, d, dense = nk.shape[0], n_features, self.layout.dense
         counts = np.broadcast_to(nk[:, None, None] if dense else nk[:, None], (k, d, d) if dense else (k, d))
         return scatter / self.layout.reduce(counts)
@@ -320,7 +321,7 @@ COVARIANCE_TYPES: dict[str, CovarianceType] = {
                 lambda k, d, name=name: mclust.covariance_parameters(name, k, d),
                 mclust_prior.MAP_ESTIMATORS.get(name),
                 None,
-                lambda nk, scatter, d, estimate=estimate: estimate(nk, scatter),
+                lambda nk, scatter, d, previous=None, estimate=estimate: estimate(nk, scatter, previous),
                 mclust_prior.LOG_PRIORS.get(name),
             )
             for name, estimate in mclust.ESTIMATORS.items()

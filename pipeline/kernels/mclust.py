@@ -15,26 +15,41 @@ both: :func:`inner_solver`).  Every inner
 iteration starts from the same closed form, so the result depends on the statistics alone (bit-identical on any
 cluster).
 
-``EVE`` and ``VVE`` (a common orientation with variable shapes) are not here yet: the MM algorithm of Browne &
-McNicholas (2014, ADAC 8) for their orientation converges slowly (thousands of rounds to mclust's optimum) and,
-for ``VVE``, to local minima worse than ``EVE``'s; they need a better solver first.
+``EVE`` and ``VVE`` (a common orientation with variable shapes) are solved over the orientation alone by
+:mod:`~pipeline.kernels.common_orientation` (Jacobi sweeps and trust-region Newton steps from several starts, the
+last M-step's covariances among them), not by the MM algorithm of Browne & McNicholas (2014, ADAC 8) that mclust
+runs, which takes thousands of rounds and, for ``VVE``, leaves out ``1 / lambda_k`` (its fixed point is not the
+maximum-likelihood one unless the volumes are equal).  Every estimator takes ``previous``, the covariances the
+E-step was computed with (None at a start): only these two use it, as a start, so that their estimate is never
+worse than the previous M-step's and EM's likelihood never falls for a lost minimum.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from pipeline.kernels import common_orientation
 from pipeline.kernels.arrays import Array
 
 INNER_TOL = 1e-12
 INNER_MAX_ITER = 1000
-# The models whose M-step iterates (no closed form), with what each iteration does.
-ITERATIVE = {
-    "VEI": "alternation of volumes and shape",
-    "VEE": "alternation of volumes and shape-orientation",
-    "VEV": "alternation of volumes and shape",
+_ALTERNATION = {"tol": INNER_TOL, "max_iter": INNER_MAX_ITER}
+_ORIENTATION = {
+    "method": "Jacobi sweeps and trust-region Newton steps on the common orientation, from several starts",
+    "tol": common_orientation.ANGLE_TOL,  # radians: the largest rotation of a last Newton step
+    "max_iter": common_orientation.MAX_ROUNDS,
+}
+# The models whose M-step iterates (no closed form): what model.yaml records of its inner solver.
+ITERATIVE: dict[str, dict[str, object]] = {
+    "VEI": {"method": "alternation of volumes and shape", **_ALTERNATION},
+    "VEE": {"method": "alternation of volumes and shape-orientation", **_ALTERNATION},
+    "EVE": _ORIENTATION,
+    "VVE": _ORIENTATION,
+    "VEV": {"method": "alternation of volumes and shape", **_ALTERNATION},
 }
 
 
@@ -183,27 +198,44 @@ def vvv(nk: Array, scatter: Array) -> Array:
     return scatter / nk[:, None, None]
 
 
-ESTIMATORS: dict[str, Callable[[Array, Array], Array]] = {
-    "EII": eii,
-    "VII": vii,
-    "EEI": eei,
-    "VEI": vei,
-    "EVI": evi,
-    "VVI": vvi,
-    "EEE": eee,
-    "VEE": vee,
-    "EEV": eev,
-    "VEV": vev,
-    "EVV": evv,
-    "VVV": vvv,
+class Estimator(Protocol):
+    """A model's covariances from ``nk`` (K,) and ``scatter`` (K, D, D), given the ``previous`` covariances (K, D, D)
+    the E-step used (None at a start); returns (K, D, D)."""
+
+    def __call__(self, nk: Array, scatter: Array, previous: Array | None = None) -> Array: ...
+
+
+@dataclass(frozen=True)
+class _FromScatter:
+    """An estimator that needs no start: the previous covariances are not used."""
+
+    estimate: Callable[[Array, Array], Array]
+
+    def __call__(self, nk: Array, scatter: Array, previous: Array | None = None) -> Array:
+        return self.estimate(nk, scatter)
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    "EII": _FromScatter(eii),
+    "VII": _FromScatter(vii),
+    "EEI": _FromScatter(eei),
+    "VEI": _FromScatter(vei),
+    "EVI": _FromScatter(evi),
+    "VVI": _FromScatter(vvi),
+    "EEE": _FromScatter(eee),
+    "VEE": _FromScatter(vee),
+    "EVE": common_orientation.eve,
+    "VVE": common_orientation.vve,
+    "EEV": _FromScatter(eev),
+    "VEV": _FromScatter(vev),
+    "EVV": _FromScatter(evv),
+    "VVV": _FromScatter(vvv),
 }
 
 
 def inner_solver(model: str) -> dict[str, object] | None:
     """What model.yaml records of the model's M-step when it iterates (its method, tolerance and cap), else None."""
-    if model not in ITERATIVE:
-        return None
-    return {"method": ITERATIVE[model], "tol": INNER_TOL, "max_iter": INNER_MAX_ITER}
+    return ITERATIVE.get(model)
 
 
 def covariance_parameters(model: str, n_components: int, n_features: int) -> float:

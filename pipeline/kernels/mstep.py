@@ -98,7 +98,14 @@ def component_moments(stats: Stats, shift: Array, covariance_type: str) -> tuple
     return moments.nk, moments.means, moments.scatter
 
 
-def m_step(stats: Stats, shift: Array, covariance_type: str, reg_covar: float, prior: Prior | None = None) -> Params:
+def m_step(
+    stats: Stats,
+    shift: Array,
+    covariance_type: str,
+    reg_covar: float,
+    prior: Prior | None = None,
+    previous: Array | None = None,
+) -> Params:
     """New parameters from merged statistics.
 
     Parameters
@@ -121,16 +128,20 @@ def m_step(stats: Stats, shift: Array, covariance_type: str, reg_covar: float, p
     ComponentCollapseError
         If a covariance is not positive definite even with ``reg_covar``.
     """
-    return m_step_moments(ComponentMoments.of(stats, shift, covariance_type), reg_covar, prior)
+    return m_step_moments(ComponentMoments.of(stats, shift, covariance_type), reg_covar, prior, previous)
 
 
-def m_step_moments(moments: ComponentMoments, reg_covar: float, prior: Prior | None = None) -> Params:
-    """New parameters from component moments (:func:`m_step`'s, after the statistics' shift is taken out)."""
+def m_step_moments(
+    moments: ComponentMoments, reg_covar: float, prior: Prior | None = None, previous: Array | None = None
+) -> Params:
+    """New parameters from component moments (:func:`m_step`'s, after the statistics' shift is taken out);
+    ``previous``, the covariances the E-step used (None at a start), is a start for the maximum-likelihood
+    estimates that search (mclust's ``EVE``, ``VVE``: :class:`~pipeline.kernels.mclust.Estimator`)."""
     nk, data_means, scatter, covariance_type = moments.nk, moments.means, moments.scatter, moments.covariance_type
     k, d = data_means.shape
     if prior is None:
         means = data_means
-        cov = ml_covariances(nk, scatter, covariance_type, d, reg_covar)
+        cov = ml_covariances(nk, scatter, covariance_type, d, reg_covar, previous)
     else:
         means = map_means(nk, data_means, prior, covariance_type)
         centred = data_means - prior.mean
@@ -140,11 +151,20 @@ def m_step_moments(moments: ComponentMoments, reg_covar: float, prior: Prior | N
     return Params(nk / nk.sum(), means, cov, compute_precision_cholesky(cov, covariance_type), covariance_type)
 
 
-def ml_covariances(nk: Array, scatter: Array, covariance_type: str, n_features: int, reg_covar: float) -> Array:
+def ml_covariances(
+    nk: Array,
+    scatter: Array,
+    covariance_type: str,
+    n_features: int,
+    reg_covar: float,
+    previous: Array | None = None,
+) -> Array:
     """Maximum-likelihood covariances (:meth:`~pipeline.kernels.covtypes.CovarianceType.ml_covariances`) with
     ``reg_covar`` (:func:`_regularised`)."""
     entry = covtypes.get(covariance_type)
-    return _regularised(lambda s: entry.ml_covariances(nk, s, n_features), nk, scatter, covariance_type, reg_covar)
+    return _regularised(
+        lambda s: entry.ml_covariances(nk, s, n_features, previous), nk, scatter, covariance_type, reg_covar
+    )
 
 
 def _regularised(

@@ -144,10 +144,11 @@ class IncrementalStep(Advances):
         new = ComponentMoments.of(stats, shift, self.covariance_type).scaled(self.weight)
         return new if self.past is None else self.past + new
 
-    def m_step(self, stats: Stats, shift: Array) -> Learned:
+    def m_step(self, stats: Stats, shift: Array, previous: Learned | None = None) -> Learned:
         moments = self.combine(stats, shift)
         counted = moments if self.count == 1.0 else moments.scaled(self.count)
-        return Learned(m_step_moments(counted, self.reg_covar, self.em.prior), moments)
+        before = None if previous is None else previous.params.covariances
+        return Learned(m_step_moments(counted, self.reg_covar, self.em.prior, before), moments)
 
     def scores(self, stats: Stats, state: Learned, new_state: Learned) -> Scores:
         """The new rows' mean log-likelihood (with a prior, plus the log prior per unit of their weight)."""

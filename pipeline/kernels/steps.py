@@ -45,9 +45,10 @@ class OneStep(Protocol[State]):
     """An algorithm that makes one M-step a pass (EM, MAP EM, the variational mixture): its state from merged
     statistics, and what an iteration reports.  :class:`Advances` makes its ``advance`` of them."""
 
-    def m_step(self, stats: Stats, shift: Array) -> State:
+    def m_step(self, stats: Stats, shift: Array, previous: State | None = None) -> State:
         """The next state from the merged statistics of all rows (a start's, or an iteration's), taken about
-        ``shift`` (K, D)."""
+        ``shift`` (K, D); ``previous``: the state whose E-step gave them (None at a start), a start for an M-step
+        that searches (mclust's ``EVE``, ``VVE``)."""
         ...
 
     def scores(self, stats: Stats, state: State, new_state: State) -> Scores:
@@ -59,7 +60,7 @@ class Advances:
     """``advance`` as the M-step and its scores: what every algorithm but an accelerated one does."""
 
     def advance(self: OneStep[State], stats: Stats, shift: Array, state: State) -> tuple[State, Scores]:
-        new_state = self.m_step(stats, shift)
+        new_state = self.m_step(stats, shift, state)
         return new_state, self.scores(stats, state, new_state)
 
 

@@ -275,7 +275,7 @@ class VariationalStep(Advances):
         log_weights = estep_log_weights(state, self.priors.weight_concentration_prior_type)
         return prepare(state.params, dtype=dtype, log_weights=log_weights, with_entropy=True)
 
-    def m_step(self, stats: Stats, shift: Array) -> VariationalState:
+    def m_step(self, stats: Stats, shift: Array, previous: VariationalState | None = None) -> VariationalState:
         ct, p = self.covariance_type, self.priors
         nk, xk, scatter = component_moments(stats, shift, ct)
         d = xk.shape[1]
