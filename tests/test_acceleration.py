@@ -7,6 +7,8 @@ weights, means and covariances; the optimum against plain EM run to a tighter to
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -200,11 +202,17 @@ def test_bit_identical_on_one_and_three_workers_and_after_a_kill_mid_cycle(parqu
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     assert "extrapolation=kept" in uninterrupted.stderr
     assert gmm(tmp_path, "fit", "c.yaml").returncode == 0
-    kill_at_line(tmp_path, "iteration 5:", "fit", "b.yaml")
-    with np.load(tmp_path / "b.checkpoint.npz") as saved:  # killed with a point to try next: phase 2
-        assert "run0_squarem_point_means" in saved.files
+    # killed with a point to try next (phase 2: after iteration 5 with no step rejected); a loaded machine may let the
+    # fit run on past it before the kill lands, so again at iteration 8 (resuming from the first kill's checkpoint)
+    for line in ("iteration 5:", "iteration 8:"):
+        kill_at_line(tmp_path, line, "fit", "b.yaml")
+        with np.load(tmp_path / "b.checkpoint.npz") as saved:
+            if "run0_squarem_point_means" in saved.files:
+                break
+    else:
+        pytest.fail("no kill landed in a cycle's phase 2")
     resumed = gmm(tmp_path, "fit", "b.yaml")
-    assert resumed.returncode == 0 and "resuming from iteration 5" in resumed.stderr, resumed.stderr
+    assert resumed.returncode == 0 and re.search(r"resuming from iteration \d+", resumed.stderr), resumed.stderr
     npz = {name: (tmp_path / name / "model.npz").read_bytes() for name in "abc"}
     assert npz["a"] == npz["b"] == npz["c"]
     with np.load(tmp_path / "a" / "model.npz") as arrays:  # the model, not the cycle around it

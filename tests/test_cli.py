@@ -395,7 +395,7 @@ def test_covariance_types_keep_their_order_once_each_and_an_empty_value_is_the_c
         (
             ("--k", "2", "--covariance-types", "full,fulll"),
             "error: --covariance-types: 'fulll' is not one of full, tied, diag, spherical, EII, VII, EEI, VEI, EVI, "
-            "VVI, EEE, VEE, EEV, VEV, EVV, VVV (or all: mclust's models)",
+            "VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV (or all: mclust's models)",
         ),
     ],
 )
