@@ -20,7 +20,7 @@ import pytest
 import reference_mclust as ref
 import yaml
 from click.testing import CliRunner
-from helpers import gmm, make_blobs, write_config, write_parquet
+from helpers import gmm, kill_at_line, make_blobs, write_config, write_parquet
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -204,7 +204,7 @@ def test_gmm_fit_and_select_take_the_models(tmp_path):
     assert ("covariance_solver" in chosen) == (chosen["covariance_type"] in mclust.ITERATIVE)
 
 
-@pytest.mark.parametrize("model", ["VEI", "EEV"])
+@pytest.mark.parametrize("model", ["VEI", "EVE"])
 def test_gmm_fit_and_the_estimator_give_the_same_bits_with_missing_values(tmp_path, monkeypatch, client, model):
     X = make_blobs(21, n_per=400)
     X[np.random.default_rng(0).uniform(size=X.shape) < 0.03] = np.nan
@@ -264,3 +264,36 @@ def test_from_our_own_starts_we_reach_mclusts_log_likelihood_in_most_cases():
                 misses.append((name, fit["model"], fit["G"], gap))
                 assert gm.converged_ and gap > -0.03, misses[-1]
     assert reached / (reached + len(misses)) >= 0.85, misses
+
+
+@pytest.mark.parametrize("model", ["VEE", "VVE"])
+def test_integer_sample_weights_are_repeated_rows(model):
+    X = make_blobs(6, n_per=40)
+    counts = np.arange(X.shape[0]) % 3 + 1
+    start = dict(
+        means_init=X[[0, 40, 80]], weights_init=np.full(3, 1 / 3), precisions_init=np.tile(np.eye(3), (3, 1, 1))
+    )
+    kwargs = dict(covariance_type=model, tol=1e-10, max_iter=50, **start)
+    weighted = GaussianMixture(3, **kwargs).fit(X, sample_weight=counts.astype(float))
+    repeated = GaussianMixture(3, **kwargs).fit(np.repeat(X, counts, axis=0))
+    np.testing.assert_allclose(weighted.covariances_, repeated.covariances_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(weighted.means_, repeated.means_, rtol=1e-7, atol=1e-9)
+
+
+def test_one_and_three_workers_and_a_kill_and_resume_give_the_same_bytes(tmp_path):
+    """EVE's M-step searches from the covariances its E-step used: a resumed fit restores them from the
+    checkpoint, and the search is the same on any cluster."""
+    write_parquet(tmp_path / "data", make_blobs(8, n_per=400), n_files=4)
+    model = {"covariance_type": "EVE", "n_components": 3, "tol": 0.0, "max_iter": 8}
+    for name, cluster in (("a", {}), ("b", {"n_workers": 1}), ("c", {"n_workers": 3})):
+        write_config(
+            tmp_path / f"{name}.yaml", data={"path": "data"}, model=model, output={"path": name}, cluster=cluster
+        )
+    assert gmm(tmp_path, "fit", "a.yaml").returncode == 0
+    assert gmm(tmp_path, "fit", "c.yaml").returncode == 0
+    kill_at_line(tmp_path, "iteration 3:", "fit", "b.yaml")
+    assert (tmp_path / "b.checkpoint.npz").exists()
+    resumed = gmm(tmp_path, "fit", "b.yaml")
+    assert resumed.returncode == 0 and "resuming from iteration" in resumed.stderr, resumed.stderr
+    npz = {name: (tmp_path / name / "model.npz").read_bytes() for name in "abc"}
+    assert npz["a"] == npz["b"] == npz["c"]
