@@ -16,11 +16,27 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 ROOT = Path(__file__).resolve().parents[1]
 GMM = str(Path(sys.executable).parent / "gmm")
+
+
+def json_fixtures(folder: str) -> dict[str, dict]:
+    """The JSON fixtures in tests/data/``folder``, by file name without ``.json``."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "tests" / "data" / folder).glob("*.json"))}
+
+
+def fixture_fits(fixtures: dict[str, dict], keep) -> list:
+    """pytest params ``(name, i)`` of every fit ``keep(fit)`` holds true for, named ``name-MODEL-GK``."""
+    return [
+        pytest.param(name, i, id=f"{name}-{fit['model']}-G{fit['G']}")
+        for name, doc in fixtures.items()
+        for i, fit in enumerate(doc["fits"])
+        if keep(fit)
+    ]
 
 
 def make_blobs(seed: int, n_per: int = 300, centres=((-4, 0, 1), (0, 3, -2), (5, -1, 0))) -> np.ndarray:

@@ -9,13 +9,11 @@ given an orientation ``D`` and the stationarity equations (Flury 1984) are writt
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import reference_mclust as ref
 import scipy.linalg
+from helpers import fixture_fits, json_fixtures
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -26,15 +24,8 @@ pytestmark = pytest.mark.filterwarnings("error")  # no division by zero, no NaN,
 
 ESTIMATE = {"EVE": eve, "VVE": vve}
 REFERENCE = {"EVE": ref._eve, "VVE": ref._vve}
-FIXTURES = {
-    p.stem: json.loads(p.read_text()) for p in sorted((Path(__file__).parent / "data" / "mclust").glob("*.json"))
-}
-FITS = [
-    pytest.param(name, i, id=f"{name}-{fit['model']}-G{fit['G']}")
-    for name, doc in FIXTURES.items()
-    for i, fit in enumerate(doc["fits"])
-    if fit["model"] in ESTIMATE
-]
+FIXTURES = json_fixtures("mclust")
+FITS = fixture_fits(FIXTURES, lambda fit: fit["model"] in ESTIMATE)
 RANDOM = [pytest.param(seed, model, id=f"{model}-seed{seed}") for seed in range(4) for model in ("EVE", "VVE")]
 # many minima (11 starts end at 7 values): the four best after a sweep miss the reference's, the others find it
 HARD = [pytest.param(116, 8, 16, 1.0, "VVE", id="VVE-K8-D16")]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import warnings
-from pathlib import Path
 
 import dask.dataframe as dd
 import numpy as np
@@ -20,7 +18,7 @@ import pytest
 import reference_mclust as ref
 import yaml
 from click.testing import CliRunner
-from helpers import gmm, kill_at_line, make_blobs, write_config, write_parquet
+from helpers import fixture_fits, gmm, json_fixtures, kill_at_line, make_blobs, write_config, write_parquet
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -30,15 +28,8 @@ from pipeline.cli import main
 from pipeline.errors import ComponentCollapseError, ConvergenceWarning
 from pipeline.kernels import mclust
 
-FIXTURES = {
-    p.stem: json.loads(p.read_text()) for p in sorted((Path(__file__).parent / "data" / "mclust").glob("*.json"))
-}
-CASES = [
-    pytest.param(name, i, id=f"{name}-{fit['model']}-G{fit['G']}")
-    for name, doc in FIXTURES.items()
-    for i, fit in enumerate(doc["fits"])
-    if fit["model"] in MCLUST_MODELS
-]
+FIXTURES = json_fixtures("mclust")
+CASES = fixture_fits(FIXTURES, lambda fit: fit["model"] in MCLUST_MODELS)
 
 
 def _fixture(name, i):

@@ -7,13 +7,11 @@ M-step of its EM from seeded responsibilities, with shrinkage 0.01 and 0.
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_blobs
+from helpers import fixture_fits, json_fixtures, make_blobs
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -23,15 +21,8 @@ from pipeline.kernels import mclust_prior
 from pipeline.kernels.params import make_params
 from pipeline.kernels.prior import Prior, log_prior, map_covariances, map_means
 
-FIXTURES = {
-    p.stem: json.loads(p.read_text()) for p in sorted((Path(__file__).parent / "data" / "mclust_prior").glob("*.json"))
-}
-FITS = [
-    pytest.param(name, i, id=f"{name}-{fit['model']}-G{fit['G']}")
-    for name, doc in FIXTURES.items()
-    for i, fit in enumerate(doc["fits"])
-    if fit["fitted"]
-]
+FIXTURES = json_fixtures("mclust_prior")
+FITS = fixture_fits(FIXTURES, lambda fit: fit["fitted"])
 STEPS = [
     pytest.param(name, i, id=f"{name}-{step['model']}-G{step['G']}-kappa{step['shrinkage']}")
     for name, doc in FIXTURES.items()
