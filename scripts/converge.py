@@ -18,6 +18,7 @@ to every method alike.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -52,6 +53,11 @@ def overlapping_mixture(n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
 
 
 def _real(name: str) -> np.ndarray:
+    """scikit-learn's wine and digits, or R's Old Faithful geyser (272 eruptions: duration and waiting time; the
+    rows of tests/data/mclust/faithful.json), where EM with four components is slow (222 passes to tol 1e-6)."""
+    if name == "faithful":
+        fixture = Path(__file__).resolve().parents[1] / "tests" / "data" / "mclust" / "faithful.json"
+        return np.asarray(json.loads(fixture.read_text())["X"], dtype=np.float64)
     from sklearn import datasets
 
     return {"wine": datasets.load_wine, "digits": datasets.load_digits}[name]().data.astype(np.float64)
@@ -67,6 +73,7 @@ def datasets(root: Path, shape_a: dict, smoke: bool) -> dict[str, dict]:
         "overlapping": dict(X=overlapping_mixture(n_overlap, 16, 8), k=8, cov="full", parts=8),
         "wine": dict(X=_real("wine"), k=3, cov="full", parts=1),
         "digits": dict(X=_real("digits"), k=10, cov="diag", parts=2),
+        "faithful": dict(X=_real("faithful"), k=4, cov="full", parts=1),
     }
     for name, spec in found.items():
         if "path" in spec:

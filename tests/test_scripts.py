@@ -79,7 +79,7 @@ def test_the_bench_measures_passes_to_a_converged_model(tmp_path):
     run = bench(tmp_path, "--converge", "--tried", "--output", "out/bench.json")
     assert run.returncode == 0, run.stderr[-4000:]
     results = json.loads((tmp_path / "out" / "converge.json").read_text())["converge"]
-    assert set(results) == {"A", "overlapping", "wine", "digits"}
+    assert set(results) == {"A", "overlapping", "wine", "digits", "faithful"}
     for result in results.values():
         for method in ("none", "squarem"):
             fit = result[method]
