@@ -288,3 +288,12 @@ def test_one_and_three_workers_and_a_kill_and_resume_give_the_same_bytes(tmp_pat
     assert resumed.returncode == 0 and "resuming from iteration" in resumed.stderr, resumed.stderr
     npz = {name: (tmp_path / name / "model.npz").read_bytes() for name in "abc"}
     assert npz["a"] == npz["b"] == npz["c"]
+
+
+@pytest.mark.parametrize("model", ["VVE", "EEV"])
+def test_the_estimators_model_yaml_records_the_inner_solver_as_gmm_fits_does(model, tmp_path):
+    GaussianMixture(2, covariance_type=model, random_state=0).fit(make_blobs(5, n_per=50)).save(tmp_path / "m")
+    info = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    assert info.get("covariance_solver") == mclust.inner_solver(model) and (model in mclust.ITERATIVE) == (
+        "covariance_solver" in info
+    )
